@@ -1,0 +1,56 @@
+//! The gRPC `TaskService`: converts requests, calls [`Tasks`], maps errors through the
+//! runtime's error-code table.
+
+use std::sync::Arc;
+
+use magnet_proto::v1 as pb;
+use magnet_proto::v1::task_service_server::TaskService;
+use magnet_runtime::telemetry;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::convert;
+use crate::tasks::Tasks;
+
+pub struct TaskApi {
+    tasks: Arc<Tasks>,
+}
+
+impl TaskApi {
+    pub fn new(tasks: Arc<Tasks>) -> Self {
+        Self { tasks }
+    }
+}
+
+fn span<T>(name: &'static str, req: &Request<T>) -> tracing::Span {
+    let span = tracing::info_span!("grpc", rpc = name);
+    telemetry::extract_grpc(&span, req.metadata());
+    span
+}
+
+#[tonic::async_trait]
+impl TaskService for TaskApi {
+    async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+        let span = span("Submit", &req);
+        let (task, existing) = self.tasks.submit(&req.into_inner().magnet_url).instrument(span).await?;
+        Ok(Response::new(pb::SubmitResponse { task: Some(convert::task(task)), existing }))
+    }
+
+    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+        let span = span("List", &req);
+        let tasks = self.tasks.list().instrument(span).await?;
+        Ok(Response::new(pb::ListResponse { tasks: tasks.into_iter().map(convert::task).collect() }))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Task>, Status> {
+        let span = span("Get", &req);
+        let task = self.tasks.get(&req.into_inner().task_id).instrument(span).await?;
+        Ok(Response::new(convert::task(task)))
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let span = span("Delete", &req);
+        self.tasks.delete(&req.into_inner().task_id).instrument(span).await?;
+        Ok(Response::new(pb::DeleteResponse {}))
+    }
+}

@@ -1,0 +1,158 @@
+//! magnet-downloader: a worker node's head. It downloads torrents with librqbit into
+//! `data/downloads/<task_id>/`, owns the node's SQLite task store (the only writer), serves
+//! the gRPC `TaskService`, keeps the node's record in the registry, publishes transcode jobs
+//! and applies transcode events.
+//!
+//! [`start`] wires it all and returns the bound addresses; [`Running::wait`] runs until the
+//! shutdown token fires, then drains.
+
+pub mod api;
+pub mod convert;
+pub mod error;
+pub mod jobs;
+pub mod registry;
+pub mod store;
+pub mod tasks;
+pub mod torrent;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use magnet_proto::v1::task_service_server::TaskServiceServer;
+use magnet_runtime::admin::Admin;
+use magnet_runtime::{Settings, grpc, nats};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{Error, Result};
+
+/// The downloader's metrics.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub submitted: Counter,
+    pub completed: Counter,
+    pub active: Gauge,
+}
+
+impl Metrics {
+    fn register(&self, admin: &Admin) {
+        admin.register(|r| {
+            r.register("magnet_tasks_submitted", "Tasks submitted to this node", self.submitted.clone());
+            r.register("magnet_downloads_completed", "Downloads completed", self.completed.clone());
+            r.register("magnet_downloads_active", "Downloads in progress", self.active.clone());
+        });
+    }
+}
+
+/// A started downloader.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// Where BitTorrent peers reach this node, if it listens.
+    pub torrent_addr: Option<SocketAddr>,
+    pub tasks: Arc<tasks::Tasks>,
+    join: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Runs until shutdown and the drain finish.
+    pub async fn wait(self) -> Result<()> {
+        self.join.await.map_err(|_| Error::Internal("downloader task panicked"))?
+    }
+}
+
+/// Starts every part of the downloader; returns once it is serving.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running> {
+    let storage = &settings.storage;
+    let downloads = storage.downloads();
+    for dir in [downloads.clone(), storage.m3u8(), storage.state(), storage.database_dir()] {
+        tokio::fs::create_dir_all(&dir).await.map_err(|source| Error::Io { path: dir.clone(), source })?;
+    }
+    let admin = Admin::new();
+    let metrics = Metrics::default();
+    metrics.register(&admin);
+    let (admin_addr, admin_task) = admin.serve(settings.downloader.admin_listen, shutdown.clone()).await?;
+
+    let store = store::Store::open(&storage.database_file()).await?;
+    let client = nats::connect(&settings.nats.url, "magnet-downloader", Duration::from_secs(30)).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    nats::jobs_stream(&js).await?;
+    nats::events_stream(&js).await?;
+    let bucket = nats::nodes_bucket(&js, Duration::from_secs(settings.nats.registry_ttl_secs)).await?;
+
+    // The session gets its own token: it must stop after the drivers, not with them.
+    let session_token = CancellationToken::new();
+    let engine = torrent::Engine::start(&settings.torrent, &downloads, &storage.state(), session_token.clone()).await?;
+    let torrent_addr = engine.listen_addr();
+    let tasks = tasks::Tasks::new(
+        settings.clone(),
+        downloads,
+        &storage.state(),
+        store,
+        engine,
+        client.clone(),
+        shutdown.clone(),
+        metrics,
+    )
+    .await?;
+    tasks.resume().await?;
+
+    let events = tokio::spawn(jobs::apply_events(tasks.clone(), js, settings.node.id.clone(), shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(settings.downloader.grpc_listen)
+        .await
+        .map_err(|source| magnet_runtime::Error::Bind { addr: settings.downloader.grpc_listen.to_string(), source })?;
+    let grpc_addr = listener.local_addr().map_err(|source| Error::Io { path: "grpc listener".into(), source })?;
+    let (health, health_service) = grpc::health();
+    health.set_serving::<TaskServiceServer<api::TaskApi>>().await;
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(TaskServiceServer::new(api::TaskApi::new(tasks.clone())))
+        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown.clone().cancelled_owned());
+    let grpc_task = tokio::spawn(server);
+
+    let endpoint = settings
+        .downloader
+        .advertise
+        .clone()
+        .unwrap_or_else(|| format!("http://{}:{}", settings.node.address, grpc_addr.port()));
+    let heartbeat = tokio::spawn(registry::heartbeat(
+        bucket,
+        tasks.clone(),
+        settings.clone(),
+        registry::Endpoints { downloader: endpoint.clone() },
+        Duration::from_secs(settings.nats.heartbeat_secs),
+        shutdown.clone(),
+    ));
+    admin.set_ready(true);
+    tracing::info!(node = %settings.node.id, %grpc_addr, %endpoint, torrent = ?torrent_addr, "downloader ready");
+
+    let drain_tasks = tasks.clone();
+    let join = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        admin.set_ready(false);
+        tracing::info!("draining: stopping downloads");
+        let drain = async {
+            drain_tasks.stop().await;
+            drain_tasks.engine().stop().await;
+            session_token.cancel();
+            let _ = heartbeat.await;
+            let _ = events.await;
+            if let Ok(Err(e)) = grpc_task.await {
+                tracing::warn!(error = %e, "gRPC server ended with an error");
+            }
+            drain_tasks.store().close().await;
+            let _ = admin_task.await;
+        };
+        if tokio::time::timeout(magnet_runtime::shutdown::GRACE_PERIOD, drain).await.is_err() {
+            tracing::warn!("drain exceeded the grace period; exiting anyway");
+        }
+        client.flush().await.ok();
+        tracing::info!("downloader stopped");
+        Ok(())
+    });
+    Ok(Running { grpc_addr, admin_addr, torrent_addr, tasks, join })
+}

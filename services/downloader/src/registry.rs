@@ -1,0 +1,64 @@
+//! The node registry: this node's record in the NATS KV bucket, refreshed every heartbeat.
+//! The bucket's max age removes a record whose node stopped beating; a clean stop deletes it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use magnet_proto::v1 as pb;
+use prost::Message as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::tasks::Tasks;
+
+/// Where the node's services are reached, for the record.
+pub struct Endpoints {
+    pub downloader: String,
+}
+
+pub fn record(settings: &magnet_runtime::Settings, endpoints: &Endpoints, disk_free: u64, active: usize) -> pb::NodeRecord {
+    pb::NodeRecord {
+        id: settings.node.id.clone(),
+        name: settings.node.name.clone(),
+        address: settings.node.address.clone(),
+        status: "online".into(),
+        capabilities: vec!["torrent".into(), "transcode".into(), "webrtc".into()],
+        resources: Some(pb::NodeResources {
+            max_downloads: settings.limits.max_downloads,
+            max_transcodes: settings.limits.max_transcodes,
+            disk_space_gb: settings.limits.disk_space_gb,
+            disk_free_gb: disk_free / (1024 * 1024 * 1024),
+        }),
+        metadata: Some(pb::NodeMetadata { version: env!("CARGO_PKG_VERSION").into(), arch: std::env::consts::ARCH.into() }),
+        downloader_endpoint: endpoints.downloader.clone(),
+        streamer_endpoint: String::new(),
+        last_seen_ms: chrono::Utc::now().timestamp_millis(),
+        active_tasks: active as u32,
+    }
+}
+
+/// Puts the record every `every` until shutdown, then deletes it.
+pub async fn heartbeat(
+    bucket: kv::Store,
+    tasks: Arc<Tasks>,
+    settings: magnet_runtime::Settings,
+    endpoints: Endpoints,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let key = settings.node.id.clone();
+    loop {
+        let rec = record(&settings, &endpoints, tasks.disk_free(), tasks.active_downloads().await);
+        if let Err(e) = bucket.put(&key, rec.encode_to_vec().into()).await {
+            tracing::warn!(error = %e, "node registry heartbeat failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    match bucket.delete(&key).await {
+        Ok(()) => tracing::info!(node = %key, "node record removed from the registry"),
+        Err(e) => tracing::warn!(error = %e, "node record not removed; it expires with its TTL"),
+    }
+}

@@ -1,0 +1,512 @@
+//! The node's tasks: submit, list, get, delete, and one driver per downloading task that takes
+//! it from magnet to files on disk, reporting progress, then hands it to the transcoders.
+//!
+//! The store is the source of truth: a driver can die at any point (crash, `kill -9`) and a
+//! restarted downloader picks every unfinished task up again from it (`resume`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use magnet_core::{Magnet, Task, TaskId, TaskStatus};
+use magnet_proto::v1 as pb;
+use magnet_runtime::Settings;
+use prost::Message as _;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::store::{DownloadProgress, NewTask, ReadyOutput, Store};
+use crate::torrent::{self, Engine, Handle, Source};
+use crate::{Error, Result, convert, jobs};
+
+/// How often a driver reads figures and publishes progress.
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct Tasks {
+    settings: Settings,
+    node_id: String,
+    downloads: PathBuf,
+    m3u8: PathBuf,
+    torrents: PathBuf,
+    store: Store,
+    engine: Engine,
+    nats: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    slots: Arc<Semaphore>,
+    last_id: std::sync::Mutex<u64>,
+    drivers: Mutex<HashMap<TaskId, (CancellationToken, JoinHandle<()>)>>,
+    shutdown: CancellationToken,
+    metrics: crate::Metrics,
+}
+
+impl Tasks {
+    #[allow(clippy::too_many_arguments)]
+    pub async fn new(
+        settings: Settings,
+        downloads: PathBuf,
+        state: &Path,
+        store: Store,
+        engine: Engine,
+        nats: async_nats::Client,
+        shutdown: CancellationToken,
+        metrics: crate::Metrics,
+    ) -> Result<Arc<Self>> {
+        let torrents = state.join("torrents");
+        tokio::fs::create_dir_all(&torrents).await.map_err(|source| Error::Io { path: torrents.clone(), source })?;
+        let last = store.last_task_number().await?;
+        Ok(Arc::new(Self {
+            node_id: settings.node.id.clone(),
+            m3u8: settings.storage.m3u8(),
+            slots: Arc::new(Semaphore::new(settings.limits.max_downloads as usize)),
+            downloads,
+            torrents,
+            js: async_nats::jetstream::new(nats.clone()),
+            nats,
+            store,
+            engine,
+            settings,
+            last_id: std::sync::Mutex::new(last),
+            drivers: Mutex::new(HashMap::new()),
+            shutdown,
+            metrics,
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn next_id(&self) -> TaskId {
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        let mut last = self.last_id.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, n) = TaskId::next_after(*last, now);
+        *last = n;
+        id
+    }
+
+    /// Submits a magnet. The same info hash twice gives the existing task (`true`).
+    #[tracing::instrument(skip(self, magnet_url), fields(node = %self.node_id))]
+    pub async fn submit(self: &Arc<Self>, magnet_url: &str) -> Result<(Task, bool)> {
+        let magnet = Magnet::parse(magnet_url)?;
+        if magnet.info_hash.v1().is_none() {
+            return Err(Error::Unsupported(
+                "BitTorrent v2-only magnet links (btmh without btih) are not supported; add the v1 btih hash",
+            ));
+        }
+        let info_hash = magnet.info_hash.key();
+        if let Some(existing) = self.store.by_info_hash(&self.node_id, &info_hash).await? {
+            return Ok((existing, true));
+        }
+        self.check_disk()?;
+        let new = NewTask {
+            id: self.next_id(),
+            magnet_url: magnet_url.trim().to_owned(),
+            node_id: self.node_id.clone(),
+            info_hash,
+            torrent_name: magnet.display_name.clone().unwrap_or_default(),
+            peer_hints: magnet.peers.clone(),
+        };
+        match self.store.insert(&new).await? {
+            Ok(task) => {
+                tracing::info!(task = %task.id, info_hash = %task.info_hash, peers = ?task.peer_hints, "task submitted");
+                self.metrics.submitted.inc();
+                self.spawn_driver(task.clone()).await;
+                Ok((task, false))
+            }
+            Err(existing) => Ok((existing, true)),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<Task>> {
+        self.store.list().await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Task> {
+        self.store.get(&TaskId::parse(id)?).await
+    }
+
+    /// Deletes a task: stops its download, removes the torrent, its payload and its HLS output.
+    #[tracing::instrument(skip(self), fields(node = %self.node_id))]
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let id = TaskId::parse(id)?;
+        let mut task = self.store.get(&id).await?;
+        if let Some((cancel, join)) = self.drivers.lock().await.remove(&id) {
+            cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), join).await;
+        }
+        self.engine.remove(&task.info_hash, true).await?;
+        for path in [torrent::output_dir(&self.downloads, id.as_str()), self.m3u8.join(id.as_str())] {
+            remove_dir(&path).await?;
+        }
+        let saved = self.torrent_file(&id);
+        if let Err(e) = tokio::fs::remove_file(&saved).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::Io { path: saved, source: e });
+            }
+        }
+        self.store.delete(&id).await?;
+        task.status = TaskStatus::Cancelled;
+        self.publish_progress(&task).await;
+        tracing::info!(task = %id, "task deleted");
+        Ok(())
+    }
+
+    /// After a restart: drive every unfinished download again and publish jobs that did not
+    /// go out; drop torrents the store does not know.
+    pub async fn resume(self: &Arc<Self>) -> Result<()> {
+        let tasks = self.store.list().await?;
+        let known: std::collections::HashSet<&str> = tasks.iter().map(|t| t.info_hash.as_str()).collect();
+        for hash in self.engine.info_hashes() {
+            if !known.contains(hash.as_str()) {
+                tracing::warn!(%hash, "torrent in session state has no task; removing it (files kept)");
+                self.engine.remove(&hash, false).await?;
+            }
+        }
+        for task in tasks.iter().filter(|t| t.status.is_downloading()) {
+            tracing::info!(task = %task.id, status = %task.status, "resuming download");
+            self.spawn_driver(task.clone()).await;
+        }
+        for task in self.store.awaiting_job().await? {
+            tracing::info!(task = %task.id, "publishing transcode job that did not go out before the restart");
+            self.publish_job(&task).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops every driver (shutdown).
+    pub async fn stop(&self) {
+        let drivers: Vec<_> = self.drivers.lock().await.drain().collect();
+        for (_, (cancel, _)) in &drivers {
+            cancel.cancel();
+        }
+        for (_, (_, join)) in drivers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), join).await;
+        }
+    }
+
+    fn check_disk(&self) -> Result<()> {
+        let floor_mb = self.settings.limits.min_free_disk_mb;
+        let free_mb = free_bytes(&self.downloads) / (1024 * 1024);
+        if free_mb < floor_mb {
+            return Err(Error::DiskFull { free_mb, floor_mb });
+        }
+        Ok(())
+    }
+
+    /// Free bytes on the node's volume.
+    pub fn disk_free(&self) -> u64 {
+        free_bytes(&self.downloads)
+    }
+
+    pub async fn active_downloads(&self) -> usize {
+        self.drivers.lock().await.len()
+    }
+
+    async fn spawn_driver(self: &Arc<Self>, task: Task) {
+        let cancel = self.shutdown.child_token();
+        let this = Arc::clone(self);
+        let id = task.id.clone();
+        let span = tracing::info_span!("download", task = %id, node = %self.node_id);
+        let token = cancel.clone();
+        let join = tokio::spawn(
+            async move {
+                this.metrics.active.inc();
+                let outcome = this.drive(&task, &token).await;
+                this.metrics.active.dec();
+                match outcome {
+                    Ok(()) => {}
+                    Err(_) if token.is_cancelled() => tracing::info!("download stopped"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "download failed");
+                        this.fail(&task.id, &e.to_string()).await;
+                    }
+                }
+                this.drivers.lock().await.remove(&task.id);
+            }
+            .instrument(span),
+        );
+        self.drivers.lock().await.insert(id, (cancel, join));
+    }
+
+    async fn fail(&self, id: &TaskId, message: &str) {
+        match self.store.set_status(id, TaskStatus::Error, Some(message)).await {
+            Ok(_) => {
+                if let Ok(task) = self.store.get(id).await {
+                    self.publish_progress(&task).await;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot record the task's error"),
+        }
+    }
+
+    /// One task from magnet to `downloaded` and a published job.
+    async fn drive(&self, task: &Task, cancel: &CancellationToken) -> Result<()> {
+        let _slot = tokio::select! {
+            slot = self.slots.clone().acquire_owned() => slot.map_err(|_| Error::Internal("download slots closed"))?,
+            _ = cancel.cancelled() => return Err(Error::Cancelled),
+        };
+        let peers = resolve_peers(&task.peer_hints).await;
+        let handle = self.obtain_handle(task, peers, cancel).await?;
+        let description = torrent::describe(&handle)?;
+        self.save_torrent_file(&task.id, &description.torrent_bytes).await?;
+        let files: Vec<String> = description.files.iter().map(|(p, _)| p.clone()).collect();
+        let size = description.files.iter().map(|(_, l)| l).sum();
+        self.store.set_metadata(&task.id, &description.name, &files, size).await?;
+
+        let give_up = Duration::from_secs(self.settings.torrent.give_up_after_secs);
+        let no_peers_after = Duration::from_secs(self.settings.torrent.no_peers_after_secs);
+        let mut last_bytes = 0;
+        let mut last_change = Instant::now();
+        let mut peerless_since: Option<Instant> = None;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = cancel.cancelled() => return Err(Error::Cancelled),
+            }
+            let snap = torrent::snapshot(&handle);
+            if let Some(error) = snap.error {
+                return Err(Error::Torrent(error));
+            }
+            if snap.finished {
+                break;
+            }
+            if snap.progress_bytes > last_bytes {
+                last_bytes = snap.progress_bytes;
+                last_change = Instant::now();
+            } else if last_change.elapsed() > give_up {
+                return Err(Error::Stalled(give_up.as_secs()));
+            }
+            peerless_since = if snap.live_peers == 0 { peerless_since.or(Some(Instant::now())) } else { None };
+            let detail = match peerless_since {
+                Some(since) if since.elapsed() >= no_peers_after => "no peers",
+                _ => "",
+            };
+            let progress = DownloadProgress {
+                progress: percent(snap.progress_bytes, snap.total_bytes),
+                downloaded: snap.progress_bytes,
+                size: snap.total_bytes,
+                speed: snap.speed,
+                peers: snap.live_peers,
+                detail: detail.to_owned(),
+            };
+            self.store.update_download(&task.id, &progress).await?;
+            self.publish_current(&task.id).await;
+        }
+
+        let total = torrent::snapshot(&handle).total_bytes;
+        self.store.mark_downloaded(&task.id, total).await?;
+        tracing::info!(bytes = total, "download complete");
+        self.metrics.completed.inc();
+        let task = self.store.get(&task.id).await?;
+        self.publish_progress(&task).await;
+        self.publish_job(&task).await
+    }
+
+    /// Gets the task's torrent into the session: re-adding it with the task's peers when the
+    /// session restored it without them, waiting for metadata with a visible detail, giving up
+    /// after the configured time.
+    async fn obtain_handle(&self, task: &Task, peers: Vec<SocketAddr>, cancel: &CancellationToken) -> Result<Handle> {
+        let mut source = match tokio::fs::read(self.torrent_file(&task.id)).await {
+            Ok(bytes) => Source::TorrentFile(Bytes::from(bytes)),
+            Err(_) => Source::Magnet(Magnet::parse(&task.magnet_url)?.to_uri()),
+        };
+        if let Some(restored) = self.engine.get(&task.info_hash) {
+            if peers.is_empty() {
+                return Ok(restored);
+            }
+            // librqbit does not persist initial peers: re-add so that the magnet's peers are used.
+            if let (Source::Magnet(_), Ok(d)) = (&source, torrent::describe(&restored)) {
+                source = Source::TorrentFile(d.torrent_bytes);
+            }
+            self.engine.remove(&task.info_hash, false).await?;
+        }
+        let waiting = match source {
+            Source::Magnet(_) => "waiting for metadata",
+            Source::TorrentFile(_) => "checking files",
+        };
+        self.store
+            .update_download(&task.id, &DownloadProgress { progress: task.progress, downloaded: task.downloaded, size: task.size, detail: waiting.into(), ..Default::default() })
+            .await?;
+        self.publish_current(&task.id).await;
+
+        let out = torrent::output_dir(&self.downloads, task.id.as_str());
+        let give_up = Duration::from_secs(self.settings.torrent.give_up_after_secs);
+        let no_peers_after = Duration::from_secs(self.settings.torrent.no_peers_after_secs);
+        let started = Instant::now();
+        let mut retry = Duration::from_secs(1);
+        loop {
+            let add = self.engine.add(clone_source(&source), &out, peers.clone());
+            tokio::pin!(add);
+            let mut tick = tokio::time::interval(TICK);
+            let outcome = loop {
+                tokio::select! {
+                    r = &mut add => break r,
+                    _ = cancel.cancelled() => return Err(Error::Cancelled),
+                    _ = tick.tick() => {
+                        if started.elapsed() > give_up {
+                            return Err(Error::NoMetadata(give_up.as_secs()));
+                        }
+                        if started.elapsed() >= no_peers_after {
+                            self.store.set_detail(&task.id, &format!("{waiting} (no peers)")).await?;
+                            self.publish_current(&task.id).await;
+                        }
+                    }
+                }
+            };
+            match outcome {
+                Ok(handle) => return Ok(handle),
+                Err(e) if started.elapsed() + retry > give_up => {
+                    tracing::warn!(error = %e, "giving up on the torrent");
+                    return Err(Error::NoMetadata(give_up.as_secs()));
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, ?retry, "no peer answered yet; retrying");
+                    self.store.set_detail(&task.id, &format!("{waiting} (no peers)")).await?;
+                    self.publish_current(&task.id).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = cancel.cancelled() => return Err(Error::Cancelled),
+                    }
+                    retry = (retry * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    fn torrent_file(&self, id: &TaskId) -> PathBuf {
+        self.torrents.join(format!("{id}.torrent"))
+    }
+
+    async fn save_torrent_file(&self, id: &TaskId, bytes: &Bytes) -> Result<()> {
+        let path = self.torrent_file(id);
+        let tmp = path.with_extension("torrent.tmp");
+        let io = |source| Error::Io { path: path.clone(), source };
+        tokio::fs::write(&tmp, bytes).await.map_err(io)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(io)
+    }
+
+    /// Publishes the task's transcode job (deduplicated by task id) and records that it went out.
+    async fn publish_job(&self, task: &Task) -> Result<()> {
+        let out = torrent::output_dir(&self.downloads, task.id.as_str());
+        let job = pb::TranscodeJob {
+            task_id: task.id.to_string(),
+            node_id: self.node_id.clone(),
+            inputs: task
+                .files
+                .iter()
+                .map(|name| pb::TranscodeInput {
+                    source: Some(pb::transcode_input::Source::Path(absolute(&out.join(name)).to_string_lossy().into_owned())),
+                    name: name.clone(),
+                    size: std::fs::metadata(out.join(name)).map(|m| m.len()).unwrap_or(0),
+                })
+                .collect(),
+            output_dir: absolute(&self.m3u8.join(task.id.as_str())).to_string_lossy().into_owned(),
+        };
+        jobs::publish_job(&self.js, &job).await?;
+        self.store.mark_job_published(&task.id).await?;
+        tracing::info!(task = %task.id, inputs = job.inputs.len(), "transcode job published");
+        Ok(())
+    }
+
+    /// Applies one transcode event to the store; events that would go backwards change nothing.
+    #[tracing::instrument(skip(self, event), fields(task = %event.task_id))]
+    pub async fn apply_event(&self, event: &pb::TranscodeEvent) -> Result<()> {
+        let id = TaskId::parse(&event.task_id)?;
+        let applied = match &event.kind {
+            Some(pb::transcode_event::Kind::Started(s)) => self.store.mark_transcoding(&id, &s.path_taken).await?,
+            Some(pb::transcode_event::Kind::Progress(p)) => {
+                self.store.mark_transcoding(&id, "").await?;
+                self.store.set_transcode_progress(&id, p.progress.clamp(0.0, 100.0)).await?
+            }
+            Some(pb::transcode_event::Kind::Ready(r)) => {
+                let out = ReadyOutput {
+                    m3u8_path: r.m3u8_path.clone(),
+                    segments: r.segments.clone(),
+                    srts: r.srts.clone(),
+                    transcode_path: r.path_taken.clone(),
+                };
+                self.store.mark_ready(&id, &out).await?
+            }
+            Some(pb::transcode_event::Kind::Failed(f)) => self.store.set_status(&id, TaskStatus::Error, Some(&f.error)).await?,
+            None => false,
+        };
+        if !applied {
+            tracing::debug!("event changed nothing (task gone or already past it)");
+            return Ok(());
+        }
+        if !matches!(event.kind, Some(pb::transcode_event::Kind::Progress(_))) {
+            if let Ok(task) = self.store.get(&id).await {
+                tracing::info!(status = %task.status, "transcode event applied");
+                self.publish_progress(&task).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_current(&self, id: &TaskId) {
+        if let Ok(task) = self.store.get(id).await {
+            self.publish_progress(&task).await;
+        }
+    }
+
+    /// Live progress on core NATS; losing one is harmless (the next comes within a second).
+    async fn publish_progress(&self, task: &Task) {
+        let event = convert::progress(task);
+        let subject = magnet_runtime::subjects::task_progress(&self.node_id, task.id.as_str());
+        let headers = magnet_runtime::telemetry::nats_headers();
+        if let Err(e) = self.nats.publish_with_headers(subject, headers, event.encode_to_vec().into()).await {
+            tracing::debug!(error = %e, "progress not published");
+        }
+    }
+}
+
+fn clone_source(s: &Source) -> Source {
+    match s {
+        Source::Magnet(m) => Source::Magnet(m.clone()),
+        Source::TorrentFile(b) => Source::TorrentFile(b.clone()),
+    }
+}
+
+fn percent(done: u64, total: u64) -> f64 {
+    if total == 0 { 0.0 } else { (done as f64 * 100.0 / total as f64).clamp(0.0, 100.0) }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+async fn remove_dir(path: &Path) -> Result<()> {
+    match tokio::fs::remove_dir_all(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io { path: path.to_owned(), source }),
+    }
+}
+
+/// Free bytes for unprivileged users on the filesystem holding `path` (0 if unknown).
+fn free_bytes(path: &Path) -> u64 {
+    let probe = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    nix::sys::statvfs::statvfs(probe).map(|s| s.blocks_available() as u64 * s.fragment_size() as u64).unwrap_or(0)
+}
+
+/// Resolves `host:port` peer hints; ones that do not resolve are logged and skipped.
+async fn resolve_peers(hints: &[String]) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for hint in hints {
+        match tokio::net::lookup_host(hint.as_str()).await {
+            Ok(addrs) => out.extend(addrs),
+            Err(e) => tracing::warn!(peer = %hint, error = %e, "peer hint does not resolve"),
+        }
+    }
+    out
+}

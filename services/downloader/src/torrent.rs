@@ -1,0 +1,182 @@
+//! The BitTorrent engine: one librqbit session per node, and what the rest of the downloader
+//! needs from it (add with explicit peers, figures, files, removal) in our own types.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use librqbit::api::TorrentIdOrHash;
+use librqbit::dht::Id20;
+use librqbit::limits::LimitsConfig;
+use librqbit::{
+    AddTorrent, AddTorrentOptions, ListenerMode, ListenerOptions, ManagedTorrent, Session, SessionOptions,
+    SessionPersistenceConfig,
+};
+use magnet_runtime::config::TorrentSettings;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result};
+
+pub type Handle = Arc<ManagedTorrent>;
+
+/// What to add: a magnet (metadata comes from peers) or a .torrent we saved earlier.
+pub enum Source {
+    Magnet(String),
+    TorrentFile(Bytes),
+}
+
+/// One reading of a torrent's figures.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub finished: bool,
+    pub progress_bytes: u64,
+    pub total_bytes: u64,
+    /// Bytes per second.
+    pub speed: u64,
+    pub live_peers: u32,
+    pub error: Option<String>,
+}
+
+/// Name, files (path inside the torrent, length) and .torrent bytes of a torrent.
+pub struct Description {
+    pub name: String,
+    pub files: Vec<(String, u64)>,
+    pub torrent_bytes: Bytes,
+}
+
+pub struct Engine {
+    session: Arc<Session>,
+}
+
+impl Engine {
+    /// Starts the session: listener, DHT, trackers and discovery as configured; persistence in
+    /// `state` so that a restart resumes without re-checking.
+    pub async fn start(
+        settings: &TorrentSettings,
+        downloads: &Path,
+        state: &Path,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        let listen = match settings.listen_port {
+            Some(port) => {
+                let host: std::net::IpAddr = settings
+                    .listen_host
+                    .parse()
+                    .map_err(|_| Error::Torrent(format!("torrent.listen_host {:?} is not an IP address", settings.listen_host)))?;
+                Some(ListenerOptions {
+                    mode: ListenerMode::TcpOnly,
+                    listen_addr: SocketAddr::new(host, port),
+                    enable_upnp_port_forwarding: settings.upnp,
+                    ..Default::default()
+                })
+            }
+            None => None,
+        };
+        let options = SessionOptions {
+            dht: if settings.dht { Some(Default::default()) } else { None },
+            disable_trackers: !settings.trackers,
+            disable_local_service_discovery: !settings.local_discovery,
+            persistence: settings
+                .persistence
+                .then(|| SessionPersistenceConfig::Json { folder: Some(state.join("session")) }),
+            fastresume: settings.persistence,
+            listen,
+            cancellation_token: Some(shutdown),
+            ratelimits: LimitsConfig {
+                upload_bps: kibps(settings.upload_limit_kibps),
+                download_bps: kibps(settings.download_limit_kibps),
+            },
+            ..Default::default()
+        };
+        let session = Session::new_with_opts(downloads.to_owned(), options).await.map_err(Error::torrent)?;
+        Ok(Self { session })
+    }
+
+    /// Where peers can reach this session, if it listens.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.session.listen_addr()
+    }
+
+    pub fn get(&self, info_hash: &str) -> Option<Handle> {
+        let id = Id20::from_str(info_hash).ok()?;
+        self.session.get(TorrentIdOrHash::Hash(id))
+    }
+
+    /// Info hashes of every torrent in the session (e.g. restored from persistence).
+    pub fn info_hashes(&self) -> Vec<String> {
+        self.session.with_torrents(|it| it.map(|(_, h)| h.info_hash().as_string()).collect())
+    }
+
+    /// Adds a torrent writing into `out` (existing data there is checked and kept). For a
+    /// magnet this waits until a peer sent the metadata; callers bound the wait.
+    pub async fn add(&self, source: Source, out: &Path, peers: Vec<SocketAddr>) -> Result<Handle> {
+        let add = match source {
+            Source::Magnet(uri) => AddTorrent::from_url(uri),
+            Source::TorrentFile(bytes) => AddTorrent::from_bytes(bytes),
+        };
+        let options = AddTorrentOptions {
+            output_folder: Some(out.to_string_lossy().into_owned()),
+            overwrite: true,
+            initial_peers: (!peers.is_empty()).then_some(peers),
+            ..Default::default()
+        };
+        let response = self.session.add_torrent(add, Some(options)).await.map_err(Error::torrent)?;
+        response.into_handle().ok_or(Error::Internal("librqbit answered list-only"))
+    }
+
+    /// Removes a torrent from the session, deleting its files if asked. Unknown: no-op.
+    pub async fn remove(&self, info_hash: &str, delete_files: bool) -> Result<()> {
+        let Ok(id) = Id20::from_str(info_hash) else { return Ok(()) };
+        if self.session.get(TorrentIdOrHash::Hash(id)).is_none() {
+            return Ok(());
+        }
+        self.session.delete(TorrentIdOrHash::Hash(id), delete_files).await.map_err(Error::torrent)
+    }
+
+    pub async fn stop(&self) {
+        self.session.stop().await;
+    }
+}
+
+fn kibps(limit: Option<u32>) -> Option<NonZeroU32> {
+    limit.and_then(|k| NonZeroU32::new(k.saturating_mul(1024)))
+}
+
+pub fn snapshot(handle: &Handle) -> Snapshot {
+    let stats = handle.stats();
+    let (speed, live_peers) = stats
+        .live
+        .as_ref()
+        .map(|l| (l.download_speed.as_bytes(), l.snapshot.peer_stats.live))
+        .unwrap_or((0, 0));
+    Snapshot {
+        finished: stats.finished,
+        progress_bytes: stats.progress_bytes,
+        total_bytes: stats.total_bytes,
+        speed,
+        live_peers,
+        error: stats.error,
+    }
+}
+
+pub fn describe(handle: &Handle) -> Result<Description> {
+    handle
+        .with_metadata(|m| Description {
+            name: m.info.name().map(|c| c.into_owned()).unwrap_or_default(),
+            files: m
+                .file_infos
+                .iter()
+                .map(|f| (f.relative_filename.to_string_lossy().into_owned(), f.len))
+                .collect(),
+            torrent_bytes: m.torrent_bytes.clone(),
+        })
+        .map_err(Error::torrent)
+}
+
+/// Where a task's payload lands: `downloads/<task_id>/`.
+pub fn output_dir(downloads: &Path, task_id: &str) -> PathBuf {
+    downloads.join(task_id)
+}

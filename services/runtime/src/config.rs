@@ -1,0 +1,384 @@
+//! Configuration: typed, layered, validated, loaded once.
+//!
+//! Layers, later wins: compiled defaults → a file (`--config`, TOML, or JSON such as the
+//! original's `worker.json`, whose `node`, `storage`, `limits` and `transcoding` keys map onto
+//! the same sections) → environment (`MAGNET__SECTION__KEY`, e.g. `MAGNET__NODE__ID`) → flags.
+//! Invalid configuration stops the process before any port is bound, with a message naming
+//! the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Json, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The flags every service accepts; a service's own flags flatten this in.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct CommonArgs {
+    /// Configuration file (TOML, or JSON such as the original's worker.json).
+    #[arg(long, env = "MAGNET_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Worker node id (lowercase letters, digits, '-').
+    #[arg(long)]
+    #[serde(skip)]
+    pub node_id: Option<String>,
+    /// The worker node's data folder (task store, downloads, m3u8, state).
+    #[arg(long)]
+    #[serde(skip)]
+    pub data_dir: Option<PathBuf>,
+    /// NATS server URL.
+    #[arg(long)]
+    #[serde(skip)]
+    pub nats_url: Option<String>,
+    /// Address of the admin HTTP server (/healthz, /readyz, /metrics).
+    #[arg(long)]
+    #[serde(skip)]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl CommonArgs {
+    /// The flags as a figment layer (only the ones given).
+    fn overrides(&self, service: &str) -> Figment {
+        let mut f = Figment::new();
+        if let Some(id) = &self.node_id {
+            f = f.merge(Serialized::default("node.id", id));
+        }
+        if let Some(d) = &self.data_dir {
+            f = f.merge(Serialized::default("storage.data_dir", d));
+        }
+        if let Some(u) = &self.nats_url {
+            f = f.merge(Serialized::default("nats.url", u));
+        }
+        if let Some(a) = &self.admin_listen {
+            f = f.merge(Serialized::default(&format!("{service}.admin_listen"), a));
+        }
+        f
+    }
+}
+
+/// Everything configurable, one section per concern. Each service reads its sections.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub node: NodeSettings,
+    pub storage: StorageSettings,
+    pub limits: LimitsSettings,
+    pub transcoding: TranscodingSettings,
+    pub nats: NatsSettings,
+    pub torrent: TorrentSettings,
+    pub downloader: DownloaderSettings,
+    /// The original's `gateway.url` (its workers dialled the gateway); accepted and unused.
+    #[serde(skip_serializing)]
+    pub gateway: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSettings {
+    pub id: String,
+    pub name: String,
+    /// Address the node advertises (shown in the UI; used in endpoints when no advertise is set).
+    pub address: String,
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        Self { id: "worker-a".into(), name: "Worker A".into(), address: "127.0.0.1".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// The node's volume; the paths below default to folders inside it.
+    pub data_dir: PathBuf,
+    pub download_path: Option<PathBuf>,
+    pub m3u8_path: Option<PathBuf>,
+    /// Folder of `worker.db` (the original's name for it).
+    pub database_path: Option<PathBuf>,
+    pub state_path: Option<PathBuf>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self { data_dir: "data".into(), download_path: None, m3u8_path: None, database_path: None, state_path: None }
+    }
+}
+
+impl StorageSettings {
+    fn under(&self, explicit: &Option<PathBuf>, name: &str) -> PathBuf {
+        explicit.clone().unwrap_or_else(|| self.data_dir.join(name))
+    }
+    /// `downloads/`: torrent payloads, one folder per task.
+    pub fn downloads(&self) -> PathBuf {
+        self.under(&self.download_path, "downloads")
+    }
+    /// `m3u8/`: HLS output, one folder per task.
+    pub fn m3u8(&self) -> PathBuf {
+        self.under(&self.m3u8_path, "m3u8")
+    }
+    /// `config/`: the folder of the task store.
+    pub fn database_dir(&self) -> PathBuf {
+        self.under(&self.database_path, "config")
+    }
+    /// `config/worker.db`: the task store.
+    pub fn database_file(&self) -> PathBuf {
+        self.database_dir().join("worker.db")
+    }
+    /// `state/`: BitTorrent session persistence.
+    pub fn state(&self) -> PathBuf {
+        self.under(&self.state_path, "state")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSettings {
+    pub max_downloads: u32,
+    pub max_transcodes: u32,
+    /// Advertised size of the node's volume.
+    pub disk_space_gb: u64,
+    /// New tasks are refused while free space on the volume is under this floor.
+    pub min_free_disk_mb: u64,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self { max_downloads: 5, max_transcodes: 1, disk_space_gb: 500, min_free_disk_mb: 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscodingSettings {
+    /// Target segment length in seconds.
+    pub segment_duration: u32,
+    pub video_codec: String,
+    pub audio_codec: String,
+    pub preset: String,
+    pub crf: u8,
+    /// "mpegts" (the original's clients expect .ts) or "fmp4".
+    pub hls_segment_type: String,
+    /// Transcode every video file of a torrent instead of only the largest.
+    pub all_videos: bool,
+}
+
+impl Default for TranscodingSettings {
+    fn default() -> Self {
+        Self {
+            segment_duration: 6,
+            video_codec: "libx264".into(),
+            audio_codec: "aac".into(),
+            preset: "veryfast".into(),
+            crf: 23,
+            hls_segment_type: "mpegts".into(),
+            all_videos: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    pub url: String,
+    /// How long a node's registry record lives without a heartbeat.
+    pub registry_ttl_secs: u64,
+    /// How often a node refreshes its registry record.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self { url: "nats://127.0.0.1:4222".into(), registry_ttl_secs: 15, heartbeat_secs: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TorrentSettings {
+    /// TCP port for incoming peers; none = do not listen.
+    pub listen_port: Option<u16>,
+    /// Address to listen on when `listen_port` is set.
+    pub listen_host: String,
+    pub dht: bool,
+    pub trackers: bool,
+    pub local_discovery: bool,
+    pub upnp: bool,
+    /// Keep session state under `storage.state` so a restart resumes without re-checking.
+    pub persistence: bool,
+    /// After this long with no peer, the task shows "no peers".
+    pub no_peers_after_secs: u64,
+    /// After this long without progress (no metadata or no peers), the task becomes `error`.
+    pub give_up_after_secs: u64,
+    /// Bandwidth caps in KiB/s; none = unlimited.
+    pub download_limit_kibps: Option<u32>,
+    pub upload_limit_kibps: Option<u32>,
+}
+
+impl Default for TorrentSettings {
+    fn default() -> Self {
+        Self {
+            listen_port: Some(4240),
+            listen_host: "0.0.0.0".into(),
+            dht: true,
+            trackers: true,
+            local_discovery: false,
+            upnp: false,
+            persistence: true,
+            no_peers_after_secs: 30,
+            give_up_after_secs: 30 * 60,
+            download_limit_kibps: None,
+            upload_limit_kibps: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownloaderSettings {
+    pub grpc_listen: SocketAddr,
+    /// The endpoint others use to reach this downloader (`http://host:port`); by default made
+    /// from `node.address` and the bound gRPC port.
+    pub advertise: Option<String>,
+    pub admin_listen: SocketAddr,
+}
+
+impl Default for DownloaderSettings {
+    fn default() -> Self {
+        Self {
+            grpc_listen: ([0, 0, 0, 0], 50051).into(),
+            advertise: None,
+            admin_listen: ([0, 0, 0, 0], 9101).into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults → file → `MAGNET__…` environment → flags, then validates.
+    pub fn load(service: &str, args: &CommonArgs) -> Result<Self> {
+        Self::figment(service, args.config.as_deref(), args)?.extract_validated()
+    }
+
+    fn figment(service: &str, file: Option<&Path>, args: &CommonArgs) -> Result<Figment> {
+        let mut f = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Error::Config(format!("config file {} does not exist", path.display())));
+            }
+            f = match path.extension().and_then(|e| e.to_str()) {
+                Some("json") => f.merge(Json::file(path)),
+                _ => f.merge(Toml::file(path)),
+            };
+        }
+        Ok(f.merge(Env::prefixed("MAGNET__").split("__")).merge(args.overrides(service)))
+    }
+
+    /// Checks what types alone cannot; the message names the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
+        let id = &self.node.id;
+        if id.is_empty() || id.len() > 63 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return bad("node.id", &format!("{id:?} must be 1-63 characters of a-z, 0-9 and '-'"));
+        }
+        if self.transcoding.segment_duration == 0 || self.transcoding.segment_duration > 60 {
+            return bad("transcoding.segment_duration", "must be between 1 and 60 seconds");
+        }
+        if !matches!(self.transcoding.hls_segment_type.as_str(), "mpegts" | "fmp4") {
+            return bad("transcoding.hls_segment_type", "must be \"mpegts\" or \"fmp4\"");
+        }
+        if self.transcoding.crf > 51 {
+            return bad("transcoding.crf", "must be between 0 and 51");
+        }
+        if self.nats.heartbeat_secs == 0 || self.nats.heartbeat_secs >= self.nats.registry_ttl_secs {
+            return bad("nats.heartbeat_secs", "must be at least 1 and less than nats.registry_ttl_secs");
+        }
+        if self.limits.max_downloads == 0 {
+            return bad("limits.max_downloads", "must be at least 1");
+        }
+        if let Some(adv) = &self.downloader.advertise {
+            if !(adv.starts_with("http://") || adv.starts_with("https://")) {
+                return bad("downloader.advertise", "must be an http:// or https:// URL");
+            }
+        }
+        Ok(())
+    }
+}
+
+trait ExtractValidated {
+    fn extract_validated(self) -> Result<Settings>;
+}
+
+impl ExtractValidated for Figment {
+    fn extract_validated(self) -> Result<Settings> {
+        let settings: Settings = self.extract().map_err(|e| Error::Config(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(file: Option<(&str, &str)>, args: CommonArgs) -> Result<Settings> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Config(e.to_string()))?;
+        let path = file.map(|(name, body)| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, body).map(|_| p)
+        });
+        let path = path.transpose().map_err(|e| Error::Config(e.to_string()))?;
+        Settings::figment("downloader", path.as_deref(), &args)?.extract_validated()
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = load_with(None, CommonArgs::default()).expect("defaults are valid");
+        assert_eq!(s.node.id, "worker-a");
+        assert_eq!(s.storage.database_file(), PathBuf::from("data/config/worker.db"));
+        assert_eq!(s.transcoding.segment_duration, 6);
+    }
+
+    #[test]
+    fn the_originals_worker_json_maps_onto_settings() {
+        let json = r#"{
+          "gateway": {"url": "ws://localhost:8080/ws/nodes"},
+          "node": {"id": "worker-001", "name": "Main Worker Node", "address": "192.168.1.100"},
+          "storage": {"download_path": "data/downloads", "m3u8_path": "data/m3u8", "database_path": "data/config"},
+          "limits": {"max_downloads": 5, "max_transcodes": 2, "disk_space_gb": 500},
+          "transcoding": {"segment_duration": 10, "video_codec": "libx264", "audio_codec": "aac"}
+        }"#;
+        let s = load_with(Some(("worker.json", json)), CommonArgs::default()).expect("worker.json loads");
+        assert_eq!(s.node.name, "Main Worker Node");
+        assert_eq!(s.limits.max_transcodes, 2);
+        assert_eq!(s.transcoding.segment_duration, 10);
+        assert_eq!(s.storage.m3u8(), PathBuf::from("data/m3u8"));
+    }
+
+    #[test]
+    fn flags_win_over_file() {
+        let toml = "[node]\nid = \"from-file\"\n";
+        let args = CommonArgs { node_id: Some("from-flag".into()), ..Default::default() };
+        let s = load_with(Some(("m.toml", toml)), args).expect("loads");
+        assert_eq!(s.node.id, "from-flag");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[node]\nid = \"Bad Id\"\n", "node.id"),
+            ("[transcoding]\nsegment_duration = 0\n", "transcoding.segment_duration"),
+            ("[transcoding]\nhls_segment_type = \"webm\"\n", "transcoding.hls_segment_type"),
+            ("[limits]\nmax_downloads = \"five\"\n", "max_downloads"),
+            ("[nodes]\nid = \"typo\"\n", "nodes"),
+        ];
+        for (toml, key) in cases {
+            let err = load_with(Some(("m.toml", toml)), CommonArgs::default()).expect_err(toml).to_string();
+            assert!(err.contains(key), "{toml:?} gave {err:?}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! NATS: connecting with retry and backoff, and declaring the JetStream streams and the KV
+//! bucket that services share (names from [`crate::subjects`]). Every declaration is
+//! idempotent and uses only what nats-server 2.9 supports.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+
+use crate::subjects;
+use crate::{Error, Result};
+
+/// How long a transcode job may wait in the queue before it is dropped.
+const JOB_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long transcode events are kept for a downloader that is down.
+const EVENT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Connects to NATS, retrying with capped exponential backoff until `deadline` passes, and
+/// reconnecting forever afterwards.
+pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<async_nats::Client> {
+    let started = std::time::Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        let options = async_nats::ConnectOptions::new()
+            .name(service)
+            .max_reconnects(None)
+            .connection_timeout(Duration::from_secs(3))
+            .reconnect_delay_callback(backoff)
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
+                    other => tracing::debug!(event = %other, "NATS event"),
+                }
+            });
+        match options.connect(url).await {
+            Ok(client) => return Ok(client),
+            Err(source) if started.elapsed() >= deadline => {
+                return Err(Error::NatsConnect { url: url.to_owned(), source });
+            }
+            Err(e) => {
+                attempt += 1;
+                let wait = backoff(attempt as usize);
+                tracing::warn!(%url, error = %e, attempt, ?wait, "NATS not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// 100 ms, 200 ms, 400 ms … capped at 5 s.
+fn backoff(attempt: usize) -> Duration {
+    let exp = attempt.min(6) as u32;
+    Duration::from_millis(100u64 * 2u64.pow(exp)).min(Duration::from_secs(5))
+}
+
+fn js_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::JetStream(format!("{what}: {e}"))
+}
+
+/// The transcode job work queue: each job to exactly one consumer, removed once acked.
+pub async fn jobs_stream(js: &jetstream::Context) -> Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: subjects::JOBS_STREAM.into(),
+        subjects: vec![subjects::JOBS_WILDCARD.into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        max_age: JOB_MAX_AGE,
+        duplicate_window: Duration::from_secs(120),
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(subjects::JOBS_STREAM, e))
+}
+
+/// Transcode events (results, transitions), kept until their consumer acks them.
+pub async fn events_stream(js: &jetstream::Context) -> Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: subjects::EVENTS_STREAM.into(),
+        subjects: vec![subjects::EVENTS_WILDCARD.into()],
+        retention: stream::RetentionPolicy::Interest,
+        max_age: EVENT_MAX_AGE,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(subjects::EVENTS_STREAM, e))
+}
+
+/// The node registry bucket; a record lives `ttl` after its last heartbeat.
+///
+/// The bucket's stream is declared here with the settings a KV bucket has, because
+/// async-nats's `create_key_value` first asks for account limits in a form that nats-server
+/// 2.9 does not answer; `get_key_value` then binds to it as to any bucket.
+pub async fn nodes_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store> {
+    let bucket = subjects::NODES_BUCKET;
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_bytes: -1,
+        max_message_size: -1,
+        max_age: ttl,
+        storage: stream::StorageType::File,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err(bucket, e))?;
+    js.get_key_value(bucket).await.map_err(|e| js_err(bucket, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(super::backoff(0).as_millis(), 100);
+        assert_eq!(super::backoff(1).as_millis(), 200);
+        assert_eq!(super::backoff(30).as_secs(), 5);
+    }
+}

@@ -1,0 +1,67 @@
+//! Every NATS subject, KV bucket, stream and durable consumer name of magnetm3u8, and nowhere
+//! else. Node ids are validated by config (`[a-z0-9-]`), task ids by `magnet_core::TaskId`
+//! (`task_<digits>`), so both are always safe subject tokens.
+
+/// KV bucket of the node registry: key = node id, value = `NodeRecord` protobuf.
+/// Writer: each node's downloader (heartbeat). Readers: gateway (watch), signaling.
+pub const NODES_BUCKET: &str = "magnet_nodes";
+
+/// JetStream stream of transcode jobs (work queue: each job to exactly one transcoder).
+pub const JOBS_STREAM: &str = "MAGNET_JOBS";
+/// JetStream stream of transcode events (results and status transitions).
+pub const EVENTS_STREAM: &str = "MAGNET_EVENTS";
+
+/// Subject of a node's transcode jobs. Publisher: the node's downloader.
+/// Consumer: the node's transcoders, through [`transcoder_consumer`].
+pub fn transcode_jobs(node: &str) -> String {
+    format!("magnet.jobs.{node}")
+}
+
+/// Wildcard covering every node's jobs: the subjects of [`JOBS_STREAM`].
+pub const JOBS_WILDCARD: &str = "magnet.jobs.>";
+
+/// Subject of one task's transcode events. Publisher: the transcoder that runs the job.
+/// Consumer: the node's downloader, through [`downloader_events_consumer`].
+pub fn task_events(node: &str, task: &str) -> String {
+    format!("magnet.events.{node}.{task}")
+}
+
+/// Every event of one node (filter of the downloader's durable consumer).
+pub fn node_events(node: &str) -> String {
+    format!("magnet.events.{node}.>")
+}
+
+/// Wildcard covering every node's events: the subjects of [`EVENTS_STREAM`].
+pub const EVENTS_WILDCARD: &str = "magnet.events.>";
+
+/// Core-NATS subject of a task's live progress (`TaskProgress`). Publishers: the downloader
+/// while downloading, the transcoder while transcoding. Subscribers: gateways (live UI).
+pub fn task_progress(node: &str, task: &str) -> String {
+    format!("magnet.progress.{node}.{task}")
+}
+
+/// Every task's progress on every node.
+pub const PROGRESS_WILDCARD: &str = "magnet.progress.>";
+
+/// Durable pull consumer shared by all transcoder replicas of a node.
+pub fn transcoder_consumer(node: &str) -> String {
+    format!("transcoder-{node}")
+}
+
+/// Durable pull consumer through which a node's downloader applies transcode events.
+pub fn downloader_events_consumer(node: &str) -> String {
+    format!("downloader-{node}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_nest_under_their_wildcards() {
+        assert!(transcode_jobs("worker-a").starts_with(JOBS_WILDCARD.trim_end_matches('>')));
+        assert!(task_events("worker-a", "task_1").starts_with(node_events("worker-a").trim_end_matches('>')));
+        assert!(task_events("worker-a", "task_1").starts_with(EVENTS_WILDCARD.trim_end_matches('>')));
+        assert!(task_progress("w", "task_1").starts_with(PROGRESS_WILDCARD.trim_end_matches('>')));
+    }
+}

@@ -1,0 +1,40 @@
+//! magnet-tests: helpers for cross-service tests — a real `nats-server` with JetStream on a
+//! free port, a librqbit seeder on loopback, a generator of small test videos with ffmpeg, and
+//! launchers for our services (in-process or as a child process that a test may `kill -9`).
+//! The tests themselves are in `tests/integration.rs`.
+
+pub mod nats;
+pub mod seeder;
+pub mod services;
+pub mod video;
+
+use std::time::Duration;
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `limit` with `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Logs of the code under test, shown for failing tests (`RUST_LOG` to tune).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librqbit=warn,sqlx=warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}

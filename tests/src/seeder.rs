@@ -1,0 +1,117 @@
+//! A librqbit session that seeds local files over loopback with DHT, trackers, local discovery
+//! and UPnP off, and hands out magnets whose `x.pe` names it as the peer.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use librqbit::limits::LimitsConfig;
+use librqbit::spawn_utils::BlockingSpawner;
+use librqbit::{
+    AddTorrent, AddTorrentOptions, CreateTorrentOptions, ListenerMode, ListenerOptions, ManagedTorrent, Session,
+    SessionOptions, create_torrent,
+};
+
+pub struct Seeder {
+    session: Arc<Session>,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+/// One seeded torrent.
+pub struct Seeded {
+    /// `magnet:?xt=urn:btih:…&dn=…&x.pe=127.0.0.1:<port>`
+    pub magnet: String,
+    pub info_hash: String,
+    pub handle: Arc<ManagedTorrent>,
+}
+
+impl Seeder {
+    /// A seeder with no upload limit.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::with_upload_limit(None).await
+    }
+
+    /// A seeder whose uploads are capped (bytes/s), to make downloads take a while.
+    pub async fn with_upload_limit(bps: Option<u32>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let session = Session::new_with_opts(
+            dir.path().to_owned(),
+            SessionOptions {
+                dht: None,
+                disable_trackers: true,
+                disable_local_service_discovery: true,
+                persistence: None,
+                listen: Some(ListenerOptions {
+                    mode: ListenerMode::TcpOnly,
+                    listen_addr: (Ipv4Addr::LOCALHOST, 0).into(),
+                    enable_upnp_port_forwarding: false,
+                    ..Default::default()
+                }),
+                ratelimits: LimitsConfig { upload_bps: bps.and_then(NonZeroU32::new), download_bps: None },
+                ..Default::default()
+            },
+        )
+        .await?;
+        let addr = session.listen_addr().context("seeder session does not listen")?;
+        Ok(Self { session, addr, _dir: dir })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Seeds a file or a folder (multi-file torrent) in place.
+    pub async fn seed(&self, path: &Path) -> anyhow::Result<Seeded> {
+        let spawner = BlockingSpawner::new(2);
+        let created = create_torrent(path, CreateTorrentOptions::default(), &spawner).await?;
+        let bytes = created.as_bytes()?;
+        let info_hash = created.info_hash().as_string();
+        let handle = self
+            .session
+            .add_torrent(
+                AddTorrent::from_bytes(bytes),
+                Some(AddTorrentOptions {
+                    overwrite: true,
+                    output_folder: Some(created.output_folder.to_string_lossy().into_owned()),
+                    ..Default::default()
+                }),
+            )
+            .await?
+            .into_handle()
+            .context("seeder add gave no handle")?;
+        handle.wait_until_initialized().await?;
+        anyhow::ensure!(handle.stats().finished, "seeder does not have the whole torrent");
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let magnet = format!(
+            "magnet:?xt=urn:btih:{info_hash}&dn={}&x.pe={}",
+            url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>(),
+            self.addr
+        );
+        Ok(Seeded { magnet, info_hash, handle })
+    }
+
+    /// Bytes this seeder uploaded for a torrent so far.
+    pub fn uploaded(seeded: &Seeded) -> u64 {
+        seeded.handle.stats().uploaded_bytes
+    }
+}
+
+/// Writes `len` bytes of incompressible data to `path` (fast, deterministic per seed).
+pub fn random_file(path: &Path, len: usize, seed: u64) -> anyhow::Result<()> {
+    use rand::{RngCore, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len());
+        rng.fill_bytes(&mut buf[..n]);
+        std::io::Write::write_all(&mut file, &buf[..n])?;
+        left -= n;
+    }
+    std::io::Write::flush(&mut file)?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Launchers for our services in tests: settings for an offline worker node, the downloader
+//! in-process (fast, inspectable) or as a child process (so a test can `kill -9` it).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use magnet_proto::v1::task_service_client::TaskServiceClient;
+use magnet_runtime::Settings;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// Settings of a worker node that never leaves loopback: no DHT, trackers, discovery, UPnP or
+/// listening port; ephemeral gRPC/admin ports; short registry TTL.
+pub fn offline_node(data_dir: &Path, nats_url: &str, node_id: &str) -> Settings {
+    let mut s = Settings::default();
+    s.node.id = node_id.into();
+    s.node.name = format!("Test node {node_id}");
+    s.storage.data_dir = data_dir.to_owned();
+    s.nats.url = nats_url.into();
+    s.nats.registry_ttl_secs = 3;
+    s.nats.heartbeat_secs = 1;
+    s.torrent.listen_port = None;
+    s.torrent.dht = false;
+    s.torrent.trackers = false;
+    s.torrent.local_discovery = false;
+    s.torrent.upnp = false;
+    s.torrent.no_peers_after_secs = 2;
+    s.torrent.give_up_after_secs = 60;
+    s.limits.min_free_disk_mb = 1;
+    s.downloader.grpc_listen = ([127, 0, 0, 1], 0).into();
+    s.downloader.admin_listen = ([127, 0, 0, 1], 0).into();
+    s
+}
+
+pub async fn task_client(addr: SocketAddr) -> anyhow::Result<TaskServiceClient<Channel>> {
+    Ok(TaskServiceClient::connect(format!("http://{addr}")).await?)
+}
+
+/// The downloader running inside the test process.
+pub struct InProcess {
+    pub running: Option<magnet_downloader::Running>,
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl InProcess {
+    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let running = magnet_downloader::start(settings, shutdown.clone()).await?;
+        Ok(Self { grpc_addr: running.grpc_addr, admin_addr: running.admin_addr, running: Some(running), shutdown })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
+        task_client(self.grpc_addr).await
+    }
+
+    /// Graceful stop, as on SIGTERM.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Some(r) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(20), r.wait()).await.context("downloader did not stop in 20 s")??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Path of one of our binaries, built next to the test executable.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).context("test executable has no target dir")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!("{} is missing: build it first (`cargo build -p {name}`; `cargo xtask test` does)", path.display());
+    }
+    Ok(path)
+}
+
+/// The downloader binary as a child process; killed (SIGKILL) on drop.
+pub struct Process {
+    child: Child,
+    pub grpc_addr: SocketAddr,
+}
+
+impl Process {
+    /// Starts `magnet-downloader` with `settings` (written to a JSON config file in `dir`) and
+    /// waits for its "downloader ready" line.
+    pub fn spawn_downloader(settings: &Settings, dir: &Path) -> anyhow::Result<Self> {
+        let config = dir.join("downloader.json");
+        std::fs::write(&config, serde_json::to_vec_pretty(settings)?)?;
+        let mut child = Command::new(binary("magnet-downloader")?)
+            .arg("--config")
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info,librqbit=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child.stderr.take().context("child stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[downloader] {line}");
+                if line.contains("downloader ready") {
+                    let addr = line.split("grpc_addr=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|a| a.parse().ok());
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let grpc_addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(addr)) => addr,
+            Ok(None) => bail!("downloader said it is ready but not where"),
+            Err(_) => {
+                let _ = child.kill();
+                bail!("downloader did not become ready in 60 s")
+            }
+        };
+        Ok(Self { child, grpc_addr })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
+        task_client(self.grpc_addr).await
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGKILL)?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM)?;
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,4 @@
+//! Cross-service integration tests, one binary (link once). Every test starts its own real
+//! nats-server, librqbit seeder and services on ephemeral loopback ports.
+
+mod downloader;
