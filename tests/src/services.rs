@@ -33,6 +33,15 @@ pub fn offline_node(data_dir: &Path, nats_url: &str, node_id: &str) -> Settings 
     s.limits.min_free_disk_mb = 1;
     s.downloader.grpc_listen = ([127, 0, 0, 1], 0).into();
     s.downloader.admin_listen = ([127, 0, 0, 1], 0).into();
+    s.transcoder.admin_listen = ([127, 0, 0, 1], 0).into();
+    s.transcoding.preset = "ultrafast".into();
+    s
+}
+
+/// The same node's settings for a transcoder replica named `replica`.
+pub fn transcoder_of(node: &Settings, replica: &str) -> Settings {
+    let mut s = node.clone();
+    s.transcoder.replica_id = Some(replica.into());
     s
 }
 
@@ -86,19 +95,31 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The downloader binary as a child process; killed (SIGKILL) on drop.
+/// One of our service binaries as a child process; killed (SIGKILL) on drop.
 pub struct Process {
     child: Child,
+    /// The service's "… ready" log line (it names the bound addresses).
+    ready_line: String,
     pub grpc_addr: SocketAddr,
 }
 
 impl Process {
-    /// Starts `magnet-downloader` with `settings` (written to a JSON config file in `dir`) and
-    /// waits for its "downloader ready" line.
+    /// Starts `magnet-downloader` and waits until it is ready.
     pub fn spawn_downloader(settings: &Settings, dir: &Path) -> anyhow::Result<Self> {
-        let config = dir.join("downloader.json");
+        Self::spawn("magnet-downloader", "downloader ready", settings, dir)
+    }
+
+    /// Starts a `magnet-transcoder` replica and waits until it pulls jobs.
+    pub fn spawn_transcoder(settings: &Settings, dir: &Path) -> anyhow::Result<Self> {
+        Self::spawn("magnet-transcoder", "transcoder ready", settings, dir)
+    }
+
+    /// Starts `binary` with `settings` (written to a JSON config file in `dir`) and waits for
+    /// the log line containing `ready`.
+    pub fn spawn(binary_name: &str, ready: &str, settings: &Settings, dir: &Path) -> anyhow::Result<Self> {
+        let config = dir.join(format!("{binary_name}-{}.json", std::process::id()));
         std::fs::write(&config, serde_json::to_vec_pretty(settings)?)?;
-        let mut child = Command::new(binary("magnet-downloader")?)
+        let mut child = Command::new(binary(binary_name)?)
             .arg("--config")
             .arg(&config)
             .env("NO_COLOR", "1")
@@ -108,24 +129,30 @@ impl Process {
             .spawn()?;
         let stderr = child.stderr.take().context("child stderr")?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let tag = binary_name.trim_start_matches("magnet-").to_owned();
+        let ready = ready.to_owned();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[downloader] {line}");
-                if line.contains("downloader ready") {
-                    let addr = line.split("grpc_addr=").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|a| a.parse().ok());
-                    let _ = tx.send(addr);
+                eprintln!("[{tag}] {line}");
+                if line.contains(&ready) {
+                    let _ = tx.send(line.clone());
                 }
             }
         });
-        let grpc_addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Some(addr)) => addr,
-            Ok(None) => bail!("downloader said it is ready but not where"),
+        let ready_line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
-                bail!("downloader did not become ready in 60 s")
+                bail!("{binary_name} did not become ready in 60 s")
             }
         };
-        Ok(Self { child, grpc_addr })
+        let grpc_addr = field(&ready_line, "grpc_addr").and_then(|a| a.parse().ok()).unwrap_or(([0, 0, 0, 0], 0).into());
+        Ok(Self { child, ready_line, grpc_addr })
+    }
+
+    /// A `key=value` field of the ready line.
+    pub fn ready_field(&self, key: &str) -> Option<String> {
+        field(&self.ready_line, key)
     }
 
     pub async fn client(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
@@ -150,9 +177,43 @@ impl Process {
     }
 }
 
+fn field(line: &str, key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
+    line.split_whitespace().find_map(|w| w.strip_prefix(&prefix)).map(|v| v.trim_matches('"').to_owned())
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A transcoder replica running inside the test process.
+pub struct Transcoder {
+    running: Option<magnet_transcoder::Running>,
+    pub replica: String,
+    shutdown: CancellationToken,
+}
+
+impl Transcoder {
+    pub async fn start(settings: Settings) -> anyhow::Result<Self> {
+        let shutdown = CancellationToken::new();
+        let running = magnet_transcoder::start(settings, shutdown.clone()).await?;
+        Ok(Self { replica: running.replica.clone(), running: Some(running), shutdown })
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Some(r) = self.running.take() {
+            tokio::time::timeout(Duration::from_secs(20), r.wait()).await.context("transcoder did not stop in 20 s")??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Transcoder {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }

@@ -1,4 +1,4 @@
-//! Small test videos made with ffmpeg (`testsrc2` + `sine`), H.264/AAC unless asked otherwise.
+//! Small test videos made with ffmpeg (`testsrc2` + `sine`, a keyframe every 2 s), H.264/AAC unless asked otherwise.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,18 +8,54 @@ use anyhow::{Context, bail};
 /// Codecs of a generated video.
 #[derive(Debug, Clone, Copy)]
 pub enum Codec {
-    /// H.264 + AAC in MP4.
+    /// H.264 + AAC (MP4): the remux path.
     H264Aac,
+    /// MPEG-4 Part 2 + AC3 (Matroska): the transcode path, with audio browsers cannot play.
+    Mpeg4Ac3,
 }
 
 /// Generates `seconds` of 320x240 test pattern with a tone.
 pub fn generate(path: &Path, seconds: u32, codec: Codec) -> anyhow::Result<()> {
+    generate_sized(path, seconds, "320x240", codec)
+}
+
+/// Duration of a media file or playlist, as ffprobe reads it.
+pub fn duration(path: &Path) -> anyhow::Result<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .arg(path)
+        .output()?;
+    if !out.status.success() {
+        bail!("ffprobe refused {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// Codec names of a file's streams (`v:h264`, `a:aac`), as ffprobe reads them.
+pub fn codecs(path: &Path) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "csv=p=0"])
+        .arg(path)
+        .output()?;
+    if !out.status.success() {
+        bail!("ffprobe refused {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(','))
+        .map(|(codec, kind)| format!("{}:{codec}", &kind[..1]))
+        .collect())
+}
+
+/// Like [`generate`], at a given size (e.g. "1280x720").
+pub fn generate_sized(path: &Path, seconds: u32, size: &str, codec: Codec) -> anyhow::Result<()> {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size=320x240:rate=25:duration={seconds}")])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25:duration={seconds}")])
         .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=44100:duration={seconds}")]);
     match codec {
-        Codec::H264Aac => cmd.args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"]),
+        Codec::H264Aac => cmd.args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac"]),
+        Codec::Mpeg4Ac3 => cmd.args(["-c:v", "mpeg4", "-q:v", "5", "-c:a", "ac3"]),
     };
     cmd.args(["-shortest"]).arg(path);
     let out = cmd.output().context("cannot run ffmpeg: is it installed? (`cargo xtask test` installs it)")?;

@@ -268,16 +268,24 @@ impl Tasks {
         let mut last_change = Instant::now();
         let mut peerless_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(TICK);
+        // Completion ends the loop at once, not at the next tick.
+        let completed = handle.wait_until_completed();
+        tokio::pin!(completed);
+        let mut complete = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                r = &mut completed, if !complete => {
+                    r.map_err(Error::torrent)?;
+                    complete = true;
+                }
                 _ = cancel.cancelled() => return Err(Error::Cancelled),
             }
             let snap = torrent::snapshot(&handle);
             if let Some(error) = snap.error {
                 return Err(Error::Torrent(error));
             }
-            if snap.finished {
+            if snap.finished || complete {
                 break;
             }
             if snap.progress_bytes > last_bytes {

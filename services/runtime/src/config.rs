@@ -71,6 +71,7 @@ pub struct Settings {
     pub nats: NatsSettings,
     pub torrent: TorrentSettings,
     pub downloader: DownloaderSettings,
+    pub transcoder: TranscoderSettings,
     /// The original's `gateway.url` (its workers dialled the gateway); accepted and unused.
     #[serde(skip_serializing)]
     pub gateway: Option<serde_json::Value>,
@@ -257,6 +258,33 @@ impl Default for DownloaderSettings {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TranscoderSettings {
+    pub admin_listen: SocketAddr,
+    /// Name of this replica in events and logs; default: host name and process id.
+    pub replica_id: Option<String>,
+    pub ffmpeg: String,
+    pub ffprobe: String,
+    /// A job not acked (nor marked in progress) for this long goes to another replica.
+    pub ack_wait_secs: u64,
+    /// Attempts per job before it is reported as failed.
+    pub max_deliver: i64,
+}
+
+impl Default for TranscoderSettings {
+    fn default() -> Self {
+        Self {
+            admin_listen: ([0, 0, 0, 0], 9102).into(),
+            replica_id: None,
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            ack_wait_secs: 30,
+            max_deliver: 3,
+        }
+    }
+}
+
 impl Settings {
     /// Loads defaults → file → `MAGNET__…` environment → flags, then validates.
     pub fn load(service: &str, args: &CommonArgs) -> Result<Self> {
@@ -296,6 +324,15 @@ impl Settings {
         }
         if self.nats.heartbeat_secs == 0 || self.nats.heartbeat_secs >= self.nats.registry_ttl_secs {
             return bad("nats.heartbeat_secs", "must be at least 1 and less than nats.registry_ttl_secs");
+        }
+        if self.limits.max_transcodes == 0 {
+            return bad("limits.max_transcodes", "must be at least 1");
+        }
+        if self.transcoder.ack_wait_secs < 2 {
+            return bad("transcoder.ack_wait_secs", "must be at least 2");
+        }
+        if self.transcoder.max_deliver < 1 {
+            return bad("transcoder.max_deliver", "must be at least 1");
         }
         if self.limits.max_downloads == 0 {
             return bad("limits.max_downloads", "must be at least 1");

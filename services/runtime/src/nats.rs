@@ -72,12 +72,13 @@ pub async fn jobs_stream(js: &jetstream::Context) -> Result<stream::Stream> {
     .map_err(|e| js_err(subjects::JOBS_STREAM, e))
 }
 
-/// Transcode events (results, transitions), kept until their consumer acks them.
+/// Transcode events (results, transitions), kept until the node's downloader acks them, also
+/// while it is down (work-queue retention: nothing else consumes them).
 pub async fn events_stream(js: &jetstream::Context) -> Result<stream::Stream> {
     js.get_or_create_stream(stream::Config {
         name: subjects::EVENTS_STREAM.into(),
         subjects: vec![subjects::EVENTS_WILDCARD.into()],
-        retention: stream::RetentionPolicy::Interest,
+        retention: stream::RetentionPolicy::WorkQueue,
         max_age: EVENT_MAX_AGE,
         storage: stream::StorageType::File,
         ..Default::default()

@@ -289,7 +289,7 @@ async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() ->
             anyhow::Ok(())
         }
     };
-    publish(pb::transcode_event::Kind::Started(pb::TranscodeStarted { path_taken: "remux".into() })).await?;
+    publish(pb::transcode_event::Kind::Started(pb::TranscodeStarted { path_taken: "remux".into(), ..Default::default() })).await?;
     publish(pb::transcode_event::Kind::Progress(pb::TranscodeProgressed { progress: 40.0 })).await?;
     let t = wait_status(&mut client, &task.id, pb::TaskStatus::Transcoding, Duration::from_secs(10)).await?;
     assert_eq!(t.transcode_path, "remux");
@@ -302,6 +302,7 @@ async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() ->
         segments: vec!["index0.ts".into(), "index1.ts".into()],
         srts: vec!["clip.vtt".into()],
         path_taken: "remux".into(),
+        ..Default::default()
     }))
     .await?;
     // A late failure for a task already ready must not undo it.

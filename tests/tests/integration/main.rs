@@ -2,3 +2,4 @@
 //! nats-server, librqbit seeder and services on ephemeral loopback ports.
 
 mod downloader;
+mod transcoder;

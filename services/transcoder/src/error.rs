@@ -1,0 +1,47 @@
+//! Errors of a transcode job. `is_permanent` decides between reporting the job as failed and
+//! letting another attempt (or replica) try again.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the torrent has no video file (files: {files})")]
+    NoVideoFile { files: String },
+    #[error("{name} is not a readable video (corrupt or not a media file): {detail}")]
+    Unreadable { name: String, detail: String },
+    #[error("{name} has no video stream")]
+    NoVideoStream { name: String },
+    #[error("ffmpeg failed ({status}): {stderr}")]
+    Ffmpeg { status: String, stderr: String },
+    #[error("ffmpeg ended without finishing the playlist of {name}")]
+    IncompletePlaylist { name: String },
+    #[error("cannot run {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("I/O on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("malformed job: {0}")]
+    BadJob(String),
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error(transparent)]
+    Runtime(#[from] magnet_runtime::Error),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True when trying again cannot help: the input itself is the problem.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::NoVideoFile { .. } | Self::Unreadable { .. } | Self::NoVideoStream { .. } | Self::BadJob(_)
+        )
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

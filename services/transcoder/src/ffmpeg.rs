@@ -1,0 +1,117 @@
+//! Running ffmpeg: progress from `-progress pipe:1` (`out_time_us` against the probed
+//! duration), the last lines of stderr kept for the error message, killed on cancel.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result};
+
+/// The last `n` non-empty lines of `text`, joined with " | ".
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Seconds of output written, from one `-progress` line.
+fn out_time(line: &str) -> Option<f64> {
+    let v = line.strip_prefix("out_time_us=").or_else(|| line.strip_prefix("out_time_ms="))?;
+    v.trim().parse::<i64>().ok().filter(|us| *us >= 0).map(|us| us as f64 / 1e6)
+}
+
+/// Runs `ffmpeg args`, calling `progress(percent)` as output advances (when `duration` is
+/// known). Cancellation kills ffmpeg and returns [`Error::Cancelled`].
+pub async fn run(
+    ffmpeg: &str,
+    args: &[String],
+    duration: Option<f64>,
+    mut progress: impl FnMut(f64),
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let mut child = Command::new(ffmpeg)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| Error::Spawn { program: ffmpeg.into(), source })?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    // Keep the last lines of stderr for the error message.
+    let stderr_task = tokio::spawn(async move {
+        let mut buf = String::new();
+        let mut kept: VecDeque<String> = VecDeque::new();
+        if let Some(mut err) = stderr {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = err.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                while let Some(pos) = buf.find('\n') {
+                    kept.push_back(buf[..pos].to_owned());
+                    buf.drain(..=pos);
+                    if kept.len() > 20 {
+                        kept.pop_front();
+                    }
+                }
+            }
+        }
+        kept.push_back(buf);
+        tail(&kept.into_iter().collect::<Vec<_>>().join("\n"), 5)
+    });
+
+    let read_progress = async {
+        if let Some(out) = stdout {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let (Some(t), Some(d)) = (out_time(&line), duration) {
+                    progress((t * 100.0 / d).clamp(0.0, 100.0));
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = read_progress => {}
+        _ = cancel.cancelled() => {
+            let _ = child.kill().await;
+            return Err(Error::Cancelled);
+        }
+    }
+    let status = tokio::select! {
+        s = child.wait() => s.map_err(|source| Error::Spawn { program: ffmpeg.into(), source })?,
+        _ = cancel.cancelled() => {
+            let _ = child.kill().await;
+            return Err(Error::Cancelled);
+        }
+    };
+    let stderr = stderr_task.await.unwrap_or_default();
+    if !status.success() {
+        return Err(Error::Ffmpeg { status: status.to_string(), stderr });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_progress_lines() {
+        assert_eq!(out_time("out_time_us=1500000"), Some(1.5));
+        assert_eq!(out_time("out_time_ms=2000000"), Some(2.0));
+        assert_eq!(out_time("out_time_us=N/A"), None);
+        assert_eq!(out_time("frame=10"), None);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\n\nb\nc\n", 2), "b | c");
+        assert_eq!(tail("", 3), "");
+    }
+}

@@ -1,0 +1,197 @@
+//! One transcode job, from inputs on the node's volume to a finished HLS folder. Knows nothing
+//! of NATS: it reports through a channel and returns what the result event carries.
+
+use std::path::{Path, PathBuf};
+
+use magnet_core::TaskId;
+use magnet_proto::v1 as pb;
+use magnet_runtime::config::{TranscoderSettings, TranscodingSettings};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{self, Track};
+use crate::plan::{self, Input};
+use crate::{Error, Result, ffmpeg, probe};
+
+/// What a running job tells the outside.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    Started { path_taken: String, input: String },
+    Progress(f64),
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Done {
+    /// e.g. `m3u8/task_1/index.m3u8`
+    pub m3u8_path: String,
+    pub segments: Vec<String>,
+    pub srts: Vec<String>,
+    pub path_taken: String,
+    pub duration: f64,
+}
+
+pub struct Job<'a> {
+    pub job: &'a pb::TranscodeJob,
+    pub transcoding: &'a TranscodingSettings,
+    pub programs: &'a TranscoderSettings,
+}
+
+impl Job<'_> {
+    /// Runs the job; on any failure the partial folder is removed and the final one untouched.
+    pub async fn run(&self, reports: UnboundedSender<Report>, cancel: &CancellationToken) -> Result<Done> {
+        let (task_id, final_dir) = validate(self.job)?;
+        let partial = output::partial_dir(&final_dir);
+        output::fresh(&partial).await?;
+        let outcome = self.build(&task_id, &partial, &reports, cancel).await;
+        match outcome {
+            Ok(done) => {
+                output::publish(&partial, &final_dir).await?;
+                Ok(done)
+            }
+            Err(e) => {
+                if let Err(clean) = output::remove(&partial).await {
+                    tracing::warn!(error = %clean, "partial output not removed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn build(&self, task_id: &TaskId, out: &Path, reports: &UnboundedSender<Report>, cancel: &CancellationToken) -> Result<Done> {
+        let inputs: Vec<Input> = self.job.inputs.iter().filter_map(input).collect();
+        let (videos, subtitle_files) = plan::pick(&inputs, self.transcoding.all_videos)?;
+        let count = videos.len() as f64;
+        let mut main = None;
+        let mut variants = Vec::new();
+        for (k, video) in videos.iter().enumerate() {
+            let info = probe::probe(&self.programs.ffprobe, &video.source, &video.name).await?;
+            let plan = plan::plan(&info, &video.name)?;
+            let dir = if k == 0 { out.to_owned() } else { out.join(format!("v{k}")) };
+            tokio::fs::create_dir_all(&dir).await.map_err(Error::io(&dir))?;
+            if k == 0 {
+                tracing::info!(input = %video.name, path = plan.path_taken(), "transcoding");
+                let _ = reports.send(Report::Started { path_taken: plan.path_taken().into(), input: video.name.clone() });
+            }
+            let args = plan::ffmpeg_args(&video.source, &plan, self.transcoding, &dir);
+            let base = k as f64;
+            ffmpeg::run(&self.programs.ffmpeg, &args, info.duration, |p| {
+                let _ = reports.send(Report::Progress((base * 100.0 + p) / count));
+            }, cancel)
+            .await?;
+            let (segments, duration) = output::segments(&dir.join("index.m3u8"), &video.name).await?;
+            let uri = if k == 0 { "index.m3u8".to_owned() } else { format!("v{k}/index.m3u8") };
+            variants.push((uri, bandwidth(&dir, &segments, duration).await));
+            if k == 0 {
+                main = Some((plan, info, segments, duration, video.clone()));
+            }
+        }
+        let Some((plan, info, segments, duration, video)) = main else {
+            return Err(Error::NoVideoFile { files: "none".into() });
+        };
+
+        let tracks = self.subtitles(&video, &info, &subtitle_files, out, cancel).await?;
+        for t in &tracks {
+            let path = out.join(t.file.trim_end_matches(".vtt").to_owned() + ".m3u8");
+            tokio::fs::write(&path, output::subtitle_playlist(t, duration)).await.map_err(Error::io(&path))?;
+        }
+        let master = out.join("master.m3u8");
+        tokio::fs::write(&master, output::master_playlist(&variants, &tracks)).await.map_err(Error::io(&master))?;
+        let _ = reports.send(Report::Progress(100.0));
+        Ok(Done {
+            m3u8_path: format!("m3u8/{task_id}/index.m3u8"),
+            segments,
+            srts: tracks.into_iter().map(|t| t.file).collect(),
+            path_taken: plan.path_taken().into(),
+            duration,
+        })
+    }
+
+    /// Subtitle files of the torrent and text subtitle streams of the video, as WebVTT. A track
+    /// that fails to convert is logged and skipped: it must not cost the user the video.
+    async fn subtitles(
+        &self,
+        video: &Input,
+        info: &probe::MediaInfo,
+        files: &[Input],
+        out: &Path,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Track>> {
+        let mut jobs: Vec<(Vec<String>, String, Option<String>)> = Vec::new();
+        for f in files {
+            let stem = Path::new(&f.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            jobs.push((vec!["-i".into(), f.source.clone()], stem, None));
+        }
+        for s in info.text_subtitles() {
+            let name = match &s.language {
+                Some(lang) => format!("track{}.{lang}", s.index),
+                None => format!("track{}", s.index),
+            };
+            jobs.push((vec!["-i".into(), video.source.clone(), "-map".into(), format!("0:{}", s.index)], name, s.language.clone()));
+        }
+        let mut tracks: Vec<Track> = Vec::new();
+        for (input_args, name, language) in jobs {
+            let mut file = format!("{}.vtt", output::safe_name(&name));
+            let mut n = 1;
+            while tracks.iter().any(|t| t.file == file) {
+                n += 1;
+                file = format!("{}_{n}.vtt", output::safe_name(&name));
+            }
+            let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"].map(String::from).to_vec();
+            args.extend(input_args);
+            args.extend(["-c:s", "webvtt"].map(String::from));
+            args.push(out.join(&file).to_string_lossy().into_owned());
+            match ffmpeg::run(&self.programs.ffmpeg, &args, None, |_| {}, cancel).await {
+                Ok(()) => tracks.push(Track { file, name, language }),
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e) => tracing::warn!(subtitle = %name, error = %e, "subtitle skipped"),
+            }
+        }
+        Ok(tracks)
+    }
+}
+
+fn input(i: &pb::TranscodeInput) -> Option<Input> {
+    let source = match i.source.as_ref()? {
+        pb::transcode_input::Source::Path(p) => p.clone(),
+        pb::transcode_input::Source::Url(u) => u.clone(),
+    };
+    Some(Input { source, name: i.name.clone(), size: i.size })
+}
+
+/// The job's task id and final folder, refusing jobs that would write anywhere but
+/// `…/<task_id>` given as an absolute path.
+fn validate(job: &pb::TranscodeJob) -> Result<(TaskId, PathBuf)> {
+    let id = TaskId::parse(&job.task_id).map_err(|e| Error::BadJob(e.to_string()))?;
+    let dir = PathBuf::from(&job.output_dir);
+    if !dir.is_absolute() || dir.file_name().and_then(|n| n.to_str()) != Some(id.as_str()) {
+        return Err(Error::BadJob(format!("output folder {:?} is not an absolute …/{id}", job.output_dir)));
+    }
+    if dir.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(Error::BadJob(format!("output folder {:?} contains ..", job.output_dir)));
+    }
+    Ok((id, dir))
+}
+
+/// Bits per second of a playlist's segments (for `BANDWIDTH` in the master playlist).
+async fn bandwidth(dir: &Path, segments: &[String], duration: f64) -> u64 {
+    let mut bytes = 0u64;
+    for s in segments {
+        bytes += tokio::fs::metadata(dir.join(s)).await.map(|m| m.len()).unwrap_or(0);
+    }
+    if duration > 0.0 { (bytes as f64 * 8.0 / duration) as u64 } else { 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_that_would_write_elsewhere_are_refused() {
+        let job = |id: &str, dir: &str| pb::TranscodeJob { task_id: id.into(), output_dir: dir.into(), ..Default::default() };
+        assert!(validate(&job("task_1", "/data/m3u8/task_1")).is_ok());
+        for (id, dir) in [("task_1", "m3u8/task_1"), ("task_1", "/data/m3u8/task_2"), ("../x", "/data/../x"), ("task_1", "/data/../task_1")] {
+            assert!(matches!(validate(&job(id, dir)), Err(Error::BadJob(_))), "{id} {dir}");
+        }
+    }
+}

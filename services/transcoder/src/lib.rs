@@ -1,0 +1,94 @@
+//! magnet-transcoder: a transcoder replica of a worker node. It takes jobs from the node's
+//! JetStream work queue, probes the input with ffprobe, remuxes H.264 (or transcodes anything
+//! else) into HLS in the original's layout (`m3u8/<task_id>/index.m3u8`, `index0.ts`, …),
+//! converts subtitles to WebVTT, and reports progress and the result. Stateless: any number
+//! of replicas share a node's queue.
+
+pub mod error;
+pub mod ffmpeg;
+pub mod job;
+pub mod output;
+pub mod plan;
+pub mod probe;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use magnet_runtime::admin::Admin;
+use magnet_runtime::{Settings, nats};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{Error, Result};
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub done: Counter,
+    pub failed: Counter,
+    pub running: Gauge,
+}
+
+impl Metrics {
+    fn register(&self, admin: &Admin) {
+        admin.register(|r| {
+            r.register("magnet_transcodes_done", "Transcode jobs finished", self.done.clone());
+            r.register("magnet_transcodes_failed", "Transcode jobs failed for good", self.failed.clone());
+            r.register("magnet_transcodes_running", "Transcode jobs running", self.running.clone());
+        });
+    }
+}
+
+pub struct Running {
+    pub admin_addr: SocketAddr,
+    pub replica: String,
+    join: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    pub async fn wait(self) -> Result<()> {
+        self.join.await.map_err(|_| Error::BadJob("transcoder task panicked".into()))?
+    }
+}
+
+/// Default replica name: host name (the pod name in Kubernetes) and process id.
+fn replica_id(settings: &Settings) -> String {
+    settings.transcoder.replica_id.clone().unwrap_or_else(|| {
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "transcoder".into());
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+/// Starts the replica; returns once it is pulling jobs.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running> {
+    let admin = Admin::new();
+    let metrics = Metrics::default();
+    metrics.register(&admin);
+    let (admin_addr, admin_task) = admin.serve(settings.transcoder.admin_listen, shutdown.clone()).await?;
+    for program in [&settings.transcoder.ffmpeg, &settings.transcoder.ffprobe] {
+        let ok = tokio::process::Command::new(program).arg("-version").output().await.map(|o| o.status.success());
+        if !matches!(ok, Ok(true)) {
+            return Err(Error::Spawn { program: program.clone(), source: std::io::Error::other("not found or not working") });
+        }
+    }
+    let client = nats::connect(&settings.nats.url, "magnet-transcoder", Duration::from_secs(30)).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    nats::events_stream(&js).await?;
+    let replica = replica_id(&settings);
+    let worker = Arc::new(worker::Worker { settings: settings.clone(), replica: replica.clone(), client: client.clone(), js, metrics });
+    let consumer = worker.consumer().await?;
+    admin.set_ready(true);
+    tracing::info!(node = %settings.node.id, %replica, max_transcodes = settings.limits.max_transcodes, "transcoder ready");
+    let join = tokio::spawn(async move {
+        let result = worker.run(consumer, shutdown.clone()).await;
+        admin.set_ready(false);
+        let _ = admin_task.await;
+        client.flush().await.ok();
+        tracing::info!("transcoder stopped");
+        result
+    });
+    Ok(Running { admin_addr, replica, join })
+}

@@ -1,0 +1,17 @@
+//! `cargo xtask bench [name…]`: benchmarks in release mode. Each compares our service with a
+//! baseline measured in the same run and ends with one `bench <name>: key=value …` line.
+
+use crate::system::{self, cargo};
+
+const ALL: &[&str] = &["download"];
+
+pub fn run(names: &[String]) -> anyhow::Result<()> {
+    system::ensure_programs()?;
+    let names: Vec<&str> = if names.is_empty() { ALL.to_vec() } else { names.iter().map(String::as_str).collect() };
+    for name in &names {
+        if !ALL.contains(name) {
+            anyhow::bail!("unknown benchmark {name:?}; known: {}", ALL.join(", "));
+        }
+    }
+    system::run(cargo().args(["run", "--release", "--quiet", "-p", "magnet-tests", "--bin", "bench", "--"]).args(&names))
+}

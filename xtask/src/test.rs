@@ -1,0 +1,18 @@
+//! `cargo xtask test`: everything the tests need, then every test of the workspace with
+//! nextest (a process per test suits tests that spawn servers).
+
+use crate::system::{self, cargo};
+
+pub fn run(extra: &[String]) -> anyhow::Result<()> {
+    system::ensure_programs()?;
+    system::ensure_nextest()?;
+    // Tests that run our services as child processes need the binaries built.
+    system::run(cargo().args(["build", "--workspace", "--bins"]))?;
+    let mut cmd = cargo();
+    cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    if std::env::var_os("CI").is_some() {
+        cmd.args(["--profile", "ci"]);
+    }
+    cmd.args(extra);
+    system::run(&mut cmd)
+}
