@@ -4,6 +4,7 @@
 //! The tests themselves are in `tests/integration.rs`.
 
 pub mod nats;
+pub mod queue;
 pub mod seeder;
 pub mod services;
 pub mod video;
@@ -32,8 +33,9 @@ where
 pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librqbit=warn,sqlx=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,librqbit=warn,sqlx=warn")
+            }),
         )
         .with_test_writer()
         .try_init();

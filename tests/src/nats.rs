@@ -18,7 +18,16 @@ impl NatsServer {
     pub fn start() -> anyhow::Result<Self> {
         let store = tempfile::tempdir()?;
         let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", "-1", "--http_port", "0", "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "-1",
+                "--http_port",
+                "0",
+                "-js",
+                "-sd",
+            ])
             .arg(store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -30,7 +39,11 @@ impl NatsServer {
             let mut port = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                    port = rest.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    port = rest
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse::<u16>().ok());
                 }
                 if line.contains("Server is ready") {
                     let _ = tx.send(port);
@@ -42,7 +55,9 @@ impl NatsServer {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(Some(port)) => break port,
                 Ok(None) => bail!("nats-server started but did not say its port"),
-                Err(_) if started.elapsed() > Duration::from_secs(20) => bail!("nats-server did not start in 20 s"),
+                Err(_) if started.elapsed() > Duration::from_secs(20) => {
+                    bail!("nats-server did not start in 20 s")
+                }
                 Err(_) => {
                     if let Some(status) = child.try_wait()? {
                         bail!("nats-server exited with {status}");
@@ -50,7 +65,11 @@ impl NatsServer {
                 }
             }
         };
-        Ok(Self { child, url: format!("nats://127.0.0.1:{port}"), _store: store })
+        Ok(Self {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _store: store,
+        })
     }
 
     pub fn url(&self) -> &str {

@@ -10,8 +10,8 @@ use anyhow::Context;
 use librqbit::limits::LimitsConfig;
 use librqbit::spawn_utils::BlockingSpawner;
 use librqbit::{
-    AddTorrent, AddTorrentOptions, CreateTorrentOptions, ListenerMode, ListenerOptions, ManagedTorrent, Session,
-    SessionOptions, create_torrent,
+    AddTorrent, AddTorrentOptions, CreateTorrentOptions, ListenerMode, ListenerOptions,
+    ManagedTorrent, Session, SessionOptions, create_torrent,
 };
 
 pub struct Seeder {
@@ -50,13 +50,22 @@ impl Seeder {
                     enable_upnp_port_forwarding: false,
                     ..Default::default()
                 }),
-                ratelimits: LimitsConfig { upload_bps: bps.and_then(NonZeroU32::new), download_bps: None },
+                ratelimits: LimitsConfig {
+                    upload_bps: bps.and_then(NonZeroU32::new),
+                    download_bps: None,
+                },
                 ..Default::default()
             },
         )
         .await?;
-        let addr = session.listen_addr().context("seeder session does not listen")?;
-        Ok(Self { session, addr, _dir: dir })
+        let addr = session
+            .listen_addr()
+            .context("seeder session does not listen")?;
+        Ok(Self {
+            session,
+            addr,
+            _dir: dir,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -83,14 +92,24 @@ impl Seeder {
             .into_handle()
             .context("seeder add gave no handle")?;
         handle.wait_until_initialized().await?;
-        anyhow::ensure!(handle.stats().finished, "seeder does not have the whole torrent");
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        anyhow::ensure!(
+            handle.stats().finished,
+            "seeder does not have the whole torrent"
+        );
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let magnet = format!(
             "magnet:?xt=urn:btih:{info_hash}&dn={}&x.pe={}",
             url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>(),
             self.addr
         );
-        Ok(Seeded { magnet, info_hash, handle })
+        Ok(Seeded {
+            magnet,
+            info_hash,
+            handle,
+        })
     }
 
     /// Bytes this seeder uploaded for a torrent so far.

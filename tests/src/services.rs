@@ -61,7 +61,12 @@ impl InProcess {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let running = magnet_downloader::start(settings, shutdown.clone()).await?;
-        Ok(Self { grpc_addr: running.grpc_addr, admin_addr: running.admin_addr, running: Some(running), shutdown })
+        Ok(Self {
+            grpc_addr: running.grpc_addr,
+            admin_addr: running.admin_addr,
+            running: Some(running),
+            shutdown,
+        })
     }
 
     pub async fn client(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
@@ -72,7 +77,9 @@ impl InProcess {
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         if let Some(r) = self.running.take() {
-            tokio::time::timeout(Duration::from_secs(20), r.wait()).await.context("downloader did not stop in 20 s")??;
+            tokio::time::timeout(Duration::from_secs(20), r.wait())
+                .await
+                .context("downloader did not stop in 20 s")??;
         }
         Ok(())
     }
@@ -87,10 +94,16 @@ impl Drop for InProcess {
 /// Path of one of our binaries, built next to the test executable.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).context("test executable has no target dir")?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no target dir")?;
     let path = dir.join(name);
     if !path.exists() {
-        bail!("{} is missing: build it first (`cargo build -p {name}`; `cargo xtask test` does)", path.display());
+        bail!(
+            "{} is missing: build it first (`cargo build -p {name}`; `cargo xtask test` does)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -116,7 +129,12 @@ impl Process {
 
     /// Starts `binary` with `settings` (written to a JSON config file in `dir`) and waits for
     /// the log line containing `ready`.
-    pub fn spawn(binary_name: &str, ready: &str, settings: &Settings, dir: &Path) -> anyhow::Result<Self> {
+    pub fn spawn(
+        binary_name: &str,
+        ready: &str,
+        settings: &Settings,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
         let config = dir.join(format!("{binary_name}-{}.json", std::process::id()));
         std::fs::write(&config, serde_json::to_vec_pretty(settings)?)?;
         let mut child = Command::new(binary(binary_name)?)
@@ -146,8 +164,14 @@ impl Process {
                 bail!("{binary_name} did not become ready in 60 s")
             }
         };
-        let grpc_addr = field(&ready_line, "grpc_addr").and_then(|a| a.parse().ok()).unwrap_or(([0, 0, 0, 0], 0).into());
-        Ok(Self { child, ready_line, grpc_addr })
+        let grpc_addr = field(&ready_line, "grpc_addr")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(([0, 0, 0, 0], 0).into());
+        Ok(Self {
+            child,
+            ready_line,
+            grpc_addr,
+        })
     }
 
     /// A `key=value` field of the ready line.
@@ -165,21 +189,29 @@ impl Process {
 
     /// `kill -9`: no chance to clean up.
     pub fn kill9(&mut self) -> anyhow::Result<()> {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGKILL)?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
         self.child.wait()?;
         Ok(())
     }
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM)?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
         Ok(self.child.wait()?)
     }
 }
 
 fn field(line: &str, key: &str) -> Option<String> {
     let prefix = format!("{key}=");
-    line.split_whitespace().find_map(|w| w.strip_prefix(&prefix)).map(|v| v.trim_matches('"').to_owned())
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&prefix))
+        .map(|v| v.trim_matches('"').to_owned())
 }
 
 impl Drop for Process {
@@ -200,13 +232,19 @@ impl Transcoder {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
         let running = magnet_transcoder::start(settings, shutdown.clone()).await?;
-        Ok(Self { replica: running.replica.clone(), running: Some(running), shutdown })
+        Ok(Self {
+            replica: running.replica.clone(),
+            running: Some(running),
+            shutdown,
+        })
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         if let Some(r) = self.running.take() {
-            tokio::time::timeout(Duration::from_secs(20), r.wait()).await.context("transcoder did not stop in 20 s")??;
+            tokio::time::timeout(Duration::from_secs(20), r.wait())
+                .await
+                .context("transcoder did not stop in 20 s")??;
         }
         Ok(())
     }

@@ -22,11 +22,22 @@ pub fn generate(path: &Path, seconds: u32, codec: Codec) -> anyhow::Result<()> {
 /// Duration of a media file or playlist, as ffprobe reads it.
 pub fn duration(path: &Path) -> anyhow::Result<f64> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
         .arg(path)
         .output()?;
     if !out.status.success() {
-        bail!("ffprobe refused {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "ffprobe refused {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
@@ -34,11 +45,22 @@ pub fn duration(path: &Path) -> anyhow::Result<f64> {
 /// Codec names of a file's streams (`v:h264`, `a:aac`), as ffprobe reads them.
 pub fn codecs(path: &Path) -> anyhow::Result<Vec<String>> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()?;
     if !out.status.success() {
-        bail!("ffprobe refused {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "ffprobe refused {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -51,14 +73,37 @@ pub fn codecs(path: &Path) -> anyhow::Result<Vec<String>> {
 pub fn generate_sized(path: &Path, seconds: u32, size: &str, codec: Codec) -> anyhow::Result<()> {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=25:duration={seconds}")])
-        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=44100:duration={seconds}")]);
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=25:duration={seconds}"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:sample_rate=44100:duration={seconds}"),
+        ]);
     match codec {
-        Codec::H264Aac => cmd.args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50", "-pix_fmt", "yuv420p", "-c:a", "aac"]),
+        Codec::H264Aac => cmd.args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "50",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+        ]),
         Codec::Mpeg4Ac3 => cmd.args(["-c:v", "mpeg4", "-q:v", "5", "-c:a", "ac3"]),
     };
     cmd.args(["-shortest"]).arg(path);
-    let out = cmd.output().context("cannot run ffmpeg: is it installed? (`cargo xtask test` installs it)")?;
+    let out = cmd
+        .output()
+        .context("cannot run ffmpeg: is it installed? (`cargo xtask test` installs it)")?;
     if !out.status.success() {
         bail!("ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
     }

@@ -3,15 +3,32 @@
 
 use crate::system::{self, cargo};
 
-const ALL: &[&str] = &["download"];
+const ALL: &[&str] = &["download", "transcode"];
 
 pub fn run(names: &[String]) -> anyhow::Result<()> {
     system::ensure_programs()?;
-    let names: Vec<&str> = if names.is_empty() { ALL.to_vec() } else { names.iter().map(String::as_str).collect() };
+    let names: Vec<&str> = if names.is_empty() {
+        ALL.to_vec()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
     for name in &names {
         if !ALL.contains(name) {
             anyhow::bail!("unknown benchmark {name:?}; known: {}", ALL.join(", "));
         }
     }
-    system::run(cargo().args(["run", "--release", "--quiet", "-p", "magnet-tests", "--bin", "bench", "--"]).args(&names))
+    system::run(
+        cargo()
+            .args([
+                "run",
+                "--release",
+                "--quiet",
+                "-p",
+                "magnet-tests",
+                "--bin",
+                "bench",
+                "--",
+            ])
+            .args(&names),
+    )
 }

@@ -7,35 +7,68 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 
 /// (program, Debian package)
-const PROGRAMS: &[(&str, &str)] = &[("nats-server", "nats-server"), ("ffmpeg", "ffmpeg"), ("ffprobe", "ffmpeg")];
+const PROGRAMS: &[(&str, &str)] = &[
+    ("nats-server", "nats-server"),
+    ("ffmpeg", "ffmpeg"),
+    ("ffprobe", "ffmpeg"),
+];
 
 pub fn on_path(program: &str) -> bool {
-    Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-        || Command::new(program).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+        || Command::new(program)
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok()
 }
 
 /// Makes sure nats-server, ffmpeg and ffprobe are installed.
 pub fn ensure_programs() -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = PROGRAMS.iter().filter(|(p, _)| !on_path(p)).map(|(_, pkg)| *pkg).collect();
+    let mut missing: Vec<&str> = PROGRAMS
+        .iter()
+        .filter(|(p, _)| !on_path(p))
+        .map(|(_, pkg)| *pkg)
+        .collect();
     missing.dedup();
     if missing.is_empty() {
         return Ok(());
     }
-    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
     let has_apt = on_path("apt-get") || std::path::Path::new("/usr/bin/apt-get").exists();
     let install = format!("apt-get install -y {}", missing.join(" "));
     if !(is_root && has_apt) {
-        bail!("missing programs: {}. Install them, e.g. `sudo apt-get update && sudo {install}`", missing.join(", "));
+        bail!(
+            "missing programs: {}. Install them, e.g. `sudo apt-get update && sudo {install}`",
+            missing.join(", ")
+        );
     }
     eprintln!("xtask: installing {} with apt-get", missing.join(", "));
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
-    run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok(())
 }
 
 /// Makes sure `cargo nextest` works.
 pub fn ensure_nextest() -> anyhow::Result<()> {
-    let ok = cargo().args(["nextest", "--version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let ok = cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         eprintln!("xtask: installing cargo-nextest");
         run(cargo().args(["install", "cargo-nextest", "--locked"]))?;

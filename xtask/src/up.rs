@@ -37,7 +37,14 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
     }
     system::ensure_programs()?;
     let mut build = cargo();
-    build.args(["build", "--bins", "-p", "magnet-downloader"]);
+    build.args([
+        "build",
+        "--bins",
+        "-p",
+        "magnet-downloader",
+        "-p",
+        "magnet-transcoder",
+    ]);
     if !opts.debug {
         build.arg("--release");
     }
@@ -55,29 +62,79 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
 
     let mut services = Vec::new();
     let nats = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &opts.nats_port.to_string(), "-js", "-sd"])
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &opts.nats_port.to_string(),
+            "-js",
+            "-sd",
+        ])
         .arg(data.join("nats"))
         .stdout(Stdio::null())
         .stderr(log(&logs, "nats")?)
         .spawn()
         .context("cannot start nats-server")?;
-    services.push(Service { name: "nats-server", child: nats });
-    wait_port(opts.nats_port, Duration::from_secs(10)).context("nats-server did not open its port")?;
-    println!("  ok  nats-server   {nats_url}   (log: {})", logs.join("nats.log").display());
+    services.push(Service {
+        name: "nats-server",
+        child: nats,
+    });
+    wait_port(opts.nats_port, Duration::from_secs(10))
+        .context("nats-server did not open its port")?;
+    println!(
+        "  ok  nats-server   {nats_url}   (log: {})",
+        logs.join("nats.log").display()
+    );
 
     let downloader = Command::new(bin_dir.join("magnet-downloader"))
         .arg("--data-dir")
         .arg(&data)
-        .args(["--nats-url", &nats_url, "--admin-listen", "127.0.0.1:9101", "--grpc-listen", "127.0.0.1:50051"])
+        .args([
+            "--nats-url",
+            &nats_url,
+            "--admin-listen",
+            "127.0.0.1:9101",
+            "--grpc-listen",
+            "127.0.0.1:50051",
+        ])
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(log(&logs, "downloader")?)
         .spawn()
         .context("cannot start magnet-downloader")?;
-    services.push(Service { name: "downloader", child: downloader });
+    services.push(Service {
+        name: "downloader",
+        child: downloader,
+    });
     match wait_port(50051, Duration::from_secs(30)) {
-        Ok(()) => println!("  ok  downloader    grpc://127.0.0.1:50051   admin http://127.0.0.1:9101/healthz"),
-        Err(_) => println!("  !!  downloader    not listening yet; see {}", logs.join("downloader.log").display()),
+        Ok(()) => println!(
+            "  ok  downloader    grpc://127.0.0.1:50051   admin http://127.0.0.1:9101/healthz"
+        ),
+        Err(_) => println!(
+            "  !!  downloader    not listening yet; see {}",
+            logs.join("downloader.log").display()
+        ),
+    }
+
+    let transcoder = Command::new(bin_dir.join("magnet-transcoder"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--nats-url", &nats_url, "--admin-listen", "127.0.0.1:9102"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(log(&logs, "transcoder")?)
+        .spawn()
+        .context("cannot start magnet-transcoder")?;
+    services.push(Service {
+        name: "transcoder",
+        child: transcoder,
+    });
+    match wait_port(9102, Duration::from_secs(30)) {
+        Ok(()) => println!("  ok  transcoder    admin http://127.0.0.1:9102/healthz"),
+        Err(_) => println!(
+            "  !!  transcoder    not up yet; see {}",
+            logs.join("transcoder.log").display()
+        ),
     }
     println!("\nThe gateway and web UI come with a later release; Ctrl-C stops everything.");
 
@@ -98,7 +155,10 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
 fn shutdown(mut services: Vec<Service>) {
     println!("\nstopping…");
     for s in services.iter().rev() {
-        let _ = Command::new("kill").arg("-TERM").arg(s.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(s.child.id().to_string())
+            .status();
     }
     let deadline = Instant::now() + Duration::from_secs(15);
     for s in services.iter_mut().rev() {
@@ -117,7 +177,10 @@ fn shutdown(mut services: Vec<Service>) {
 }
 
 fn log(dir: &Path, name: &str) -> anyhow::Result<File> {
-    Ok(File::options().create(true).append(true).open(dir.join(format!("{name}.log")))?)
+    Ok(File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))?)
 }
 
 fn wait_port(port: u16, limit: Duration) -> anyhow::Result<()> {
@@ -135,7 +198,9 @@ fn target_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return Ok(PathBuf::from(dir));
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask has no parent folder")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent folder")?;
     Ok(root.join("target"))
 }
 

@@ -33,7 +33,9 @@ pub enum MagnetError {
     BadHex(String),
     #[error("btih info hash {0:?} is not valid base32")]
     BadBase32(String),
-    #[error("btmh multihash {0:?} is not a SHA-256 multihash (expected 1220 followed by 64 hex characters)")]
+    #[error(
+        "btmh multihash {0:?} is not a SHA-256 multihash (expected 1220 followed by 64 hex characters)"
+    )]
     BadMultihash(String),
     #[error("magnet link has two different btih info hashes")]
     ConflictingHashes,
@@ -100,7 +102,9 @@ impl Magnet {
             return Err(MagnetError::TooLong);
         }
         let url = Url::parse(input).map_err(|e| match input.split_once(':') {
-            Some((scheme, _)) if !scheme.eq_ignore_ascii_case("magnet") => MagnetError::NotMagnet(scheme.to_owned()),
+            Some((scheme, _)) if !scheme.eq_ignore_ascii_case("magnet") => {
+                MagnetError::NotMagnet(scheme.to_owned())
+            }
             None => MagnetError::NotMagnet(String::new()),
             _ => MagnetError::Malformed(e.to_string()),
         })?;
@@ -116,7 +120,10 @@ impl Magnet {
         let mut unsupported = None;
         for (key, value) in url.query_pairs() {
             // BEP 9 allows numbered keys (xt.1, tr.2) for several values.
-            let base = key.split_once('.').filter(|(_, n)| n.bytes().all(|b| b.is_ascii_digit())).map_or(&*key, |(b, _)| b);
+            let base = key
+                .split_once('.')
+                .filter(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(&*key, |(b, _)| b);
             match base {
                 "xt" => {
                     let lower = value.to_ascii_lowercase();
@@ -135,7 +142,8 @@ impl Magnet {
                 }
                 "dn" => display_name = Some(value.into_owned()).filter(|s| !s.is_empty()),
                 "tr" => {
-                    let tracker = Url::parse(&value).map_err(|_| MagnetError::BadTracker(value.to_string()))?;
+                    let tracker = Url::parse(&value)
+                        .map_err(|_| MagnetError::BadTracker(value.to_string()))?;
                     if !matches!(tracker.scheme(), "http" | "https" | "udp" | "ws" | "wss") {
                         return Err(MagnetError::BadTracker(value.into_owned()));
                     }
@@ -152,7 +160,12 @@ impl Magnet {
                 None => MagnetError::MissingExactTopic,
             });
         }
-        Ok(Self { info_hash: InfoHash { v1, v2 }, display_name, trackers, peers })
+        Ok(Self {
+            info_hash: InfoHash { v1, v2 },
+            display_name,
+            trackers,
+            peers,
+        })
     }
 
     /// The link in canonical form (hex btih, then btmh, dn, tr, x.pe), as handed to a
@@ -161,17 +174,25 @@ impl Magnet {
         let mut s = String::from("magnet:?");
         let mut params: Vec<(&str, String)> = Vec::new();
         if let Some(v1) = &self.info_hash.v1 {
-            params.push(("xt", format!("urn:btih:{}", data_encoding::HEXLOWER.encode(v1))));
+            params.push((
+                "xt",
+                format!("urn:btih:{}", data_encoding::HEXLOWER.encode(v1)),
+            ));
         }
         if let Some(v2) = &self.info_hash.v2 {
-            params.push(("xt", format!("urn:btmh:1220{}", data_encoding::HEXLOWER.encode(v2))));
+            params.push((
+                "xt",
+                format!("urn:btmh:1220{}", data_encoding::HEXLOWER.encode(v2)),
+            ));
         }
         if let Some(dn) = &self.display_name {
             params.push(("dn", dn.clone()));
         }
         params.extend(self.trackers.iter().map(|t| ("tr", t.clone())));
         params.extend(self.peers.iter().map(|p| ("x.pe", p.clone())));
-        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
         // Keep the urn's colons readable, as every client writes them.
         s.push_str(&query.replace("%3A", ":"));
         s
@@ -182,7 +203,9 @@ fn parse_btih(hash: &str) -> Result<[u8; 20], MagnetError> {
     let mut out = [0u8; 20];
     match hash.len() {
         40 => {
-            let decoded = HEXLOWER_PERMISSIVE.decode(hash.as_bytes()).map_err(|_| MagnetError::BadHex(hash.to_owned()))?;
+            let decoded = HEXLOWER_PERMISSIVE
+                .decode(hash.as_bytes())
+                .map_err(|_| MagnetError::BadHex(hash.to_owned()))?;
             out.copy_from_slice(&decoded);
         }
         32 => {
@@ -198,8 +221,13 @@ fn parse_btih(hash: &str) -> Result<[u8; 20], MagnetError> {
 
 fn parse_btmh(mh: &str) -> Result<[u8; 32], MagnetError> {
     let bad = || MagnetError::BadMultihash(mh.to_owned());
-    let digest = mh.strip_prefix("1220").filter(|d| d.len() == 64).ok_or_else(bad)?;
-    let decoded = HEXLOWER_PERMISSIVE.decode(digest.as_bytes()).map_err(|_| bad())?;
+    let digest = mh
+        .strip_prefix("1220")
+        .filter(|d| d.len() == 64)
+        .ok_or_else(bad)?;
+    let decoded = HEXLOWER_PERMISSIVE
+        .decode(digest.as_bytes())
+        .map_err(|_| bad())?;
     let mut out = [0u8; 32];
     out.copy_from_slice(&decoded);
     Ok(out)
@@ -209,13 +237,19 @@ fn parse_btmh(mh: &str) -> Result<[u8; 32], MagnetError> {
 fn validate_peer(peer: &str) -> Result<String, MagnetError> {
     let bad = || MagnetError::BadPeer(peer.to_owned());
     if let Ok(addr) = peer.parse::<std::net::SocketAddr>() {
-        return if addr.port() == 0 { Err(bad()) } else { Ok(addr.to_string()) };
+        return if addr.port() == 0 {
+            Err(bad())
+        } else {
+            Ok(addr.to_string())
+        };
     }
     let (host, port) = peer.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let host_ok = !host.is_empty()
         && host.len() <= 253
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if port == 0 || !host_ok {
         return Err(bad());
     }
@@ -244,7 +278,8 @@ mod tests {
     #[test]
     fn base32_equals_hex() {
         let b32 = BASE32.encode(&HEXLOWER_PERMISSIVE.decode(HEX.as_bytes()).expect("hex"));
-        let m = Magnet::parse(&format!("magnet:?xt=urn:btih:{}", b32.to_lowercase())).expect("valid");
+        let m =
+            Magnet::parse(&format!("magnet:?xt=urn:btih:{}", b32.to_lowercase())).expect("valid");
         assert_eq!(m.info_hash.key(), HEX);
     }
 
@@ -258,9 +293,15 @@ mod tests {
 
     #[test]
     fn canonical_uri_round_trips() {
-        let m = Magnet::parse(&format!("magnet:?xt=urn:btih:{HEX}&dn=a%26b&x.pe=127.0.0.1:1")).expect("valid");
+        let m = Magnet::parse(&format!(
+            "magnet:?xt=urn:btih:{HEX}&dn=a%26b&x.pe=127.0.0.1:1"
+        ))
+        .expect("valid");
         let uri = m.to_uri();
-        assert!(uri.starts_with(&format!("magnet:?xt=urn:btih:{HEX}&dn=a%26b")), "{uri}");
+        assert!(
+            uri.starts_with(&format!("magnet:?xt=urn:btih:{HEX}&dn=a%26b")),
+            "{uri}"
+        );
         assert_eq!(Magnet::parse(&uri), Ok(m));
     }
 
@@ -269,24 +310,62 @@ mod tests {
         let cases: &[(&str, MagnetError)] = &[
             ("", MagnetError::Empty),
             ("   ", MagnetError::Empty),
-            ("http://example.com/file.torrent", MagnetError::NotMagnet("http".into())),
-            ("c9e15763f722f23e98a29decdfae341b98d53056", MagnetError::NotMagnet(String::new())),
+            (
+                "http://example.com/file.torrent",
+                MagnetError::NotMagnet("http".into()),
+            ),
+            (
+                "c9e15763f722f23e98a29decdfae341b98d53056",
+                MagnetError::NotMagnet(String::new()),
+            ),
             ("magnet:?dn=no+hash", MagnetError::MissingExactTopic),
             ("magnet:?xt=urn:btih:c9e157", MagnetError::HashLength(6)),
-            ("magnet:?xt=urn:btih:c9e15763f722f23e98a29decdfae341b98d5305z", MagnetError::BadHex("c9e15763f722f23e98a29decdfae341b98d5305z".into())),
-            ("magnet:?xt=urn:btih:1111111111111111111111111111111!", MagnetError::BadBase32("1111111111111111111111111111111!".into())),
-            ("magnet:?xt=urn:sha1:abc", MagnetError::UnsupportedTopic("urn:sha1:abc".into())),
-            ("magnet:?xt=urn:btmh:1220abcd", MagnetError::BadMultihash("1220abcd".into())),
-            (&format!("magnet:?xt=urn:btih:{HEX}&x.pe=nope"), MagnetError::BadPeer("nope".into())),
-            (&format!("magnet:?xt=urn:btih:{HEX}&x.pe=1.2.3.4:0"), MagnetError::BadPeer("1.2.3.4:0".into())),
-            (&format!("magnet:?xt=urn:btih:{HEX}&tr=file:///etc/passwd"), MagnetError::BadTracker("file:///etc/passwd".into())),
+            (
+                "magnet:?xt=urn:btih:c9e15763f722f23e98a29decdfae341b98d5305z",
+                MagnetError::BadHex("c9e15763f722f23e98a29decdfae341b98d5305z".into()),
+            ),
+            (
+                "magnet:?xt=urn:btih:1111111111111111111111111111111!",
+                MagnetError::BadBase32("1111111111111111111111111111111!".into()),
+            ),
+            (
+                "magnet:?xt=urn:sha1:abc",
+                MagnetError::UnsupportedTopic("urn:sha1:abc".into()),
+            ),
+            (
+                "magnet:?xt=urn:btmh:1220abcd",
+                MagnetError::BadMultihash("1220abcd".into()),
+            ),
+            (
+                &format!("magnet:?xt=urn:btih:{HEX}&x.pe=nope"),
+                MagnetError::BadPeer("nope".into()),
+            ),
+            (
+                &format!("magnet:?xt=urn:btih:{HEX}&x.pe=1.2.3.4:0"),
+                MagnetError::BadPeer("1.2.3.4:0".into()),
+            ),
+            (
+                &format!("magnet:?xt=urn:btih:{HEX}&tr=file:///etc/passwd"),
+                MagnetError::BadTracker("file:///etc/passwd".into()),
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(Magnet::parse(input).as_ref(), Err(want), "{input:?}");
         }
-        let messages: std::collections::HashSet<String> =
-            cases.iter().map(|(_, e)| e.to_string().split(':').next().unwrap_or_default().to_owned()).collect();
+        let messages: std::collections::HashSet<String> = cases
+            .iter()
+            .map(|(_, e)| {
+                e.to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
         assert!(messages.len() >= 10, "messages must differ: {messages:?}");
-        assert_eq!(Magnet::parse(&"a".repeat(MAX_MAGNET_LEN + 1)), Err(MagnetError::TooLong));
+        assert_eq!(
+            Magnet::parse(&"a".repeat(MAX_MAGNET_LEN + 1)),
+            Err(MagnetError::TooLong)
+        );
     }
 }

@@ -80,11 +80,18 @@ impl TaskStatus {
     /// The statuses from which `to` may be reached (including `to` itself), for
     /// compare-and-set updates in a store: `UPDATE … WHERE status IN (…)`.
     pub fn predecessors(to: TaskStatus) -> Vec<TaskStatus> {
-        Self::ALL.into_iter().filter(|from| from.can_become(to)).collect()
+        Self::ALL
+            .into_iter()
+            .filter(|from| from.can_become(to))
+            .collect()
     }
 
     pub fn check(self, to: TaskStatus) -> Result<(), TransitionError> {
-        if self.can_become(to) { Ok(()) } else { Err(TransitionError { from: self, to }) }
+        if self.can_become(to) {
+            Ok(())
+        } else {
+            Err(TransitionError { from: self, to })
+        }
     }
 }
 
@@ -101,7 +108,10 @@ pub struct UnknownStatus(pub String);
 impl FromStr for TaskStatus {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| UnknownStatus(s.to_owned()))
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
     }
 }
 
@@ -122,7 +132,9 @@ impl TaskId {
     /// Parses and validates an id given by a caller; nothing but `task_<1..=24 digits>` passes,
     /// so an id is always safe as a path component.
     pub fn parse(s: &str) -> Result<Self, InvalidTaskId> {
-        let digits = s.strip_prefix(Self::PREFIX).ok_or_else(|| InvalidTaskId(s.to_owned()))?;
+        let digits = s
+            .strip_prefix(Self::PREFIX)
+            .ok_or_else(|| InvalidTaskId(s.to_owned()))?;
         if digits.is_empty() || digits.len() > 24 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(InvalidTaskId(s.to_owned()));
         }
@@ -162,9 +174,17 @@ mod tests {
         let path = [Pending, Downloading, Downloaded, Transcoding, Ready];
         for w in path.windows(2) {
             assert!(w[0].can_become(w[1]), "{} -> {}", w[0], w[1]);
-            assert!(!w[1].can_become(w[0]), "{} -> {} must be refused", w[1], w[0]);
+            assert!(
+                !w[1].can_become(w[0]),
+                "{} -> {} must be refused",
+                w[1],
+                w[0]
+            );
         }
-        assert!(Pending.can_become(Downloaded), "skipping forward is allowed");
+        assert!(
+            Pending.can_become(Downloaded),
+            "skipping forward is allowed"
+        );
     }
 
     #[test]
@@ -182,7 +202,10 @@ mod tests {
 
     #[test]
     fn predecessors_of_transcoding() {
-        assert_eq!(TaskStatus::predecessors(Transcoding), vec![Pending, Downloading, Downloaded, Transcoding]);
+        assert_eq!(
+            TaskStatus::predecessors(Transcoding),
+            vec![Pending, Downloading, Downloaded, Transcoding]
+        );
         assert_eq!(TaskStatus::predecessors(Pending), vec![Pending]);
     }
 
@@ -202,12 +225,24 @@ mod tests {
         assert_eq!(a.as_str(), "task_1640995200123");
         assert_eq!(b.as_str(), "task_1640995200124");
         assert_eq!(c.as_str(), "task_1640995200125");
-        assert_eq!(TaskId::parse(b.as_str()).map(|t| t.number()), Ok(1_640_995_200_124));
+        assert_eq!(
+            TaskId::parse(b.as_str()).map(|t| t.number()),
+            Ok(1_640_995_200_124)
+        );
     }
 
     #[test]
     fn hostile_ids_are_refused() {
-        for bad in ["", "task_", "task_12a", "../task_1", "task_1/..", "TASK_1", "task_1 ", "task_１"] {
+        for bad in [
+            "",
+            "task_",
+            "task_12a",
+            "../task_1",
+            "task_1/..",
+            "TASK_1",
+            "task_1 ",
+            "task_１",
+        ] {
             assert!(TaskId::parse(bad).is_err(), "{bad:?}");
         }
     }

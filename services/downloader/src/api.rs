@@ -30,27 +30,52 @@ fn span<T>(name: &'static str, req: &Request<T>) -> tracing::Span {
 
 #[tonic::async_trait]
 impl TaskService for TaskApi {
-    async fn submit(&self, req: Request<pb::SubmitRequest>) -> Result<Response<pb::SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        req: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let span = span("Submit", &req);
-        let (task, existing) = self.tasks.submit(&req.into_inner().magnet_url).instrument(span).await?;
-        Ok(Response::new(pb::SubmitResponse { task: Some(convert::task(task)), existing }))
+        let (task, existing) = self
+            .tasks
+            .submit(&req.into_inner().magnet_url)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(pb::SubmitResponse {
+            task: Some(convert::task(task)),
+            existing,
+        }))
     }
 
-    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         let span = span("List", &req);
         let tasks = self.tasks.list().instrument(span).await?;
-        Ok(Response::new(pb::ListResponse { tasks: tasks.into_iter().map(convert::task).collect() }))
+        Ok(Response::new(pb::ListResponse {
+            tasks: tasks.into_iter().map(convert::task).collect(),
+        }))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Task>, Status> {
         let span = span("Get", &req);
-        let task = self.tasks.get(&req.into_inner().task_id).instrument(span).await?;
+        let task = self
+            .tasks
+            .get(&req.into_inner().task_id)
+            .instrument(span)
+            .await?;
         Ok(Response::new(convert::task(task)))
     }
 
-    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let span = span("Delete", &req);
-        self.tasks.delete(&req.into_inner().task_id).instrument(span).await?;
+        self.tasks
+            .delete(&req.into_inner().task_id)
+            .instrument(span)
+            .await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
 }

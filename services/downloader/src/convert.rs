@@ -52,7 +52,11 @@ pub fn progress(t: &Task) -> pb::TaskProgress {
         size: t.size,
         speed: t.speed,
         peers: t.peers,
-        detail: if t.status == TaskStatus::Error { t.error.clone().unwrap_or_default() } else { t.detail.clone() },
+        detail: if t.status == TaskStatus::Error {
+            t.error.clone().unwrap_or_default()
+        } else {
+            t.detail.clone()
+        },
         timestamp_ms: chrono::Utc::now().timestamp_millis(),
     }
 }

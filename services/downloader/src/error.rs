@@ -15,9 +15,13 @@ pub enum Error {
     Unsupported(&'static str),
     #[error("task {0} not found")]
     TaskNotFound(TaskId),
-    #[error("not enough free disk space on the node: {free_mb} MB free, the floor for new tasks is {floor_mb} MB")]
+    #[error(
+        "not enough free disk space on the node: {free_mb} MB free, the floor for new tasks is {floor_mb} MB"
+    )]
     DiskFull { free_mb: u64, floor_mb: u64 },
-    #[error("no metadata for the torrent after {0} s: no peer sent it (check the magnet's peers or trackers)")]
+    #[error(
+        "no metadata for the torrent after {0} s: no peer sent it (check the magnet's peers or trackers)"
+    )]
     NoMetadata(u64),
     #[error("download stalled: no progress for {0} s (no peers with the missing pieces)")]
     Stalled(u64),
@@ -32,7 +36,10 @@ pub enum Error {
     #[error("NATS: {0}")]
     Nats(String),
     #[error("I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Runtime(#[from] magnet_runtime::Error),
     #[error("internal: {0}")]
@@ -46,14 +53,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadMagnet(_) | Self::BadTaskId(_) | Self::Unsupported(_) => ErrorCode::InvalidArgument,
+            Self::BadMagnet(_) | Self::BadTaskId(_) | Self::Unsupported(_) => {
+                ErrorCode::InvalidArgument
+            }
             Self::TaskNotFound(_) => ErrorCode::NotFound,
             Self::DiskFull { .. } => ErrorCode::ResourceExhausted,
             Self::Nats(_) => ErrorCode::Unavailable,
-            Self::NoMetadata(_) | Self::Stalled(_) | Self::Torrent(_) | Self::Cancelled => ErrorCode::Conflict,
-            Self::Store(_) | Self::Migrate(_) | Self::Corrupt(_) | Self::Io { .. } | Self::Runtime(_) | Self::Internal(_) => {
-                ErrorCode::Internal
+            Self::NoMetadata(_) | Self::Stalled(_) | Self::Torrent(_) | Self::Cancelled => {
+                ErrorCode::Conflict
             }
+            Self::Store(_)
+            | Self::Migrate(_)
+            | Self::Corrupt(_)
+            | Self::Io { .. }
+            | Self::Runtime(_)
+            | Self::Internal(_) => ErrorCode::Internal,
         }
     }
 

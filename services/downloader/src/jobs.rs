@@ -24,13 +24,21 @@ pub async fn publish_job(js: &jetstream::Context, job: &pb::TranscodeJob) -> Res
         .message_id(format!("job-{}", job.task_id))
         .headers(telemetry::nats_headers())
         .payload(job.encode_to_vec().into());
-    let ack = js.send_publish(subjects::transcode_jobs(&job.node_id), message).await.map_err(Error::nats)?;
+    let ack = js
+        .send_publish(subjects::transcode_jobs(&job.node_id), message)
+        .await
+        .map_err(Error::nats)?;
     ack.await.map_err(Error::nats)?;
     Ok(())
 }
 
 /// Applies the node's transcode events until shutdown.
-pub async fn apply_events(tasks: Arc<Tasks>, js: jetstream::Context, node: String, shutdown: CancellationToken) -> Result<()> {
+pub async fn apply_events(
+    tasks: Arc<Tasks>,
+    js: jetstream::Context,
+    node: String,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let stream = nats::events_stream(&js).await?;
     let name = subjects::downloader_events_consumer(&node);
     let consumer: pull::Stream = stream
@@ -83,7 +91,9 @@ pub async fn apply_events(tasks: Arc<Tasks>, js: jetstream::Context, node: Strin
             }
             Err(e) => {
                 tracing::warn!(error = %e, "event not applied; will be redelivered");
-                message.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await
+                message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(2))))
+                    .await
             }
         };
         if let Err(e) = ack {

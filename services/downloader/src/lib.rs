@@ -40,9 +40,21 @@ pub struct Metrics {
 impl Metrics {
     fn register(&self, admin: &Admin) {
         admin.register(|r| {
-            r.register("magnet_tasks_submitted", "Tasks submitted to this node", self.submitted.clone());
-            r.register("magnet_downloads_completed", "Downloads completed", self.completed.clone());
-            r.register("magnet_downloads_active", "Downloads in progress", self.active.clone());
+            r.register(
+                "magnet_tasks_submitted",
+                "Tasks submitted to this node",
+                self.submitted.clone(),
+            );
+            r.register(
+                "magnet_downloads_completed",
+                "Downloads completed",
+                self.completed.clone(),
+            );
+            r.register(
+                "magnet_downloads_active",
+                "Downloads in progress",
+                self.active.clone(),
+            );
         });
     }
 }
@@ -60,7 +72,9 @@ pub struct Running {
 impl Running {
     /// Runs until shutdown and the drain finish.
     pub async fn wait(self) -> Result<()> {
-        self.join.await.map_err(|_| Error::Internal("downloader task panicked"))?
+        self.join
+            .await
+            .map_err(|_| Error::Internal("downloader task panicked"))?
     }
 }
 
@@ -68,24 +82,48 @@ impl Running {
 pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running> {
     let storage = &settings.storage;
     let downloads = storage.downloads();
-    for dir in [downloads.clone(), storage.m3u8(), storage.state(), storage.database_dir()] {
-        tokio::fs::create_dir_all(&dir).await.map_err(|source| Error::Io { path: dir.clone(), source })?;
+    for dir in [
+        downloads.clone(),
+        storage.m3u8(),
+        storage.state(),
+        storage.database_dir(),
+    ] {
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
     }
     let admin = Admin::new();
     let metrics = Metrics::default();
     metrics.register(&admin);
-    let (admin_addr, admin_task) = admin.serve(settings.downloader.admin_listen, shutdown.clone()).await?;
+    let (admin_addr, admin_task) = admin
+        .serve(settings.downloader.admin_listen, shutdown.clone())
+        .await?;
 
     let store = store::Store::open(&storage.database_file()).await?;
-    let client = nats::connect(&settings.nats.url, "magnet-downloader", Duration::from_secs(30)).await?;
+    let client = nats::connect(
+        &settings.nats.url,
+        "magnet-downloader",
+        Duration::from_secs(30),
+    )
+    .await?;
     let js = async_nats::jetstream::new(client.clone());
     nats::jobs_stream(&js).await?;
     nats::events_stream(&js).await?;
-    let bucket = nats::nodes_bucket(&js, Duration::from_secs(settings.nats.registry_ttl_secs)).await?;
+    let bucket =
+        nats::nodes_bucket(&js, Duration::from_secs(settings.nats.registry_ttl_secs)).await?;
 
     // The session gets its own token: it must stop after the drivers, not with them.
     let session_token = CancellationToken::new();
-    let engine = torrent::Engine::start(&settings.torrent, &downloads, &storage.state(), session_token.clone()).await?;
+    let engine = torrent::Engine::start(
+        &settings.torrent,
+        &downloads,
+        &storage.state(),
+        session_token.clone(),
+    )
+    .await?;
     let torrent_addr = engine.listen_addr();
     let tasks = tasks::Tasks::new(
         settings.clone(),
@@ -100,18 +138,34 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     .await?;
     tasks.resume().await?;
 
-    let events = tokio::spawn(jobs::apply_events(tasks.clone(), js, settings.node.id.clone(), shutdown.clone()));
+    let events = tokio::spawn(jobs::apply_events(
+        tasks.clone(),
+        js,
+        settings.node.id.clone(),
+        shutdown.clone(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(settings.downloader.grpc_listen)
         .await
-        .map_err(|source| magnet_runtime::Error::Bind { addr: settings.downloader.grpc_listen.to_string(), source })?;
-    let grpc_addr = listener.local_addr().map_err(|source| Error::Io { path: "grpc listener".into(), source })?;
+        .map_err(|source| magnet_runtime::Error::Bind {
+            addr: settings.downloader.grpc_listen.to_string(),
+            source,
+        })?;
+    let grpc_addr = listener.local_addr().map_err(|source| Error::Io {
+        path: "grpc listener".into(),
+        source,
+    })?;
     let (health, health_service) = grpc::health();
-    health.set_serving::<TaskServiceServer<api::TaskApi>>().await;
+    health
+        .set_serving::<TaskServiceServer<api::TaskApi>>()
+        .await;
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(TaskServiceServer::new(api::TaskApi::new(tasks.clone())))
-        .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown.clone().cancelled_owned());
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown.clone().cancelled_owned(),
+        );
     let grpc_task = tokio::spawn(server);
 
     let endpoint = settings
@@ -123,7 +177,9 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         bucket,
         tasks.clone(),
         settings.clone(),
-        registry::Endpoints { downloader: endpoint.clone() },
+        registry::Endpoints {
+            downloader: endpoint.clone(),
+        },
         Duration::from_secs(settings.nats.heartbeat_secs),
         shutdown.clone(),
     ));
@@ -147,12 +203,21 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
             drain_tasks.store().close().await;
             let _ = admin_task.await;
         };
-        if tokio::time::timeout(magnet_runtime::shutdown::GRACE_PERIOD, drain).await.is_err() {
+        if tokio::time::timeout(magnet_runtime::shutdown::GRACE_PERIOD, drain)
+            .await
+            .is_err()
+        {
             tracing::warn!("drain exceeded the grace period; exiting anyway");
         }
         client.flush().await.ok();
         tracing::info!("downloader stopped");
         Ok(())
     });
-    Ok(Running { grpc_addr, admin_addr, torrent_addr, tasks, join })
+    Ok(Running {
+        grpc_addr,
+        admin_addr,
+        torrent_addr,
+        tasks,
+        join,
+    })
 }

@@ -16,7 +16,12 @@ pub struct Endpoints {
     pub downloader: String,
 }
 
-pub fn record(settings: &magnet_runtime::Settings, endpoints: &Endpoints, disk_free: u64, active: usize) -> pb::NodeRecord {
+pub fn record(
+    settings: &magnet_runtime::Settings,
+    endpoints: &Endpoints,
+    disk_free: u64,
+    active: usize,
+) -> pb::NodeRecord {
     pb::NodeRecord {
         id: settings.node.id.clone(),
         name: settings.node.name.clone(),
@@ -29,7 +34,10 @@ pub fn record(settings: &magnet_runtime::Settings, endpoints: &Endpoints, disk_f
             disk_space_gb: settings.limits.disk_space_gb,
             disk_free_gb: disk_free / (1024 * 1024 * 1024),
         }),
-        metadata: Some(pb::NodeMetadata { version: env!("CARGO_PKG_VERSION").into(), arch: std::env::consts::ARCH.into() }),
+        metadata: Some(pb::NodeMetadata {
+            version: env!("CARGO_PKG_VERSION").into(),
+            arch: std::env::consts::ARCH.into(),
+        }),
         downloader_endpoint: endpoints.downloader.clone(),
         streamer_endpoint: String::new(),
         last_seen_ms: chrono::Utc::now().timestamp_millis(),
@@ -48,7 +56,12 @@ pub async fn heartbeat(
 ) {
     let key = settings.node.id.clone();
     loop {
-        let rec = record(&settings, &endpoints, tasks.disk_free(), tasks.active_downloads().await);
+        let rec = record(
+            &settings,
+            &endpoints,
+            tasks.disk_free(),
+            tasks.active_downloads().await,
+        );
         if let Err(e) = bucket.put(&key, rec.encode_to_vec().into()).await {
             tracing::warn!(error = %e, "node registry heartbeat failed");
         }

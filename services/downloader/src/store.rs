@@ -9,7 +9,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use magnet_core::{Task, TaskId, TaskStatus};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 use crate::{Error, Result};
@@ -62,7 +64,10 @@ fn now() -> String {
 
 /// `?, ?, …` for an IN list of the statuses from which `to` may be reached.
 fn predecessors(to: TaskStatus) -> (String, Vec<&'static str>) {
-    let from: Vec<&'static str> = TaskStatus::predecessors(to).into_iter().map(TaskStatus::as_str).collect();
+    let from: Vec<&'static str> = TaskStatus::predecessors(to)
+        .into_iter()
+        .map(TaskStatus::as_str)
+        .collect();
     (vec!["?"; from.len()].join(", "), from)
 }
 
@@ -70,7 +75,12 @@ impl Store {
     /// Opens (creating if needed) the store at `path` and migrates it.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| Error::Io {
+                    path: dir.to_owned(),
+                    source,
+                })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -79,7 +89,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
     }
@@ -106,52 +119,77 @@ impl Store {
         if inserted == 1 {
             return Ok(Ok(self.get(&new.id).await?));
         }
-        let existing = self.by_info_hash(&new.node_id, &new.info_hash).await?.ok_or(Error::Internal("task vanished during insert"))?;
+        let existing = self
+            .by_info_hash(&new.node_id, &new.info_hash)
+            .await?
+            .ok_or(Error::Internal("task vanished during insert"))?;
         Ok(Err(existing))
     }
 
     pub async fn get(&self, id: &TaskId) -> Result<Task> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE task_id = ?")))
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| from_row(&r)).transpose()?.ok_or_else(|| Error::TaskNotFound(id.clone()))
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tasks WHERE task_id = ?"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| from_row(&r))
+            .transpose()?
+            .ok_or_else(|| Error::TaskNotFound(id.clone()))
     }
 
     pub async fn by_info_hash(&self, node_id: &str, info_hash: &str) -> Result<Option<Task>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE node_id = ? AND info_hash = ?")))
-            .bind(node_id)
-            .bind(info_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tasks WHERE node_id = ? AND info_hash = ?"
+        )))
+        .bind(node_id)
+        .bind(info_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| from_row(&r)).transpose()
     }
 
     /// Every task, newest first.
     pub async fn list(&self) -> Result<Vec<Task>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks ORDER BY created_at DESC, task_id DESC")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tasks ORDER BY created_at DESC, task_id DESC"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(from_row).collect()
     }
 
     /// The highest task number in the store, so ids stay increasing across restarts.
     pub async fn last_task_number(&self) -> Result<u64> {
-        let ids: Vec<String> = sqlx::query_scalar("SELECT task_id FROM tasks").fetch_all(&self.pool).await?;
-        Ok(ids.iter().filter_map(|id| TaskId::parse(id).ok()).map(|id| id.number()).max().unwrap_or(0))
+        let ids: Vec<String> = sqlx::query_scalar("SELECT task_id FROM tasks")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| TaskId::parse(id).ok())
+            .map(|id| id.number())
+            .max()
+            .unwrap_or(0))
     }
 
     /// Tasks whose transcode job is still to be published.
     pub async fn awaiting_job(&self) -> Result<Vec<Task>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM tasks WHERE status = 'downloaded' AND job_published_at IS NULL")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tasks WHERE status = 'downloaded' AND job_published_at IS NULL"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(from_row).collect()
     }
 
     /// Compare-and-set of the status (with an error message for `error`). Returns whether it
     /// applied; `false` means the task was already past `to` (or is gone).
-    pub async fn set_status(&self, id: &TaskId, to: TaskStatus, error: Option<&str>) -> Result<bool> {
+    pub async fn set_status(
+        &self,
+        id: &TaskId,
+        to: TaskStatus,
+        error: Option<&str>,
+    ) -> Result<bool> {
         let (marks, from) = predecessors(to);
         let mut q = sqlx::query(AssertSqlSafe(format!(
             "UPDATE tasks SET status = ?, error = COALESCE(?, error), detail = CASE WHEN ? = status THEN detail ELSE '' END, \
@@ -169,7 +207,13 @@ impl Store {
     }
 
     /// Records the torrent's name and files once its metadata is known.
-    pub async fn set_metadata(&self, id: &TaskId, name: &str, files: &[String], size: u64) -> Result<()> {
+    pub async fn set_metadata(
+        &self,
+        id: &TaskId,
+        name: &str,
+        files: &[String],
+        size: u64,
+    ) -> Result<()> {
         sqlx::query("UPDATE tasks SET torrent_name = ?, torrent_files = ?, size = ?, updated_at = ? WHERE task_id = ?")
             .bind(name)
             .bind(json(files))
@@ -292,7 +336,10 @@ impl Store {
     }
 
     pub async fn delete(&self, id: &TaskId) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM tasks WHERE task_id = ?").bind(id.as_str()).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM tasks WHERE task_id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -324,7 +371,9 @@ fn from_row(row: &SqliteRow) -> Result<Task> {
         size: row.try_get::<i64, _>("size")?.max(0) as u64,
         downloaded: row.try_get::<i64, _>("downloaded")?.max(0) as u64,
         files: json_list(row, "torrent_files")?,
-        torrent_name: row.try_get::<Option<String>, _>("torrent_name")?.unwrap_or_default(),
+        torrent_name: row
+            .try_get::<Option<String>, _>("torrent_name")?
+            .unwrap_or_default(),
         m3u8_path: row.try_get("m3u8_file_path")?,
         srts: json_list(row, "srts")?,
         segments: json_list(row, "segments")?,
@@ -336,7 +385,10 @@ fn from_row(row: &SqliteRow) -> Result<Task> {
         detail: row.try_get("detail")?,
         peers: row.try_get::<i64, _>("peers")?.max(0) as u32,
         peer_hints: json_list(row, "peer_hints")?,
-        transcode_path: metadata.get("transcode_path").and_then(|v| v.as_str()).map(str::to_owned),
+        transcode_path: metadata
+            .get("transcode_path")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
     })
 }
 
@@ -346,7 +398,9 @@ mod tests {
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("config/worker.db")).await.expect("open");
+        let store = Store::open(&dir.path().join("config/worker.db"))
+            .await
+            .expect("open");
         (dir, store)
     }
 
@@ -364,8 +418,15 @@ mod tests {
     #[tokio::test]
     async fn same_info_hash_gives_the_existing_task() {
         let (_d, s) = store().await;
-        let first = s.insert(&new_task(1, &"a".repeat(40))).await.expect("insert").expect("new");
-        let again = s.insert(&new_task(2, &"a".repeat(40))).await.expect("insert");
+        let first = s
+            .insert(&new_task(1, &"a".repeat(40)))
+            .await
+            .expect("insert")
+            .expect("new");
+        let again = s
+            .insert(&new_task(2, &"a".repeat(40)))
+            .await
+            .expect("insert");
         assert_eq!(again.expect_err("existing").id, first.id);
         assert_eq!(s.list().await.expect("list").len(), 1);
         assert_eq!(first.peer_hints, vec!["127.0.0.1:6881"]);
@@ -375,16 +436,54 @@ mod tests {
     #[tokio::test]
     async fn transitions_never_go_backwards() {
         let (_d, s) = store().await;
-        let t = s.insert(&new_task(1, &"b".repeat(40))).await.expect("insert").expect("new");
-        assert!(s.update_download(&t.id, &DownloadProgress { progress: 50.0, ..Default::default() }).await.expect("progress"));
+        let t = s
+            .insert(&new_task(1, &"b".repeat(40)))
+            .await
+            .expect("insert")
+            .expect("new");
+        assert!(
+            s.update_download(
+                &t.id,
+                &DownloadProgress {
+                    progress: 50.0,
+                    ..Default::default()
+                }
+            )
+            .await
+            .expect("progress")
+        );
         assert!(s.mark_downloaded(&t.id, 10).await.expect("downloaded"));
-        assert!(!s.update_download(&t.id, &DownloadProgress::default()).await.expect("late progress"));
-        assert_eq!(s.get(&t.id).await.expect("get").status, TaskStatus::Downloaded);
-        assert!(s.mark_transcoding(&t.id, "remux").await.expect("transcoding"));
-        let out = ReadyOutput { m3u8_path: "m3u8/x/index.m3u8".into(), segments: vec!["index0.ts".into()], ..Default::default() };
+        assert!(
+            !s.update_download(&t.id, &DownloadProgress::default())
+                .await
+                .expect("late progress")
+        );
+        assert_eq!(
+            s.get(&t.id).await.expect("get").status,
+            TaskStatus::Downloaded
+        );
+        assert!(
+            s.mark_transcoding(&t.id, "remux")
+                .await
+                .expect("transcoding")
+        );
+        let out = ReadyOutput {
+            m3u8_path: "m3u8/x/index.m3u8".into(),
+            segments: vec!["index0.ts".into()],
+            ..Default::default()
+        };
         assert!(s.mark_ready(&t.id, &out).await.expect("ready"));
-        assert!(!s.mark_transcoding(&t.id, "remux").await.expect("late started"), "ready is final");
-        assert!(!s.set_status(&t.id, TaskStatus::Error, Some("late")).await.expect("late error"));
+        assert!(
+            !s.mark_transcoding(&t.id, "remux")
+                .await
+                .expect("late started"),
+            "ready is final"
+        );
+        assert!(
+            !s.set_status(&t.id, TaskStatus::Error, Some("late"))
+                .await
+                .expect("late error")
+        );
         let t = s.get(&t.id).await.expect("get");
         assert_eq!(t.status, TaskStatus::Ready);
         assert_eq!(t.transcode_path.as_deref(), Some("remux"));

@@ -57,7 +57,12 @@ impl Tasks {
         metrics: crate::Metrics,
     ) -> Result<Arc<Self>> {
         let torrents = state.join("torrents");
-        tokio::fs::create_dir_all(&torrents).await.map_err(|source| Error::Io { path: torrents.clone(), source })?;
+        tokio::fs::create_dir_all(&torrents)
+            .await
+            .map_err(|source| Error::Io {
+                path: torrents.clone(),
+                source,
+            })?;
         let last = store.last_task_number().await?;
         Ok(Arc::new(Self {
             node_id: settings.node.id.clone(),
@@ -144,14 +149,20 @@ impl Tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), join).await;
         }
         self.engine.remove(&task.info_hash, true).await?;
-        for path in [torrent::output_dir(&self.downloads, id.as_str()), self.m3u8.join(id.as_str())] {
+        for path in [
+            torrent::output_dir(&self.downloads, id.as_str()),
+            self.m3u8.join(id.as_str()),
+        ] {
             remove_dir(&path).await?;
         }
         let saved = self.torrent_file(&id);
-        if let Err(e) = tokio::fs::remove_file(&saved).await {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::Io { path: saved, source: e });
-            }
+        if let Err(e) = tokio::fs::remove_file(&saved).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::Io {
+                path: saved,
+                source: e,
+            });
         }
         self.store.delete(&id).await?;
         task.status = TaskStatus::Cancelled;
@@ -164,7 +175,8 @@ impl Tasks {
     /// go out; drop torrents the store does not know.
     pub async fn resume(self: &Arc<Self>) -> Result<()> {
         let tasks = self.store.list().await?;
-        let known: std::collections::HashSet<&str> = tasks.iter().map(|t| t.info_hash.as_str()).collect();
+        let known: std::collections::HashSet<&str> =
+            tasks.iter().map(|t| t.info_hash.as_str()).collect();
         for hash in self.engine.info_hashes() {
             if !known.contains(hash.as_str()) {
                 tracing::warn!(%hash, "torrent in session state has no task; removing it (files kept)");
@@ -238,7 +250,11 @@ impl Tasks {
     }
 
     async fn fail(&self, id: &TaskId, message: &str) {
-        match self.store.set_status(id, TaskStatus::Error, Some(message)).await {
+        match self
+            .store
+            .set_status(id, TaskStatus::Error, Some(message))
+            .await
+        {
             Ok(_) => {
                 if let Ok(task) = self.store.get(id).await {
                     self.publish_progress(&task).await;
@@ -257,10 +273,13 @@ impl Tasks {
         let peers = resolve_peers(&task.peer_hints).await;
         let handle = self.obtain_handle(task, peers, cancel).await?;
         let description = torrent::describe(&handle)?;
-        self.save_torrent_file(&task.id, &description.torrent_bytes).await?;
+        self.save_torrent_file(&task.id, &description.torrent_bytes)
+            .await?;
         let files: Vec<String> = description.files.iter().map(|(p, _)| p.clone()).collect();
         let size = description.files.iter().map(|(_, l)| l).sum();
-        self.store.set_metadata(&task.id, &description.name, &files, size).await?;
+        self.store
+            .set_metadata(&task.id, &description.name, &files, size)
+            .await?;
 
         let give_up = Duration::from_secs(self.settings.torrent.give_up_after_secs);
         let no_peers_after = Duration::from_secs(self.settings.torrent.no_peers_after_secs);
@@ -294,7 +313,11 @@ impl Tasks {
             } else if last_change.elapsed() > give_up {
                 return Err(Error::Stalled(give_up.as_secs()));
             }
-            peerless_since = if snap.live_peers == 0 { peerless_since.or(Some(Instant::now())) } else { None };
+            peerless_since = if snap.live_peers == 0 {
+                peerless_since.or(Some(Instant::now()))
+            } else {
+                None
+            };
             let detail = match peerless_since {
                 Some(since) if since.elapsed() >= no_peers_after => "no peers",
                 _ => "",
@@ -323,7 +346,12 @@ impl Tasks {
     /// Gets the task's torrent into the session: re-adding it with the task's peers when the
     /// session restored it without them, waiting for metadata with a visible detail, giving up
     /// after the configured time.
-    async fn obtain_handle(&self, task: &Task, peers: Vec<SocketAddr>, cancel: &CancellationToken) -> Result<Handle> {
+    async fn obtain_handle(
+        &self,
+        task: &Task,
+        peers: Vec<SocketAddr>,
+        cancel: &CancellationToken,
+    ) -> Result<Handle> {
         let mut source = match tokio::fs::read(self.torrent_file(&task.id)).await {
             Ok(bytes) => Source::TorrentFile(Bytes::from(bytes)),
             Err(_) => Source::Magnet(Magnet::parse(&task.magnet_url)?.to_uri()),
@@ -343,7 +371,16 @@ impl Tasks {
             Source::TorrentFile(_) => "checking files",
         };
         self.store
-            .update_download(&task.id, &DownloadProgress { progress: task.progress, downloaded: task.downloaded, size: task.size, detail: waiting.into(), ..Default::default() })
+            .update_download(
+                &task.id,
+                &DownloadProgress {
+                    progress: task.progress,
+                    downloaded: task.downloaded,
+                    size: task.size,
+                    detail: waiting.into(),
+                    ..Default::default()
+                },
+            )
             .await?;
         self.publish_current(&task.id).await;
 
@@ -379,7 +416,9 @@ impl Tasks {
                 }
                 Err(e) => {
                     tracing::info!(error = %e, ?retry, "no peer answered yet; retrying");
-                    self.store.set_detail(&task.id, &format!("{waiting} (no peers)")).await?;
+                    self.store
+                        .set_detail(&task.id, &format!("{waiting} (no peers)"))
+                        .await?;
                     self.publish_current(&task.id).await;
                     tokio::select! {
                         _ = tokio::time::sleep(retry) => {}
@@ -398,7 +437,10 @@ impl Tasks {
     async fn save_torrent_file(&self, id: &TaskId, bytes: &Bytes) -> Result<()> {
         let path = self.torrent_file(id);
         let tmp = path.with_extension("torrent.tmp");
-        let io = |source| Error::Io { path: path.clone(), source };
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
         tokio::fs::write(&tmp, bytes).await.map_err(io)?;
         tokio::fs::rename(&tmp, &path).await.map_err(io)
     }
@@ -413,12 +455,18 @@ impl Tasks {
                 .files
                 .iter()
                 .map(|name| pb::TranscodeInput {
-                    source: Some(pb::transcode_input::Source::Path(absolute(&out.join(name)).to_string_lossy().into_owned())),
+                    source: Some(pb::transcode_input::Source::Path(
+                        absolute(&out.join(name)).to_string_lossy().into_owned(),
+                    )),
                     name: name.clone(),
-                    size: std::fs::metadata(out.join(name)).map(|m| m.len()).unwrap_or(0),
+                    size: std::fs::metadata(out.join(name))
+                        .map(|m| m.len())
+                        .unwrap_or(0),
                 })
                 .collect(),
-            output_dir: absolute(&self.m3u8.join(task.id.as_str())).to_string_lossy().into_owned(),
+            output_dir: absolute(&self.m3u8.join(task.id.as_str()))
+                .to_string_lossy()
+                .into_owned(),
         };
         jobs::publish_job(&self.js, &job).await?;
         self.store.mark_job_published(&task.id).await?;
@@ -431,10 +479,14 @@ impl Tasks {
     pub async fn apply_event(&self, event: &pb::TranscodeEvent) -> Result<()> {
         let id = TaskId::parse(&event.task_id)?;
         let applied = match &event.kind {
-            Some(pb::transcode_event::Kind::Started(s)) => self.store.mark_transcoding(&id, &s.path_taken).await?,
+            Some(pb::transcode_event::Kind::Started(s)) => {
+                self.store.mark_transcoding(&id, &s.path_taken).await?
+            }
             Some(pb::transcode_event::Kind::Progress(p)) => {
                 self.store.mark_transcoding(&id, "").await?;
-                self.store.set_transcode_progress(&id, p.progress.clamp(0.0, 100.0)).await?
+                self.store
+                    .set_transcode_progress(&id, p.progress.clamp(0.0, 100.0))
+                    .await?
             }
             Some(pb::transcode_event::Kind::Ready(r)) => {
                 let out = ReadyOutput {
@@ -445,18 +497,22 @@ impl Tasks {
                 };
                 self.store.mark_ready(&id, &out).await?
             }
-            Some(pb::transcode_event::Kind::Failed(f)) => self.store.set_status(&id, TaskStatus::Error, Some(&f.error)).await?,
+            Some(pb::transcode_event::Kind::Failed(f)) => {
+                self.store
+                    .set_status(&id, TaskStatus::Error, Some(&f.error))
+                    .await?
+            }
             None => false,
         };
         if !applied {
             tracing::debug!("event changed nothing (task gone or already past it)");
             return Ok(());
         }
-        if !matches!(event.kind, Some(pb::transcode_event::Kind::Progress(_))) {
-            if let Ok(task) = self.store.get(&id).await {
-                tracing::info!(status = %task.status, "transcode event applied");
-                self.publish_progress(&task).await;
-            }
+        if !matches!(event.kind, Some(pb::transcode_event::Kind::Progress(_)))
+            && let Ok(task) = self.store.get(&id).await
+        {
+            tracing::info!(status = %task.status, "transcode event applied");
+            self.publish_progress(&task).await;
         }
         Ok(())
     }
@@ -472,7 +528,11 @@ impl Tasks {
         let event = convert::progress(task);
         let subject = magnet_runtime::subjects::task_progress(&self.node_id, task.id.as_str());
         let headers = magnet_runtime::telemetry::nats_headers();
-        if let Err(e) = self.nats.publish_with_headers(subject, headers, event.encode_to_vec().into()).await {
+        if let Err(e) = self
+            .nats
+            .publish_with_headers(subject, headers, event.encode_to_vec().into())
+            .await
+        {
             tracing::debug!(error = %e, "progress not published");
         }
     }
@@ -486,7 +546,11 @@ fn clone_source(s: &Source) -> Source {
 }
 
 fn percent(done: u64, total: u64) -> f64 {
-    if total == 0 { 0.0 } else { (done as f64 * 100.0 / total as f64).clamp(0.0, 100.0) }
+    if total == 0 {
+        0.0
+    } else {
+        (done as f64 * 100.0 / total as f64).clamp(0.0, 100.0)
+    }
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -497,14 +561,22 @@ async fn remove_dir(path: &Path) -> Result<()> {
     match tokio::fs::remove_dir_all(path).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Io { path: path.to_owned(), source }),
+        Err(source) => Err(Error::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 /// Free bytes for unprivileged users on the filesystem holding `path` (0 if unknown).
 fn free_bytes(path: &Path) -> u64 {
-    let probe = path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
-    nix::sys::statvfs::statvfs(probe).map(|s| s.blocks_available() as u64 * s.fragment_size() as u64).unwrap_or(0)
+    let probe = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    nix::sys::statvfs::statvfs(probe)
+        .map(|s| s.blocks_available() * s.fragment_size())
+        .unwrap_or(0)
 }
 
 /// Resolves `host:port` peer hints; ones that do not resolve are logged and skipped.

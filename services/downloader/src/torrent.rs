@@ -12,8 +12,8 @@ use librqbit::api::TorrentIdOrHash;
 use librqbit::dht::Id20;
 use librqbit::limits::LimitsConfig;
 use librqbit::{
-    AddTorrent, AddTorrentOptions, ListenerMode, ListenerOptions, ManagedTorrent, Session, SessionOptions,
-    SessionPersistenceConfig,
+    AddTorrent, AddTorrentOptions, ListenerMode, ListenerOptions, ManagedTorrent, Session,
+    SessionOptions, SessionPersistenceConfig,
 };
 use magnet_runtime::config::TorrentSettings;
 use tokio_util::sync::CancellationToken;
@@ -62,10 +62,12 @@ impl Engine {
     ) -> Result<Self> {
         let listen = match settings.listen_port {
             Some(port) => {
-                let host: std::net::IpAddr = settings
-                    .listen_host
-                    .parse()
-                    .map_err(|_| Error::Torrent(format!("torrent.listen_host {:?} is not an IP address", settings.listen_host)))?;
+                let host: std::net::IpAddr = settings.listen_host.parse().map_err(|_| {
+                    Error::Torrent(format!(
+                        "torrent.listen_host {:?} is not an IP address",
+                        settings.listen_host
+                    ))
+                })?;
                 Some(ListenerOptions {
                     mode: ListenerMode::TcpOnly,
                     listen_addr: SocketAddr::new(host, port),
@@ -76,12 +78,18 @@ impl Engine {
             None => None,
         };
         let options = SessionOptions {
-            dht: if settings.dht { Some(Default::default()) } else { None },
+            dht: if settings.dht {
+                Some(Default::default())
+            } else {
+                None
+            },
             disable_trackers: !settings.trackers,
             disable_local_service_discovery: !settings.local_discovery,
             persistence: settings
                 .persistence
-                .then(|| SessionPersistenceConfig::Json { folder: Some(state.join("session")) }),
+                .then(|| SessionPersistenceConfig::Json {
+                    folder: Some(state.join("session")),
+                }),
             fastresume: settings.persistence,
             listen,
             cancellation_token: Some(shutdown),
@@ -91,7 +99,9 @@ impl Engine {
             },
             ..Default::default()
         };
-        let session = Session::new_with_opts(downloads.to_owned(), options).await.map_err(Error::torrent)?;
+        let session = Session::new_with_opts(downloads.to_owned(), options)
+            .await
+            .map_err(Error::torrent)?;
         Ok(Self { session })
     }
 
@@ -107,7 +117,8 @@ impl Engine {
 
     /// Info hashes of every torrent in the session (e.g. restored from persistence).
     pub fn info_hashes(&self) -> Vec<String> {
-        self.session.with_torrents(|it| it.map(|(_, h)| h.info_hash().as_string()).collect())
+        self.session
+            .with_torrents(|it| it.map(|(_, h)| h.info_hash().as_string()).collect())
     }
 
     /// Adds a torrent writing into `out` (existing data there is checked and kept). For a
@@ -123,17 +134,28 @@ impl Engine {
             initial_peers: (!peers.is_empty()).then_some(peers),
             ..Default::default()
         };
-        let response = self.session.add_torrent(add, Some(options)).await.map_err(Error::torrent)?;
-        response.into_handle().ok_or(Error::Internal("librqbit answered list-only"))
+        let response = self
+            .session
+            .add_torrent(add, Some(options))
+            .await
+            .map_err(Error::torrent)?;
+        response
+            .into_handle()
+            .ok_or(Error::Internal("librqbit answered list-only"))
     }
 
     /// Removes a torrent from the session, deleting its files if asked. Unknown: no-op.
     pub async fn remove(&self, info_hash: &str, delete_files: bool) -> Result<()> {
-        let Ok(id) = Id20::from_str(info_hash) else { return Ok(()) };
+        let Ok(id) = Id20::from_str(info_hash) else {
+            return Ok(());
+        };
         if self.session.get(TorrentIdOrHash::Hash(id)).is_none() {
             return Ok(());
         }
-        self.session.delete(TorrentIdOrHash::Hash(id), delete_files).await.map_err(Error::torrent)
+        self.session
+            .delete(TorrentIdOrHash::Hash(id), delete_files)
+            .await
+            .map_err(Error::torrent)
     }
 
     pub async fn stop(&self) {

@@ -32,7 +32,10 @@ impl Default for Admin {
 
 impl Admin {
     pub fn new() -> Self {
-        Self { ready: Arc::new(AtomicBool::new(false)), registry: Arc::new(std::sync::RwLock::new(Registry::default())) }
+        Self {
+            ready: Arc::new(AtomicBool::new(false)),
+            registry: Arc::new(std::sync::RwLock::new(Registry::default())),
+        }
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -76,11 +79,21 @@ impl Admin {
         addr: SocketAddr,
         shutdown: CancellationToken,
     ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
-        let local = listener.local_addr().map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
         let app = self.router();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "admin server failed");
             }
@@ -91,15 +104,24 @@ impl Admin {
 }
 
 async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
-    if admin.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+    if admin.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
 }
 
 async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
     match admin.encode() {
-        Ok(body) => {
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-                .into_response()
-        }
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

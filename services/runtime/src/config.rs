@@ -88,7 +88,11 @@ pub struct NodeSettings {
 
 impl Default for NodeSettings {
     fn default() -> Self {
-        Self { id: "worker-a".into(), name: "Worker A".into(), address: "127.0.0.1".into() }
+        Self {
+            id: "worker-a".into(),
+            name: "Worker A".into(),
+            address: "127.0.0.1".into(),
+        }
     }
 }
 
@@ -106,7 +110,13 @@ pub struct StorageSettings {
 
 impl Default for StorageSettings {
     fn default() -> Self {
-        Self { data_dir: "data".into(), download_path: None, m3u8_path: None, database_path: None, state_path: None }
+        Self {
+            data_dir: "data".into(),
+            download_path: None,
+            m3u8_path: None,
+            database_path: None,
+            state_path: None,
+        }
     }
 }
 
@@ -149,7 +159,12 @@ pub struct LimitsSettings {
 
 impl Default for LimitsSettings {
     fn default() -> Self {
-        Self { max_downloads: 5, max_transcodes: 1, disk_space_gb: 500, min_free_disk_mb: 1024 }
+        Self {
+            max_downloads: 5,
+            max_transcodes: 1,
+            disk_space_gb: 500,
+            min_free_disk_mb: 1024,
+        }
     }
 }
 
@@ -194,7 +209,11 @@ pub struct NatsSettings {
 
 impl Default for NatsSettings {
     fn default() -> Self {
-        Self { url: "nats://127.0.0.1:4222".into(), registry_ttl_secs: 15, heartbeat_secs: 5 }
+        Self {
+            url: "nats://127.0.0.1:4222".into(),
+            registry_ttl_secs: 15,
+            heartbeat_secs: 5,
+        }
     }
 }
 
@@ -295,35 +314,59 @@ impl Settings {
         let mut f = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(Error::Config(format!("config file {} does not exist", path.display())));
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             f = match path.extension().and_then(|e| e.to_str()) {
                 Some("json") => f.merge(Json::file(path)),
                 _ => f.merge(Toml::file(path)),
             };
         }
-        Ok(f.merge(Env::prefixed("MAGNET__").split("__")).merge(args.overrides(service)))
+        Ok(f.merge(Env::prefixed("MAGNET__").split("__"))
+            .merge(args.overrides(service)))
     }
 
     /// Checks what types alone cannot; the message names the key.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
         let id = &self.node.id;
-        if id.is_empty() || id.len() > 63 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        if id.is_empty()
+            || id.len() > 63
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return bad("node.id", &format!("{id:?} must be 1-63 characters of a-z, 0-9 and '-'"));
+            return bad(
+                "node.id",
+                &format!("{id:?} must be 1-63 characters of a-z, 0-9 and '-'"),
+            );
         }
         if self.transcoding.segment_duration == 0 || self.transcoding.segment_duration > 60 {
-            return bad("transcoding.segment_duration", "must be between 1 and 60 seconds");
+            return bad(
+                "transcoding.segment_duration",
+                "must be between 1 and 60 seconds",
+            );
         }
-        if !matches!(self.transcoding.hls_segment_type.as_str(), "mpegts" | "fmp4") {
-            return bad("transcoding.hls_segment_type", "must be \"mpegts\" or \"fmp4\"");
+        if !matches!(
+            self.transcoding.hls_segment_type.as_str(),
+            "mpegts" | "fmp4"
+        ) {
+            return bad(
+                "transcoding.hls_segment_type",
+                "must be \"mpegts\" or \"fmp4\"",
+            );
         }
         if self.transcoding.crf > 51 {
             return bad("transcoding.crf", "must be between 0 and 51");
         }
-        if self.nats.heartbeat_secs == 0 || self.nats.heartbeat_secs >= self.nats.registry_ttl_secs {
-            return bad("nats.heartbeat_secs", "must be at least 1 and less than nats.registry_ttl_secs");
+        if self.nats.heartbeat_secs == 0 || self.nats.heartbeat_secs >= self.nats.registry_ttl_secs
+        {
+            return bad(
+                "nats.heartbeat_secs",
+                "must be at least 1 and less than nats.registry_ttl_secs",
+            );
         }
         if self.limits.max_transcodes == 0 {
             return bad("limits.max_transcodes", "must be at least 1");
@@ -337,10 +380,10 @@ impl Settings {
         if self.limits.max_downloads == 0 {
             return bad("limits.max_downloads", "must be at least 1");
         }
-        if let Some(adv) = &self.downloader.advertise {
-            if !(adv.starts_with("http://") || adv.starts_with("https://")) {
-                return bad("downloader.advertise", "must be an http:// or https:// URL");
-            }
+        if let Some(adv) = &self.downloader.advertise
+            && !(adv.starts_with("http://") || adv.starts_with("https://"))
+        {
+            return bad("downloader.advertise", "must be an http:// or https:// URL");
         }
         Ok(())
     }
@@ -376,7 +419,10 @@ mod tests {
     fn defaults_load_and_validate() {
         let s = load_with(None, CommonArgs::default()).expect("defaults are valid");
         assert_eq!(s.node.id, "worker-a");
-        assert_eq!(s.storage.database_file(), PathBuf::from("data/config/worker.db"));
+        assert_eq!(
+            s.storage.database_file(),
+            PathBuf::from("data/config/worker.db")
+        );
         assert_eq!(s.transcoding.segment_duration, 6);
     }
 
@@ -389,7 +435,8 @@ mod tests {
           "limits": {"max_downloads": 5, "max_transcodes": 2, "disk_space_gb": 500},
           "transcoding": {"segment_duration": 10, "video_codec": "libx264", "audio_codec": "aac"}
         }"#;
-        let s = load_with(Some(("worker.json", json)), CommonArgs::default()).expect("worker.json loads");
+        let s = load_with(Some(("worker.json", json)), CommonArgs::default())
+            .expect("worker.json loads");
         assert_eq!(s.node.name, "Main Worker Node");
         assert_eq!(s.limits.max_transcodes, 2);
         assert_eq!(s.transcoding.segment_duration, 10);
@@ -399,7 +446,10 @@ mod tests {
     #[test]
     fn flags_win_over_file() {
         let toml = "[node]\nid = \"from-file\"\n";
-        let args = CommonArgs { node_id: Some("from-flag".into()), ..Default::default() };
+        let args = CommonArgs {
+            node_id: Some("from-flag".into()),
+            ..Default::default()
+        };
         let s = load_with(Some(("m.toml", toml)), args).expect("loads");
         assert_eq!(s.node.id, "from-flag");
     }
@@ -408,13 +458,21 @@ mod tests {
     fn bad_values_name_their_key() {
         let cases = [
             ("[node]\nid = \"Bad Id\"\n", "node.id"),
-            ("[transcoding]\nsegment_duration = 0\n", "transcoding.segment_duration"),
-            ("[transcoding]\nhls_segment_type = \"webm\"\n", "transcoding.hls_segment_type"),
+            (
+                "[transcoding]\nsegment_duration = 0\n",
+                "transcoding.segment_duration",
+            ),
+            (
+                "[transcoding]\nhls_segment_type = \"webm\"\n",
+                "transcoding.hls_segment_type",
+            ),
             ("[limits]\nmax_downloads = \"five\"\n", "max_downloads"),
             ("[nodes]\nid = \"typo\"\n", "nodes"),
         ];
         for (toml, key) in cases {
-            let err = load_with(Some(("m.toml", toml)), CommonArgs::default()).expect_err(toml).to_string();
+            let err = load_with(Some(("m.toml", toml)), CommonArgs::default())
+                .expect_err(toml)
+                .to_string();
             assert!(err.contains(key), "{toml:?} gave {err:?}");
         }
     }

@@ -8,15 +8,24 @@ pub enum Error {
     #[error("configuration: {0}")]
     Config(String),
     #[error("cannot connect to NATS at {url}: {source}")]
-    NatsConnect { url: String, source: async_nats::ConnectError },
+    NatsConnect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
     #[error("NATS JetStream: {0}")]
     JetStream(String),
     #[error("telemetry: {0}")]
     Telemetry(String),
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

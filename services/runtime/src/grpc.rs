@@ -24,7 +24,9 @@ pub fn code_of(status: &tonic::Status) -> ErrorCode {
     match status.code() {
         tonic::Code::InvalidArgument | tonic::Code::OutOfRange => ErrorCode::InvalidArgument,
         tonic::Code::NotFound => ErrorCode::NotFound,
-        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists | tonic::Code::Aborted => ErrorCode::Conflict,
+        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists | tonic::Code::Aborted => {
+            ErrorCode::Conflict
+        }
         tonic::Code::ResourceExhausted => ErrorCode::ResourceExhausted,
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => ErrorCode::Unavailable,
         tonic::Code::Unauthenticated => ErrorCode::Unauthenticated,
@@ -34,7 +36,10 @@ pub fn code_of(status: &tonic::Status) -> ErrorCode {
 }
 
 /// The standard health service; the overall status ("") starts as serving.
-pub fn health() -> (HealthReporter, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+pub fn health() -> (
+    HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
     tonic_health::server::health_reporter()
 }
 

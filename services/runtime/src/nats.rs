@@ -28,14 +28,19 @@ pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<asy
             .event_callback(|event| async move {
                 match event {
                     async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected; reconnecting"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("NATS disconnected; reconnecting")
+                    }
                     other => tracing::debug!(event = %other, "NATS event"),
                 }
             });
         match options.connect(url).await {
             Ok(client) => return Ok(client),
             Err(source) if started.elapsed() >= deadline => {
-                return Err(Error::NatsConnect { url: url.to_owned(), source });
+                return Err(Error::NatsConnect {
+                    url: url.to_owned(),
+                    source,
+                });
             }
             Err(e) => {
                 attempt += 1;
@@ -111,7 +116,9 @@ pub async fn nodes_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::
     })
     .await
     .map_err(|e| js_err(bucket, e))?;
-    js.get_key_value(bucket).await.map_err(|e| js_err(bucket, e))
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| js_err(bucket, e))
 }
 
 #[cfg(test)]

@@ -60,8 +60,13 @@ mod tests {
     #[test]
     fn names_nest_under_their_wildcards() {
         assert!(transcode_jobs("worker-a").starts_with(JOBS_WILDCARD.trim_end_matches('>')));
-        assert!(task_events("worker-a", "task_1").starts_with(node_events("worker-a").trim_end_matches('>')));
-        assert!(task_events("worker-a", "task_1").starts_with(EVENTS_WILDCARD.trim_end_matches('>')));
+        assert!(
+            task_events("worker-a", "task_1")
+                .starts_with(node_events("worker-a").trim_end_matches('>'))
+        );
+        assert!(
+            task_events("worker-a", "task_1").starts_with(EVENTS_WILDCARD.trim_end_matches('>'))
+        );
         assert!(task_progress("w", "task_1").starts_with(PROGRESS_WILDCARD.trim_end_matches('>')));
     }
 }

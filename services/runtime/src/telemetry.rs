@@ -37,15 +37,24 @@ impl Drop for Telemetry {
 /// `MAGNET_LOG_FORMAT=json` switches the log lines to JSON.
 pub fn init(service: &'static str) -> Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,librqbit=warn,sqlx=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,librqbit=warn,sqlx=warn"));
     let json = std::env::var("MAGNET_LOG_FORMAT").is_ok_and(|v| v == "json");
     let fmt = if json {
-        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed()
     } else {
-        tracing_subscriber::fmt::layer().compact().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer()
+            .compact()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
 
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|s| !s.is_empty());
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty());
     let (otel, provider) = match endpoint {
         Some(_) => {
             let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -142,7 +151,9 @@ impl Extractor for GrpcExtractor<'_> {
 /// `XClient::with_interceptor(channel, telemetry::inject_grpc)`.
 pub fn inject_grpc(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     let cx = tracing::Span::current().context();
-    global::get_text_map_propagator(|p| p.inject_context(&cx, &mut GrpcInjector(req.metadata_mut())));
+    global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut GrpcInjector(req.metadata_mut()))
+    });
     Ok(req)
 }
 

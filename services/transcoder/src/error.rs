@@ -16,9 +16,15 @@ pub enum Error {
     #[error("ffmpeg ended without finishing the playlist of {name}")]
     IncompletePlaylist { name: String },
     #[error("cannot run {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("malformed job: {0}")]
     BadJob(String),
     #[error("NATS: {0}")]
@@ -36,7 +42,10 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            Self::NoVideoFile { .. } | Self::Unreadable { .. } | Self::NoVideoStream { .. } | Self::BadJob(_)
+            Self::NoVideoFile { .. }
+                | Self::Unreadable { .. }
+                | Self::NoVideoStream { .. }
+                | Self::BadJob(_)
         )
     }
 

@@ -12,14 +12,24 @@ use crate::{Error, Result};
 
 /// The last `n` non-empty lines of `text`, joined with " | ".
 pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
 /// Seconds of output written, from one `-progress` line.
 fn out_time(line: &str) -> Option<f64> {
-    let v = line.strip_prefix("out_time_us=").or_else(|| line.strip_prefix("out_time_ms="))?;
-    v.trim().parse::<i64>().ok().filter(|us| *us >= 0).map(|us| us as f64 / 1e6)
+    let v = line
+        .strip_prefix("out_time_us=")
+        .or_else(|| line.strip_prefix("out_time_ms="))?;
+    v.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|us| *us >= 0)
+        .map(|us| us as f64 / 1e6)
 }
 
 /// Runs `ffmpeg args`, calling `progress(percent)` as output advances (when `duration` is
@@ -38,7 +48,10 @@ pub async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| Error::Spawn { program: ffmpeg.into(), source })?;
+        .map_err(|source| Error::Spawn {
+            program: ffmpeg.into(),
+            source,
+        })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
 
@@ -92,7 +105,10 @@ pub async fn run(
     };
     let stderr = stderr_task.await.unwrap_or_default();
     if !status.success() {
-        return Err(Error::Ffmpeg { status: status.to_string(), stderr });
+        return Err(Error::Ffmpeg {
+            status: status.to_string(),
+            stderr,
+        });
     }
     Ok(())
 }

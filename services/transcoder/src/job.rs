@@ -39,7 +39,11 @@ pub struct Job<'a> {
 
 impl Job<'_> {
     /// Runs the job; on any failure the partial folder is removed and the final one untouched.
-    pub async fn run(&self, reports: UnboundedSender<Report>, cancel: &CancellationToken) -> Result<Done> {
+    pub async fn run(
+        &self,
+        reports: UnboundedSender<Report>,
+        cancel: &CancellationToken,
+    ) -> Result<Done> {
         let (task_id, final_dir) = validate(self.job)?;
         let partial = output::partial_dir(&final_dir);
         output::fresh(&partial).await?;
@@ -58,7 +62,13 @@ impl Job<'_> {
         }
     }
 
-    async fn build(&self, task_id: &TaskId, out: &Path, reports: &UnboundedSender<Report>, cancel: &CancellationToken) -> Result<Done> {
+    async fn build(
+        &self,
+        task_id: &TaskId,
+        out: &Path,
+        reports: &UnboundedSender<Report>,
+        cancel: &CancellationToken,
+    ) -> Result<Done> {
         let inputs: Vec<Input> = self.job.inputs.iter().filter_map(input).collect();
         let (videos, subtitle_files) = plan::pick(&inputs, self.transcoding.all_videos)?;
         let count = videos.len() as f64;
@@ -67,36 +77,64 @@ impl Job<'_> {
         for (k, video) in videos.iter().enumerate() {
             let info = probe::probe(&self.programs.ffprobe, &video.source, &video.name).await?;
             let plan = plan::plan(&info, &video.name)?;
-            let dir = if k == 0 { out.to_owned() } else { out.join(format!("v{k}")) };
-            tokio::fs::create_dir_all(&dir).await.map_err(Error::io(&dir))?;
+            let dir = if k == 0 {
+                out.to_owned()
+            } else {
+                out.join(format!("v{k}"))
+            };
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(Error::io(&dir))?;
             if k == 0 {
                 tracing::info!(input = %video.name, path = plan.path_taken(), "transcoding");
-                let _ = reports.send(Report::Started { path_taken: plan.path_taken().into(), input: video.name.clone() });
+                let _ = reports.send(Report::Started {
+                    path_taken: plan.path_taken().into(),
+                    input: video.name.clone(),
+                });
             }
             let args = plan::ffmpeg_args(&video.source, &plan, self.transcoding, &dir);
             let base = k as f64;
-            ffmpeg::run(&self.programs.ffmpeg, &args, info.duration, |p| {
-                let _ = reports.send(Report::Progress((base * 100.0 + p) / count));
-            }, cancel)
+            ffmpeg::run(
+                &self.programs.ffmpeg,
+                &args,
+                info.duration,
+                |p| {
+                    let _ = reports.send(Report::Progress((base * 100.0 + p) / count));
+                },
+                cancel,
+            )
             .await?;
-            let (segments, duration) = output::segments(&dir.join("index.m3u8"), &video.name).await?;
-            let uri = if k == 0 { "index.m3u8".to_owned() } else { format!("v{k}/index.m3u8") };
+            let (segments, duration) =
+                output::segments(&dir.join("index.m3u8"), &video.name).await?;
+            let uri = if k == 0 {
+                "index.m3u8".to_owned()
+            } else {
+                format!("v{k}/index.m3u8")
+            };
             variants.push((uri, bandwidth(&dir, &segments, duration).await));
             if k == 0 {
                 main = Some((plan, info, segments, duration, video.clone()));
             }
         }
         let Some((plan, info, segments, duration, video)) = main else {
-            return Err(Error::NoVideoFile { files: "none".into() });
+            return Err(Error::NoVideoFile {
+                files: "none".into(),
+            });
         };
 
-        let tracks = self.subtitles(&video, &info, &subtitle_files, out, cancel).await?;
+        let tracks = self
+            .subtitles(&video, &info, &subtitle_files, out, cancel)
+            .await?;
         for t in &tracks {
             let path = out.join(t.file.trim_end_matches(".vtt").to_owned() + ".m3u8");
-            tokio::fs::write(&path, output::subtitle_playlist(t, duration)).await.map_err(Error::io(&path))?;
+            tokio::fs::write(&path, output::subtitle_playlist(t, duration))
+                .await
+                .map_err(Error::io(&path))?;
         }
         let master = out.join("master.m3u8");
-        tokio::fs::write(&master, output::master_playlist(&variants, &tracks)).await.map_err(Error::io(&master))?;
+        tokio::fs::write(&master, output::master_playlist(&variants, &tracks))
+            .await
+            .map_err(Error::io(&master))?;
         let _ = reports.send(Report::Progress(100.0));
         Ok(Done {
             m3u8_path: format!("m3u8/{task_id}/index.m3u8"),
@@ -119,7 +157,10 @@ impl Job<'_> {
     ) -> Result<Vec<Track>> {
         let mut jobs: Vec<(Vec<String>, String, Option<String>)> = Vec::new();
         for f in files {
-            let stem = Path::new(&f.name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = Path::new(&f.name)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             jobs.push((vec!["-i".into(), f.source.clone()], stem, None));
         }
         for s in info.text_subtitles() {
@@ -127,7 +168,16 @@ impl Job<'_> {
                 Some(lang) => format!("track{}.{lang}", s.index),
                 None => format!("track{}", s.index),
             };
-            jobs.push((vec!["-i".into(), video.source.clone(), "-map".into(), format!("0:{}", s.index)], name, s.language.clone()));
+            jobs.push((
+                vec![
+                    "-i".into(),
+                    video.source.clone(),
+                    "-map".into(),
+                    format!("0:{}", s.index),
+                ],
+                name,
+                s.language.clone(),
+            ));
         }
         let mut tracks: Vec<Track> = Vec::new();
         for (input_args, name, language) in jobs {
@@ -137,12 +187,18 @@ impl Job<'_> {
                 n += 1;
                 file = format!("{}_{n}.vtt", output::safe_name(&name));
             }
-            let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"].map(String::from).to_vec();
+            let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error"]
+                .map(String::from)
+                .to_vec();
             args.extend(input_args);
             args.extend(["-c:s", "webvtt"].map(String::from));
             args.push(out.join(&file).to_string_lossy().into_owned());
             match ffmpeg::run(&self.programs.ffmpeg, &args, None, |_| {}, cancel).await {
-                Ok(()) => tracks.push(Track { file, name, language }),
+                Ok(()) => tracks.push(Track {
+                    file,
+                    name,
+                    language,
+                }),
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
                 Err(e) => tracing::warn!(subtitle = %name, error = %e, "subtitle skipped"),
             }
@@ -156,7 +212,11 @@ fn input(i: &pb::TranscodeInput) -> Option<Input> {
         pb::transcode_input::Source::Path(p) => p.clone(),
         pb::transcode_input::Source::Url(u) => u.clone(),
     };
-    Some(Input { source, name: i.name.clone(), size: i.size })
+    Some(Input {
+        source,
+        name: i.name.clone(),
+        size: i.size,
+    })
 }
 
 /// The job's task id and final folder, refusing jobs that would write anywhere but
@@ -165,10 +225,19 @@ fn validate(job: &pb::TranscodeJob) -> Result<(TaskId, PathBuf)> {
     let id = TaskId::parse(&job.task_id).map_err(|e| Error::BadJob(e.to_string()))?;
     let dir = PathBuf::from(&job.output_dir);
     if !dir.is_absolute() || dir.file_name().and_then(|n| n.to_str()) != Some(id.as_str()) {
-        return Err(Error::BadJob(format!("output folder {:?} is not an absolute …/{id}", job.output_dir)));
+        return Err(Error::BadJob(format!(
+            "output folder {:?} is not an absolute …/{id}",
+            job.output_dir
+        )));
     }
-    if dir.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(Error::BadJob(format!("output folder {:?} contains ..", job.output_dir)));
+    if dir
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(Error::BadJob(format!(
+            "output folder {:?} contains ..",
+            job.output_dir
+        )));
     }
     Ok((id, dir))
 }
@@ -177,9 +246,16 @@ fn validate(job: &pb::TranscodeJob) -> Result<(TaskId, PathBuf)> {
 async fn bandwidth(dir: &Path, segments: &[String], duration: f64) -> u64 {
     let mut bytes = 0u64;
     for s in segments {
-        bytes += tokio::fs::metadata(dir.join(s)).await.map(|m| m.len()).unwrap_or(0);
+        bytes += tokio::fs::metadata(dir.join(s))
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
     }
-    if duration > 0.0 { (bytes as f64 * 8.0 / duration) as u64 } else { 0 }
+    if duration > 0.0 {
+        (bytes as f64 * 8.0 / duration) as u64
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -188,10 +264,22 @@ mod tests {
 
     #[test]
     fn jobs_that_would_write_elsewhere_are_refused() {
-        let job = |id: &str, dir: &str| pb::TranscodeJob { task_id: id.into(), output_dir: dir.into(), ..Default::default() };
+        let job = |id: &str, dir: &str| pb::TranscodeJob {
+            task_id: id.into(),
+            output_dir: dir.into(),
+            ..Default::default()
+        };
         assert!(validate(&job("task_1", "/data/m3u8/task_1")).is_ok());
-        for (id, dir) in [("task_1", "m3u8/task_1"), ("task_1", "/data/m3u8/task_2"), ("../x", "/data/../x"), ("task_1", "/data/../task_1")] {
-            assert!(matches!(validate(&job(id, dir)), Err(Error::BadJob(_))), "{id} {dir}");
+        for (id, dir) in [
+            ("task_1", "m3u8/task_1"),
+            ("task_1", "/data/m3u8/task_2"),
+            ("../x", "/data/../x"),
+            ("task_1", "/data/../task_1"),
+        ] {
+            assert!(
+                matches!(validate(&job(id, dir)), Err(Error::BadJob(_))),
+                "{id} {dir}"
+            );
         }
     }
 }

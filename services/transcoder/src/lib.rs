@@ -35,9 +35,21 @@ pub struct Metrics {
 impl Metrics {
     fn register(&self, admin: &Admin) {
         admin.register(|r| {
-            r.register("magnet_transcodes_done", "Transcode jobs finished", self.done.clone());
-            r.register("magnet_transcodes_failed", "Transcode jobs failed for good", self.failed.clone());
-            r.register("magnet_transcodes_running", "Transcode jobs running", self.running.clone());
+            r.register(
+                "magnet_transcodes_done",
+                "Transcode jobs finished",
+                self.done.clone(),
+            );
+            r.register(
+                "magnet_transcodes_failed",
+                "Transcode jobs failed for good",
+                self.failed.clone(),
+            );
+            r.register(
+                "magnet_transcodes_running",
+                "Transcode jobs running",
+                self.running.clone(),
+            );
         });
     }
 }
@@ -50,14 +62,18 @@ pub struct Running {
 
 impl Running {
     pub async fn wait(self) -> Result<()> {
-        self.join.await.map_err(|_| Error::BadJob("transcoder task panicked".into()))?
+        self.join
+            .await
+            .map_err(|_| Error::BadJob("transcoder task panicked".into()))?
     }
 }
 
 /// Default replica name: host name (the pod name in Kubernetes) and process id.
 fn replica_id(settings: &Settings) -> String {
     settings.transcoder.replica_id.clone().unwrap_or_else(|| {
-        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "transcoder".into());
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "transcoder".into());
         format!("{host}-{}", std::process::id())
     })
 }
@@ -67,18 +83,38 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let admin = Admin::new();
     let metrics = Metrics::default();
     metrics.register(&admin);
-    let (admin_addr, admin_task) = admin.serve(settings.transcoder.admin_listen, shutdown.clone()).await?;
+    let (admin_addr, admin_task) = admin
+        .serve(settings.transcoder.admin_listen, shutdown.clone())
+        .await?;
     for program in [&settings.transcoder.ffmpeg, &settings.transcoder.ffprobe] {
-        let ok = tokio::process::Command::new(program).arg("-version").output().await.map(|o| o.status.success());
+        let ok = tokio::process::Command::new(program)
+            .arg("-version")
+            .output()
+            .await
+            .map(|o| o.status.success());
         if !matches!(ok, Ok(true)) {
-            return Err(Error::Spawn { program: program.clone(), source: std::io::Error::other("not found or not working") });
+            return Err(Error::Spawn {
+                program: program.clone(),
+                source: std::io::Error::other("not found or not working"),
+            });
         }
     }
-    let client = nats::connect(&settings.nats.url, "magnet-transcoder", Duration::from_secs(30)).await?;
+    let client = nats::connect(
+        &settings.nats.url,
+        "magnet-transcoder",
+        Duration::from_secs(30),
+    )
+    .await?;
     let js = async_nats::jetstream::new(client.clone());
     nats::events_stream(&js).await?;
     let replica = replica_id(&settings);
-    let worker = Arc::new(worker::Worker { settings: settings.clone(), replica: replica.clone(), client: client.clone(), js, metrics });
+    let worker = Arc::new(worker::Worker {
+        settings: settings.clone(),
+        replica: replica.clone(),
+        client: client.clone(),
+        js,
+        metrics,
+    });
     let consumer = worker.consumer().await?;
     admin.set_ready(true);
     tracing::info!(node = %settings.node.id, %replica, max_transcodes = settings.limits.max_transcodes, "transcoder ready");
@@ -90,5 +126,9 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         tracing::info!("transcoder stopped");
         result
     });
-    Ok(Running { admin_addr, replica, join })
+    Ok(Running {
+        admin_addr,
+        replica,
+        join,
+    })
 }

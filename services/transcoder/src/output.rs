@@ -8,7 +8,10 @@ use crate::{Error, Result};
 
 /// Where a job's output is built.
 pub fn partial_dir(final_dir: &Path) -> PathBuf {
-    let name = final_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = final_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     final_dir.with_file_name(format!(".{name}.partial"))
 }
 
@@ -23,13 +26,17 @@ pub async fn remove(dir: &Path) -> Result<()> {
 /// An empty partial folder (leftovers of a crashed attempt removed).
 pub async fn fresh(partial: &Path) -> Result<()> {
     remove(partial).await?;
-    tokio::fs::create_dir_all(partial).await.map_err(Error::io(partial))
+    tokio::fs::create_dir_all(partial)
+        .await
+        .map_err(Error::io(partial))
 }
 
 /// The segment URIs of a finished VOD playlist; an unfinished one (no `#EXT-X-ENDLIST`, as a
 /// killed ffmpeg leaves) is an error, never counted as complete.
 pub async fn segments(playlist: &Path, name: &str) -> Result<(Vec<String>, f64)> {
-    let text = tokio::fs::read_to_string(playlist).await.map_err(Error::io(playlist))?;
+    let text = tokio::fs::read_to_string(playlist)
+        .await
+        .map_err(Error::io(playlist))?;
     if !text.lines().any(|l| l.trim() == "#EXT-X-ENDLIST") {
         return Err(Error::IncompletePlaylist { name: name.into() });
     }
@@ -37,7 +44,12 @@ pub async fn segments(playlist: &Path, name: &str) -> Result<(Vec<String>, f64)>
     let mut segments = Vec::new();
     for line in text.lines().map(str::trim) {
         if let Some(d) = line.strip_prefix("#EXTINF:") {
-            duration += d.trim_end_matches(',').split(',').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            duration += d
+                .trim_end_matches(',')
+                .split(',')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
         } else if !line.is_empty() && !line.starts_with('#') {
             segments.push(line.to_owned());
         }
@@ -48,12 +60,23 @@ pub async fn segments(playlist: &Path, name: &str) -> Result<(Vec<String>, f64)>
 /// Moves the finished output into place, replacing an older one.
 pub async fn publish(partial: &Path, final_dir: &Path) -> Result<()> {
     remove(final_dir).await?;
-    tokio::fs::rename(partial, final_dir).await.map_err(Error::io(final_dir))
+    tokio::fs::rename(partial, final_dir)
+        .await
+        .map_err(Error::io(final_dir))
 }
 
 /// A file name made safe: letters, digits, `.`, `-`, `_` only.
 pub fn safe_name(raw: &str) -> String {
-    let s: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
+    let s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let s = s.trim_start_matches('.').to_owned();
     if s.is_empty() { "subtitle".into() } else { s }
 }
@@ -80,7 +103,11 @@ pub fn subtitle_playlist(track: &Track, duration: f64) -> String {
 pub fn master_playlist(variants: &[(String, u64)], tracks: &[Track]) -> String {
     let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
     for (i, t) in tracks.iter().enumerate() {
-        let lang = t.language.as_deref().map(|l| format!(",LANGUAGE=\"{}\"", quote(l))).unwrap_or_default();
+        let lang = t
+            .language
+            .as_deref()
+            .map(|l| format!(",LANGUAGE=\"{}\"", quote(l)))
+            .unwrap_or_default();
         let default = if i == 0 { "YES" } else { "NO" };
         m.push_str(&format!(
             "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"{}\"{lang},DEFAULT={default},AUTOSELECT=YES,URI=\"{}\"\n",
@@ -88,9 +115,16 @@ pub fn master_playlist(variants: &[(String, u64)], tracks: &[Track]) -> String {
             t.file.trim_end_matches(".vtt").to_owned() + ".m3u8"
         ));
     }
-    let subs = if tracks.is_empty() { "" } else { ",SUBTITLES=\"subs\"" };
+    let subs = if tracks.is_empty() {
+        ""
+    } else {
+        ",SUBTITLES=\"subs\""
+    };
     for (uri, bandwidth) in variants {
-        m.push_str(&format!("#EXT-X-STREAM-INF:BANDWIDTH={}{subs}\n{uri}\n", bandwidth.max(&1)));
+        m.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={}{subs}\n{uri}\n",
+            bandwidth.max(&1)
+        ));
     }
     m
 }
@@ -105,7 +139,10 @@ mod tests {
 
     #[test]
     fn partial_dir_is_hidden_beside_the_final_one() {
-        assert_eq!(partial_dir(Path::new("/d/m3u8/task_1")), PathBuf::from("/d/m3u8/.task_1.partial"));
+        assert_eq!(
+            partial_dir(Path::new("/d/m3u8/task_1")),
+            PathBuf::from("/d/m3u8/.task_1.partial")
+        );
     }
 
     #[test]
@@ -120,8 +157,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("index.m3u8");
         std::fs::write(&p, "#EXTM3U\n#EXTINF:6.0,\nindex0.ts\n").expect("write");
-        assert!(matches!(segments(&p, "x").await, Err(Error::IncompletePlaylist { .. })));
-        std::fs::write(&p, "#EXTM3U\n#EXTINF:6.000,\nindex0.ts\n#EXTINF:2.5,\nindex1.ts\n#EXT-X-ENDLIST\n").expect("write");
+        assert!(matches!(
+            segments(&p, "x").await,
+            Err(Error::IncompletePlaylist { .. })
+        ));
+        std::fs::write(
+            &p,
+            "#EXTM3U\n#EXTINF:6.000,\nindex0.ts\n#EXTINF:2.5,\nindex1.ts\n#EXT-X-ENDLIST\n",
+        )
+        .expect("write");
         let (segs, dur) = segments(&p, "x").await.expect("complete");
         assert_eq!(segs, vec!["index0.ts", "index1.ts"]);
         assert!((dur - 8.5).abs() < 1e-9);
@@ -129,9 +173,16 @@ mod tests {
 
     #[test]
     fn master_lists_subtitle_renditions() {
-        let tracks = [Track { file: "movie.vtt".into(), name: "movie".into(), language: Some("en".into()) }];
+        let tracks = [Track {
+            file: "movie.vtt".into(),
+            name: "movie".into(),
+            language: Some("en".into()),
+        }];
         let m = master_playlist(&[("index.m3u8".into(), 800_000)], &tracks);
         assert!(m.contains("#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"movie\",LANGUAGE=\"en\",DEFAULT=YES,AUTOSELECT=YES,URI=\"movie.m3u8\""), "{m}");
-        assert!(m.contains("#EXT-X-STREAM-INF:BANDWIDTH=800000,SUBTITLES=\"subs\"\nindex.m3u8\n"), "{m}");
+        assert!(
+            m.contains("#EXT-X-STREAM-INF:BANDWIDTH=800000,SUBTITLES=\"subs\"\nindex.m3u8\n"),
+            "{m}"
+        );
     }
 }

@@ -8,8 +8,10 @@ use magnet_runtime::config::TranscodingSettings;
 use crate::probe::MediaInfo;
 use crate::{Error, Result};
 
-const VIDEO_EXTENSIONS: &[&str] =
-    &["mp4", "m4v", "mkv", "webm", "avi", "mov", "ts", "m2ts", "mts", "flv", "wmv", "mpg", "mpeg", "ogv", "3gp"];
+const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "m4v", "mkv", "webm", "avi", "mov", "ts", "m2ts", "mts", "flv", "wmv", "mpg", "mpeg",
+    "ogv", "3gp",
+];
 const SUBTITLE_EXTENSIONS: &[&str] = &["srt", "ass", "ssa", "vtt"];
 
 /// One input of a job: where ffmpeg reads it, its name inside the torrent, its size.
@@ -21,22 +23,43 @@ pub struct Input {
 }
 
 fn extension(name: &str) -> String {
-    Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase()
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 /// Videos to convert (largest first; only the largest unless `all`) and subtitle files.
 pub fn pick(inputs: &[Input], all: bool) -> Result<(Vec<Input>, Vec<Input>)> {
-    let mut videos: Vec<Input> =
-        inputs.iter().filter(|i| VIDEO_EXTENSIONS.contains(&extension(&i.name).as_str())).cloned().collect();
+    let mut videos: Vec<Input> = inputs
+        .iter()
+        .filter(|i| VIDEO_EXTENSIONS.contains(&extension(&i.name).as_str()))
+        .cloned()
+        .collect();
     if videos.is_empty() {
-        let files = inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ");
-        return Err(Error::NoVideoFile { files: if files.is_empty() { "none".into() } else { files } });
+        let files = inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(Error::NoVideoFile {
+            files: if files.is_empty() {
+                "none".into()
+            } else {
+                files
+            },
+        });
     }
     videos.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
     if !all {
         videos.truncate(1);
     }
-    let subtitles = inputs.iter().filter(|i| SUBTITLE_EXTENSIONS.contains(&extension(&i.name).as_str())).cloned().collect();
+    let subtitles = inputs
+        .iter()
+        .filter(|i| SUBTITLE_EXTENSIONS.contains(&extension(&i.name).as_str()))
+        .cloned()
+        .collect();
     Ok((videos, subtitles))
 }
 
@@ -61,14 +84,24 @@ pub struct Plan {
 impl Plan {
     /// "remux" when the video is copied, "transcode" otherwise.
     pub fn path_taken(&self) -> &'static str {
-        if self.copy_video { "remux" } else { "transcode" }
+        if self.copy_video {
+            "remux"
+        } else {
+            "transcode"
+        }
     }
 }
 
 /// H.264 in 8-bit 4:2:0 is copied (browsers play it); anything else is re-encoded.
 pub fn plan(info: &MediaInfo, name: &str) -> Result<Plan> {
-    let video = info.video().ok_or_else(|| Error::NoVideoStream { name: name.into() })?;
-    let copy_video = video.codec == "h264" && matches!(video.pix_fmt.as_deref(), Some("yuv420p" | "yuvj420p") | None);
+    let video = info
+        .video()
+        .ok_or_else(|| Error::NoVideoStream { name: name.into() })?;
+    let copy_video = video.codec == "h264"
+        && matches!(
+            video.pix_fmt.as_deref(),
+            Some("yuv420p" | "yuvj420p") | None
+        );
     let audio = info.audio();
     Ok(Plan {
         video_stream: video.index,
@@ -85,9 +118,18 @@ pub fn plan(info: &MediaInfo, name: &str) -> Result<Plan> {
 /// ffmpeg arguments that write `index.m3u8` and its segments into `out`, with machine-readable
 /// progress on stdout.
 pub fn ffmpeg_args(input: &str, plan: &Plan, t: &TranscodingSettings, out: &Path) -> Vec<String> {
-    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"]
-        .map(String::from)
-        .to_vec();
+    let mut a: Vec<String> = [
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-loglevel",
+        "error",
+        "-progress",
+        "pipe:1",
+        "-nostats",
+    ]
+    .map(String::from)
+    .to_vec();
     a.extend(["-i".into(), input.into()]);
     a.extend(["-map".into(), format!("0:{}", plan.video_stream)]);
     if let Some(audio) = plan.audio_stream {
@@ -96,23 +138,66 @@ pub fn ffmpeg_args(input: &str, plan: &Plan, t: &TranscodingSettings, out: &Path
     if plan.copy_video {
         a.extend(["-c:v", "copy"].map(String::from));
     } else {
-        a.extend(["-c:v".into(), t.video_codec.clone(), "-preset".into(), t.preset.clone(), "-crf".into(), t.crf.to_string()]);
+        a.extend([
+            "-c:v".into(),
+            t.video_codec.clone(),
+            "-preset".into(),
+            t.preset.clone(),
+            "-crf".into(),
+            t.crf.to_string(),
+        ]);
         a.extend(["-pix_fmt", "yuv420p"].map(String::from));
         // A keyframe at every segment boundary, so segments are the configured length.
-        a.extend(["-force_key_frames".into(), format!("expr:gte(t,n_forced*{})", t.segment_duration)]);
+        a.extend([
+            "-force_key_frames".into(),
+            format!("expr:gte(t,n_forced*{})", t.segment_duration),
+        ]);
     }
     match plan.audio {
         Audio::None => {}
         Audio::Copy => a.extend(["-c:a", "copy"].map(String::from)),
-        Audio::Aac => a.extend(["-c:a".into(), t.audio_codec.clone(), "-ac".into(), "2".into(), "-b:a".into(), "160k".into()]),
+        Audio::Aac => a.extend([
+            "-c:a".into(),
+            t.audio_codec.clone(),
+            "-ac".into(),
+            "2".into(),
+            "-b:a".into(),
+            "160k".into(),
+        ]),
     }
-    a.extend(["-sn", "-dn", "-f", "hls", "-start_number", "0", "-hls_playlist_type", "vod"].map(String::from));
+    a.extend(
+        [
+            "-sn",
+            "-dn",
+            "-f",
+            "hls",
+            "-start_number",
+            "0",
+            "-hls_playlist_type",
+            "vod",
+        ]
+        .map(String::from),
+    );
     a.extend(["-hls_time".into(), t.segment_duration.to_string()]);
     if t.hls_segment_type == "fmp4" {
-        a.extend(["-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4"].map(String::from));
-        a.extend(["-hls_segment_filename".into(), out.join("index%d.m4s").to_string_lossy().into_owned()]);
+        a.extend(
+            [
+                "-hls_segment_type",
+                "fmp4",
+                "-hls_fmp4_init_filename",
+                "init.mp4",
+            ]
+            .map(String::from),
+        );
+        a.extend([
+            "-hls_segment_filename".into(),
+            out.join("index%d.m4s").to_string_lossy().into_owned(),
+        ]);
     } else {
-        a.extend(["-hls_segment_filename".into(), out.join("index%d.ts").to_string_lossy().into_owned()]);
+        a.extend([
+            "-hls_segment_filename".into(),
+            out.join("index%d.ts").to_string_lossy().into_owned(),
+        ]);
     }
     a.push(out.join("index.m3u8").to_string_lossy().into_owned());
     a
@@ -124,12 +209,21 @@ mod tests {
     use crate::probe::{Kind, Stream};
 
     fn input(name: &str, size: u64) -> Input {
-        Input { source: format!("/d/{name}"), name: name.into(), size }
+        Input {
+            source: format!("/d/{name}"),
+            name: name.into(),
+            size,
+        }
     }
 
     #[test]
     fn picks_the_largest_video_and_the_subtitles() {
-        let inputs = [input("sample.mkv", 10), input("Movie.mkv", 900), input("movie.srt", 1), input("notes.txt", 5)];
+        let inputs = [
+            input("sample.mkv", 10),
+            input("Movie.mkv", 900),
+            input("movie.srt", 1),
+            input("notes.txt", 5),
+        ];
         let (videos, subs) = pick(&inputs, false).expect("has video");
         assert_eq!(videos, vec![input("Movie.mkv", 900)]);
         assert_eq!(subs, vec![input("movie.srt", 1)]);
@@ -145,12 +239,25 @@ mod tests {
     }
 
     fn info(video: &str, pix: &str, audio: Option<&str>) -> MediaInfo {
-        let mut streams =
-            vec![Stream { index: 0, kind: Kind::Video, codec: video.into(), pix_fmt: Some(pix.into()), ..Default::default() }];
+        let mut streams = vec![Stream {
+            index: 0,
+            kind: Kind::Video,
+            codec: video.into(),
+            pix_fmt: Some(pix.into()),
+            ..Default::default()
+        }];
         if let Some(a) = audio {
-            streams.push(Stream { index: 1, kind: Kind::Audio, codec: a.into(), ..Default::default() });
+            streams.push(Stream {
+                index: 1,
+                kind: Kind::Audio,
+                codec: a.into(),
+                ..Default::default()
+            });
         }
-        MediaInfo { duration: Some(10.0), streams }
+        MediaInfo {
+            duration: Some(10.0),
+            streams,
+        }
     }
 
     #[test]
@@ -158,13 +265,29 @@ mod tests {
         let p = plan(&info("h264", "yuv420p", Some("aac")), "x").expect("plan");
         assert_eq!((p.path_taken(), p.audio), ("remux", Audio::Copy));
         let p = plan(&info("h264", "yuv420p10le", Some("mp3")), "x").expect("plan");
-        assert_eq!((p.path_taken(), p.audio), ("transcode", Audio::Copy), "10-bit H.264 does not play in browsers");
+        assert_eq!(
+            (p.path_taken(), p.audio),
+            ("transcode", Audio::Copy),
+            "10-bit H.264 does not play in browsers"
+        );
         let p = plan(&info("mpeg4", "yuv420p", Some("ac3")), "x").expect("plan");
         assert_eq!((p.path_taken(), p.audio), ("transcode", Audio::Aac));
         let p = plan(&info("vp9", "yuv420p", None), "x").expect("plan");
-        assert_eq!((p.path_taken(), p.audio, p.audio_stream), ("transcode", Audio::None, None));
-        let only_audio = MediaInfo { duration: None, streams: vec![Stream { kind: Kind::Audio, ..Default::default() }] };
-        assert!(matches!(plan(&only_audio, "x"), Err(Error::NoVideoStream { .. })));
+        assert_eq!(
+            (p.path_taken(), p.audio, p.audio_stream),
+            ("transcode", Audio::None, None)
+        );
+        let only_audio = MediaInfo {
+            duration: None,
+            streams: vec![Stream {
+                kind: Kind::Audio,
+                ..Default::default()
+            }],
+        };
+        assert!(matches!(
+            plan(&only_audio, "x"),
+            Err(Error::NoVideoStream { .. })
+        ));
     }
 
     #[test]
@@ -176,6 +299,9 @@ mod tests {
         assert!(joined.contains("-c:v copy -c:a copy"), "{joined}");
         assert!(joined.contains("-start_number 0"), "{joined}");
         assert!(joined.contains("-hls_time 6"), "{joined}");
-        assert!(joined.ends_with("-hls_segment_filename /out/index%d.ts /out/index.m3u8"), "{joined}");
+        assert!(
+            joined.ends_with("-hls_segment_filename /out/index%d.ts /out/index.m3u8"),
+            "{joined}"
+        );
     }
 }

@@ -62,7 +62,11 @@ impl MediaInfo {
     pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
         let raw: Raw = serde_json::from_slice(json)?;
         Ok(Self {
-            duration: raw.format.and_then(|f| f.duration).and_then(|d| d.parse().ok()).filter(|d: &f64| *d > 0.0),
+            duration: raw
+                .format
+                .and_then(|f| f.duration)
+                .and_then(|d| d.parse().ok())
+                .filter(|d: &f64| *d > 0.0),
             streams: raw
                 .streams
                 .into_iter()
@@ -85,7 +89,9 @@ impl MediaInfo {
 
     /// The main video stream (not cover art).
     pub fn video(&self) -> Option<&Stream> {
-        self.streams.iter().find(|s| s.kind == Kind::Video && !s.attached_pic)
+        self.streams
+            .iter()
+            .find(|s| s.kind == Kind::Video && !s.attached_pic)
     }
 
     pub fn audio(&self) -> Option<&Stream> {
@@ -94,28 +100,51 @@ impl MediaInfo {
 
     /// Subtitle streams that are text (convertible to WebVTT); bitmap ones are skipped.
     pub fn text_subtitles(&self) -> impl Iterator<Item = &Stream> {
-        self.streams
-            .iter()
-            .filter(|s| s.kind == Kind::Subtitle && matches!(s.codec.as_str(), "subrip" | "ass" | "ssa" | "mov_text" | "webvtt" | "text"))
+        self.streams.iter().filter(|s| {
+            s.kind == Kind::Subtitle
+                && matches!(
+                    s.codec.as_str(),
+                    "subrip" | "ass" | "ssa" | "mov_text" | "webvtt" | "text"
+                )
+        })
     }
 }
 
 /// Runs ffprobe on `input` (a path or URL); `name` is how the user knows the file.
 pub async fn probe(ffprobe: &str, input: &str, name: &str) -> Result<MediaInfo> {
     let out = Command::new(ffprobe)
-        .args(["-v", "error", "-print_format", "json", "-show_format", "-show_streams"])
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
         .arg(input)
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|source| Error::Spawn { program: ffprobe.into(), source })?;
+        .map_err(|source| Error::Spawn {
+            program: ffprobe.into(),
+            source,
+        })?;
     let stderr = crate::ffmpeg::tail(&String::from_utf8_lossy(&out.stderr), 3);
     if !out.status.success() {
-        return Err(Error::Unreadable { name: name.into(), detail: stderr });
+        return Err(Error::Unreadable {
+            name: name.into(),
+            detail: stderr,
+        });
     }
-    let info = MediaInfo::from_json(&out.stdout).map_err(|e| Error::Unreadable { name: name.into(), detail: e.to_string() })?;
+    let info = MediaInfo::from_json(&out.stdout).map_err(|e| Error::Unreadable {
+        name: name.into(),
+        detail: e.to_string(),
+    })?;
     if info.streams.is_empty() {
-        return Err(Error::Unreadable { name: name.into(), detail: "no streams".into() });
+        return Err(Error::Unreadable {
+            name: name.into(),
+            detail: "no streams".into(),
+        });
     }
     Ok(info)
 }

@@ -53,7 +53,11 @@ impl Worker {
     }
 
     /// Pulls and runs jobs until shutdown; then waits for running jobs to stop.
-    pub async fn run(self: Arc<Self>, consumer: PullConsumer, shutdown: CancellationToken) -> Result<()> {
+    pub async fn run(
+        self: Arc<Self>,
+        consumer: PullConsumer,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
         let slots = Arc::new(Semaphore::new(self.settings.limits.max_transcodes as usize));
         let mut running = tokio::task::JoinSet::new();
         loop {
@@ -61,7 +65,11 @@ impl Worker {
                 s = slots.clone().acquire_owned() => s.map_err(|_| Error::Cancelled)?,
                 _ = shutdown.cancelled() => break,
             };
-            let batch = consumer.batch().max_messages(1).expires(Duration::from_secs(5)).messages();
+            let batch = consumer
+                .batch()
+                .max_messages(1)
+                .expires(Duration::from_secs(5))
+                .messages();
             let mut batch = tokio::select! {
                 b = batch => match b {
                     Ok(b) => b,
@@ -91,7 +99,10 @@ impl Worker {
             }
             while running.try_join_next().is_some() {}
         }
-        tracing::info!(jobs = running.len(), "stopping: no new jobs; stopping running ones");
+        tracing::info!(
+            jobs = running.len(),
+            "stopping: no new jobs; stopping running ones"
+        );
         while running.join_next().await.is_some() {}
         Ok(())
     }
@@ -108,13 +119,26 @@ impl Worker {
         };
         let span = tracing::info_span!("transcode", task = %job.task_id, node = %job.node_id, attempt = delivered, replica = %self.replica);
         telemetry::extract_nats(&span, message.headers.as_ref());
-        self.handle_job(&message, &job, delivered, cancel).instrument(span).await;
+        self.handle_job(&message, &job, delivered, cancel)
+            .instrument(span)
+            .await;
     }
 
-    async fn handle_job(&self, message: &jetstream::Message, job: &pb::TranscodeJob, delivered: i64, cancel: &CancellationToken) {
+    async fn handle_job(
+        &self,
+        message: &jetstream::Message,
+        job: &pb::TranscodeJob,
+        delivered: i64,
+        cancel: &CancellationToken,
+    ) {
         let max = self.settings.transcoder.max_deliver;
         if delivered > max {
-            self.finish_failed(message, job, &format!("gave up after {max} attempts (the transcoder kept stopping mid-job)")).await;
+            self.finish_failed(
+                message,
+                job,
+                &format!("gave up after {max} attempts (the transcoder kept stopping mid-job)"),
+            )
+            .await;
             return;
         }
         self.metrics.running.inc();
@@ -133,7 +157,9 @@ impl Worker {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "result not published; the job will run again");
-                        let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                        let _ = message
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                            .await;
                     }
                 }
             }
@@ -152,29 +178,48 @@ impl Worker {
         }
     }
 
-    async fn finish_failed(&self, message: &jetstream::Message, job: &pb::TranscodeJob, error: &str) {
+    async fn finish_failed(
+        &self,
+        message: &jetstream::Message,
+        job: &pb::TranscodeJob,
+        error: &str,
+    ) {
         tracing::warn!(%error, "job failed for good");
         self.metrics.failed.inc();
-        let event = pb::transcode_event::Kind::Failed(pb::TranscodeFailed { error: error.into() });
+        let event = pb::transcode_event::Kind::Failed(pb::TranscodeFailed {
+            error: error.into(),
+        });
         match self.publish_event(job, event).await {
             Ok(()) => {
                 let _ = message.double_ack().await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "failure not published; retrying later");
-                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
             }
         }
     }
 
     /// Runs the job, forwarding its reports as events and progress, keeping the job ours with
     /// in-progress acks.
-    async fn transcode(&self, message: &jetstream::Message, job: &pb::TranscodeJob, cancel: &CancellationToken) -> Result<Done> {
+    async fn transcode(
+        &self,
+        message: &jetstream::Message,
+        job: &pb::TranscodeJob,
+        cancel: &CancellationToken,
+    ) -> Result<Done> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let runner = Job { job, transcoding: &self.settings.transcoding, programs: &self.settings.transcoder };
+        let runner = Job {
+            job,
+            transcoding: &self.settings.transcoding,
+            programs: &self.settings.transcoder,
+        };
         let work = runner.run(tx, cancel);
         tokio::pin!(work);
-        let keepalive_every = Duration::from_secs((self.settings.transcoder.ack_wait_secs / 3).max(1));
+        let keepalive_every =
+            Duration::from_secs((self.settings.transcoder.ack_wait_secs / 3).max(1));
         let mut keepalive = tokio::time::interval(keepalive_every);
         let mut last_progress = tokio::time::Instant::now() - Duration::from_secs(10);
         let mut last_event = last_progress;
@@ -197,10 +242,20 @@ impl Worker {
         }
     }
 
-    async fn forward(&self, job: &pb::TranscodeJob, report: Report, last_progress: &mut tokio::time::Instant, last_event: &mut tokio::time::Instant) {
+    async fn forward(
+        &self,
+        job: &pb::TranscodeJob,
+        report: Report,
+        last_progress: &mut tokio::time::Instant,
+        last_event: &mut tokio::time::Instant,
+    ) {
         match report {
             Report::Started { path_taken, input } => {
-                let kind = pb::transcode_event::Kind::Started(pb::TranscodeStarted { path_taken, replica: self.replica.clone(), input });
+                let kind = pb::transcode_event::Kind::Started(pb::TranscodeStarted {
+                    path_taken,
+                    replica: self.replica.clone(),
+                    input,
+                });
                 if let Err(e) = self.publish_event(job, kind).await {
                     tracing::warn!(error = %e, "started event not published");
                 }
@@ -214,7 +269,9 @@ impl Worker {
                 }
                 if last_event.elapsed() >= Duration::from_secs(5) {
                     *last_event = tokio::time::Instant::now();
-                    let kind = pb::transcode_event::Kind::Progress(pb::TranscodeProgressed { progress: p });
+                    let kind = pb::transcode_event::Kind::Progress(pb::TranscodeProgressed {
+                        progress: p,
+                    });
                     if let Err(e) = self.publish_event(job, kind).await {
                         tracing::debug!(error = %e, "progress event not published");
                     }
@@ -224,7 +281,11 @@ impl Worker {
     }
 
     /// A durable event for the node's downloader (awaits the stream's ack).
-    async fn publish_event(&self, job: &pb::TranscodeJob, kind: pb::transcode_event::Kind) -> Result<()> {
+    async fn publish_event(
+        &self,
+        job: &pb::TranscodeJob,
+        kind: pb::transcode_event::Kind,
+    ) -> Result<()> {
         let event = pb::TranscodeEvent {
             task_id: job.task_id.clone(),
             node_id: job.node_id.clone(),
@@ -234,7 +295,11 @@ impl Worker {
         let subject = subjects::task_events(&job.node_id, &job.task_id);
         let ack = self
             .js
-            .publish_with_headers(subject, telemetry::nats_headers(), event.encode_to_vec().into())
+            .publish_with_headers(
+                subject,
+                telemetry::nats_headers(),
+                event.encode_to_vec().into(),
+            )
             .await
             .map_err(|e| Error::Nats(e.to_string()))?;
         ack.await.map_err(|e| Error::Nats(e.to_string()))?;
@@ -252,7 +317,14 @@ impl Worker {
             ..Default::default()
         };
         let subject = subjects::task_progress(&job.node_id, &job.task_id);
-        let _ = self.client.publish_with_headers(subject, telemetry::nats_headers(), event.encode_to_vec().into()).await;
+        let _ = self
+            .client
+            .publish_with_headers(
+                subject,
+                telemetry::nats_headers(),
+                event.encode_to_vec().into(),
+            )
+            .await;
     }
 }
 

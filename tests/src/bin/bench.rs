@@ -7,8 +7,10 @@ use anyhow::Context;
 use librqbit::{AddTorrent, AddTorrentOptions, Session, SessionOptions};
 use magnet_proto::v1 as pb;
 use magnet_tests::nats::NatsServer;
+use magnet_tests::queue::{JobQueue, finals, ready_of};
 use magnet_tests::seeder::{Seeded, Seeder, random_file};
-use magnet_tests::services::{InProcess, offline_node};
+use magnet_tests::services::{InProcess, Transcoder, offline_node, transcoder_of};
+use magnet_tests::video::{Codec, generate_sized};
 
 const DOWNLOAD_SIZE: usize = 500 * 1024 * 1024;
 const ROUNDS: usize = 2;
@@ -19,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
     for name in &names {
         match name.as_str() {
             "download" => download().await?,
+            "transcode" => transcode().await?,
             other => anyhow::bail!("unknown benchmark {other:?}"),
         }
     }
@@ -40,14 +43,21 @@ async fn download() -> anyhow::Result<()> {
     for round in 1..=ROUNDS {
         let b = bare_download(&seeded, seeder.addr()).await?;
         let o = service_download(&seeded, nats.url(), round).await?;
-        eprintln!("round {round}: bare {:.2} s, ours {:.2} s", b.as_secs_f64(), o.as_secs_f64());
+        eprintln!(
+            "round {round}: bare {:.2} s, ours {:.2} s",
+            b.as_secs_f64(),
+            o.as_secs_f64()
+        );
         bare = bare.min(b);
         ours = ours.min(o);
     }
     let mb = DOWNLOAD_SIZE as f64 / 1e6;
     let bare_mbps = mb / bare.as_secs_f64();
     let ours_mbps = mb / ours.as_secs_f64();
-    println!("bench download: ours_mbps={ours_mbps:.0} bare_mbps={bare_mbps:.0} ratio={:.2}", ours_mbps / bare_mbps);
+    println!(
+        "bench download: ours_mbps={ours_mbps:.0} bare_mbps={bare_mbps:.0} ratio={:.2}",
+        ours_mbps / bare_mbps
+    );
     Ok(())
 }
 
@@ -85,22 +95,177 @@ async fn bare_download(seeded: &Seeded, peer: std::net::SocketAddr) -> anyhow::R
     Ok(took)
 }
 
-async fn service_download(seeded: &Seeded, nats_url: &str, round: usize) -> anyhow::Result<Duration> {
+async fn service_download(
+    seeded: &Seeded,
+    nats_url: &str,
+    round: usize,
+) -> anyhow::Result<Duration> {
     let data = tempfile::tempdir()?;
-    let node = InProcess::start(offline_node(data.path(), nats_url, &format!("bench-{round}"))).await?;
+    let node = InProcess::start(offline_node(
+        data.path(),
+        nats_url,
+        &format!("bench-{round}"),
+    ))
+    .await?;
     let mut client = node.client().await?;
     let started = Instant::now();
-    let task = client.submit(pb::SubmitRequest { magnet_url: seeded.magnet.clone() }).await?.into_inner().task.context("task")?;
+    let task = client
+        .submit(pb::SubmitRequest {
+            magnet_url: seeded.magnet.clone(),
+        })
+        .await?
+        .into_inner()
+        .task
+        .context("task")?;
     loop {
-        let t = client.get(pb::GetRequest { task_id: task.id.clone() }).await?.into_inner();
+        let t = client
+            .get(pb::GetRequest {
+                task_id: task.id.clone(),
+            })
+            .await?
+            .into_inner();
         match t.status() {
             pb::TaskStatus::Downloaded => break,
             pb::TaskStatus::Error => anyhow::bail!("download failed: {}", t.error),
-            _ if started.elapsed() > Duration::from_secs(300) => anyhow::bail!("download took over 300 s"),
+            _ if started.elapsed() > Duration::from_secs(300) => {
+                anyhow::bail!("download took over 300 s")
+            }
             _ => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
     let took = started.elapsed();
     node.stop().await?;
     Ok(took)
+}
+
+const REMUX_SECONDS: u32 = 600;
+const CLIP_SECONDS: u32 = 60;
+const TRANSCODE_ROUNDS: usize = 4;
+
+/// (a) Remux of a 10-minute 1080p H.264/AAC file through the transcoder service, as × realtime;
+/// (b) the transcode path of a 1-minute clip through the service vs the same ffmpeg command
+/// run bare, as a time ratio (service overhead).
+async fn transcode() -> anyhow::Result<()> {
+    let cache = bench_cache()?;
+    let long = cache.join("remux-1080p-600s.mp4");
+    if !long.exists() {
+        eprintln!(
+            "generating the 10-minute 1080p source once (cached in {})",
+            cache.display()
+        );
+        let tmp = cache.join("remux-1080p-600s.tmp.mp4");
+        generate_sized(&tmp, REMUX_SECONDS, "1920x1080", Codec::H264Aac)?;
+        std::fs::rename(&tmp, &long)?;
+    }
+    let clip = cache.join("clip-640x360-60s.mkv");
+    if !clip.exists() {
+        let tmp = cache.join("clip-640x360-60s.tmp.mkv");
+        generate_sized(&tmp, CLIP_SECONDS, "640x360", Codec::Mpeg4Ac3)?;
+        std::fs::rename(&tmp, &clip)?;
+    }
+
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let mut settings = offline_node(data.path(), nats.url(), "bench");
+    settings.transcoding.preset = "veryfast".into();
+    let queue = JobQueue::new(&nats, "bench").await?;
+    let replica = Transcoder::start(transcoder_of(&settings, "bench")).await?;
+    let m3u8 = data.path().join("m3u8");
+
+    // (a) remux through the service.
+    let started = Instant::now();
+    queue
+        .submit("task_1", &[(&long, "movie.mp4")], &m3u8)
+        .await?;
+    let events = queue
+        .collect(Duration::from_secs(600), |e| finals(e) == 1)
+        .await?;
+    let remux = started.elapsed();
+    let ready = ready_of(&events, "task_1").context("remux failed")?;
+    anyhow::ensure!(
+        ready.path_taken == "remux",
+        "took the {} path",
+        ready.path_taken
+    );
+    let x_realtime = f64::from(REMUX_SECONDS) / remux.as_secs_f64();
+    eprintln!(
+        "remux: {REMUX_SECONDS} s of 1080p in {:.2} s",
+        remux.as_secs_f64()
+    );
+
+    // (b) transcode path: service vs bare ffmpeg with the same arguments, alternating.
+    let mut service = Duration::MAX;
+    let mut bare = Duration::MAX;
+    // Best of several rounds, alternating which goes first, against noise on 2 cores.
+    for round in 1..=TRANSCODE_ROUNDS {
+        let task = format!("task_{}", round + 1);
+        let bare_first = round % 2 == 0;
+        let mut b = Duration::MAX;
+        if bare_first {
+            b = bare_ffmpeg(&clip, &settings, data.path()).await?;
+        }
+        let started = Instant::now();
+        queue.submit(&task, &[(&clip, "clip.mkv")], &m3u8).await?;
+        let events = queue
+            .collect(Duration::from_secs(600), |e| finals(e) == 1)
+            .await?;
+        let s = started.elapsed();
+        anyhow::ensure!(
+            ready_of(&events, &task).is_some_and(|r| r.path_taken == "transcode"),
+            "clip did not transcode"
+        );
+        if !bare_first {
+            b = bare_ffmpeg(&clip, &settings, data.path()).await?;
+        }
+        eprintln!(
+            "round {round}: service {:.2} s, bare ffmpeg {:.2} s",
+            s.as_secs_f64(),
+            b.as_secs_f64()
+        );
+        service = service.min(s);
+        bare = bare.min(b);
+    }
+    replica.stop().await?;
+    let overhead = service.as_secs_f64() / bare.as_secs_f64();
+    println!("bench transcode: remux_x_realtime={x_realtime:.0} overhead_ratio={overhead:.3}");
+    Ok(())
+}
+
+/// The transcoder's own ffmpeg command for `input`, run bare.
+async fn bare_ffmpeg(
+    input: &std::path::Path,
+    settings: &magnet_runtime::Settings,
+    scratch: &std::path::Path,
+) -> anyhow::Result<Duration> {
+    let info = magnet_transcoder::probe::probe("ffprobe", &input.to_string_lossy(), "clip").await?;
+    let plan = magnet_transcoder::plan::plan(&info, "clip")?;
+    let out = scratch.join("bare");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let args = magnet_transcoder::plan::ffmpeg_args(
+        &input.to_string_lossy(),
+        &plan,
+        &settings.transcoding,
+        &out,
+    );
+    let started = Instant::now();
+    let status = tokio::process::Command::new("ffmpeg")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "bare ffmpeg failed");
+    Ok(started.elapsed())
+}
+
+/// `<target>/bench-cache`, next to the bench binary's profile folder.
+fn bench_cache() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let target = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("no target folder")?;
+    let dir = target.join("bench-cache");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

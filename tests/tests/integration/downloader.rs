@@ -17,8 +17,15 @@ use tonic::Code;
 
 const NODE: &str = "worker-t";
 
-async fn get(client: &mut pb::task_service_client::TaskServiceClient<tonic::transport::Channel>, id: &str) -> Option<pb::Task> {
-    client.get(pb::GetRequest { task_id: id.into() }).await.ok().map(|r| r.into_inner())
+async fn get(
+    client: &mut pb::task_service_client::TaskServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> Option<pb::Task> {
+    client
+        .get(pb::GetRequest { task_id: id.into() })
+        .await
+        .ok()
+        .map(|r| r.into_inner())
 }
 
 /// Waits until the task reaches `status`, failing early if it errors.
@@ -41,7 +48,11 @@ async fn wait_status(
                 t.detail
             );
             if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!("task {id} still {:?} ({}) after {limit:?}, wanted {status:?}", t.status(), t.detail);
+                anyhow::bail!(
+                    "task {id} still {:?} ({}) after {limit:?}, wanted {status:?}",
+                    t.status(),
+                    t.detail
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -57,7 +68,11 @@ async fn seeded_video_is_downloaded_reported_and_queued_for_transcoding() -> any
     generate(&video, 3, Codec::H264Aac)?;
     let seeder = Seeder::start().await?;
     let seeded = seeder.seed(&video).await?;
-    assert!(seeded.magnet.contains("x.pe=127.0.0.1:"), "{}", seeded.magnet);
+    assert!(
+        seeded.magnet.contains("x.pe=127.0.0.1:"),
+        "{}",
+        seeded.magnet
+    );
 
     let data = tempfile::tempdir()?;
     let node = InProcess::start(offline_node(data.path(), nats.url(), NODE)).await?;
@@ -65,26 +80,54 @@ async fn seeded_video_is_downloaded_reported_and_queued_for_transcoding() -> any
     let mut progress = nc.subscribe(subjects::PROGRESS_WILDCARD).await?;
     let mut client = node.client().await?;
 
-    let submitted = client.submit(pb::SubmitRequest { magnet_url: seeded.magnet.clone() }).await?.into_inner();
+    let submitted = client
+        .submit(pb::SubmitRequest {
+            magnet_url: seeded.magnet.clone(),
+        })
+        .await?
+        .into_inner();
     let task = submitted.task.expect("task");
     assert!(!submitted.existing);
-    assert!(task.id.starts_with("task_") && task.id[5..].bytes().all(|b| b.is_ascii_digit()), "{}", task.id);
+    assert!(
+        task.id.starts_with("task_") && task.id[5..].bytes().all(|b| b.is_ascii_digit()),
+        "{}",
+        task.id
+    );
     assert_eq!(task.worker_id, NODE);
     assert_eq!(task.info_hash, seeded.info_hash);
 
-    let done = wait_status(&mut client, &task.id, pb::TaskStatus::Downloaded, Duration::from_secs(60)).await?;
+    let done = wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Downloaded,
+        Duration::from_secs(60),
+    )
+    .await?;
     assert_eq!(done.progress, 100.0);
     assert_eq!(done.files, vec!["clip.mp4"]);
     let original = std::fs::read(&video)?;
     assert_eq!(done.size, original.len() as u64);
-    let downloaded = std::fs::read(data.path().join("downloads").join(&task.id).join("clip.mp4"))?;
-    assert!(downloaded == original, "downloaded bytes differ from the seed");
+    let downloaded = std::fs::read(
+        data.path()
+            .join("downloads")
+            .join(&task.id)
+            .join("clip.mp4"),
+    )?;
+    assert!(
+        downloaded == original,
+        "downloaded bytes differ from the seed"
+    );
 
     // Progress events (protobuf) were published for this task.
     let mut seen = Vec::new();
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(500), progress.next()).await {
+    while let Ok(Some(msg)) =
+        tokio::time::timeout(Duration::from_millis(500), progress.next()).await
+    {
         let ev = pb::TaskProgress::decode(msg.payload)?;
-        assert_eq!(msg.subject.as_str(), subjects::task_progress(NODE, &task.id));
+        assert_eq!(
+            msg.subject.as_str(),
+            subjects::task_progress(NODE, &task.id)
+        );
         seen.push(ev.status());
     }
     assert!(!seen.is_empty(), "no progress events");
@@ -94,25 +137,53 @@ async fn seeded_video_is_downloaded_reported_and_queued_for_transcoding() -> any
     let js = jetstream::new(nc.clone());
     let mut stream = js.get_stream(subjects::JOBS_STREAM).await?;
     assert_eq!(stream.info().await?.state.messages, 1);
-    let raw = stream.get_last_raw_message_by_subject(&subjects::transcode_jobs(NODE)).await?;
+    let raw = stream
+        .get_last_raw_message_by_subject(&subjects::transcode_jobs(NODE))
+        .await?;
     let job = pb::TranscodeJob::decode(raw.payload)?;
     assert_eq!(job.task_id, task.id);
     assert_eq!(job.node_id, NODE);
     assert_eq!(job.inputs.len(), 1);
-    let Some(pb::transcode_input::Source::Path(input)) = &job.inputs[0].source else { panic!("no input path") };
+    let Some(pb::transcode_input::Source::Path(input)) = &job.inputs[0].source else {
+        panic!("no input path")
+    };
     assert_eq!(std::fs::read(input)?, original);
-    assert!(job.output_dir.ends_with(&format!("m3u8/{}", task.id)), "{}", job.output_dir);
+    assert!(
+        job.output_dir.ends_with(&format!("m3u8/{}", task.id)),
+        "{}",
+        job.output_dir
+    );
 
     // The same magnet again is the same task, not a second download.
-    let again = client.submit(pb::SubmitRequest { magnet_url: seeded.magnet.clone() }).await?.into_inner();
+    let again = client
+        .submit(pb::SubmitRequest {
+            magnet_url: seeded.magnet.clone(),
+        })
+        .await?
+        .into_inner();
     assert!(again.existing);
     assert_eq!(again.task.map(|t| t.id), Some(task.id.clone()));
-    assert_eq!(client.list(pb::ListRequest {}).await?.into_inner().tasks.len(), 1);
+    assert_eq!(
+        client
+            .list(pb::ListRequest {})
+            .await?
+            .into_inner()
+            .tasks
+            .len(),
+        1
+    );
 
     // Metrics and health.
     let metrics = http_get(node.admin_addr, "/metrics").await?;
-    assert!(metrics.contains("magnet_tasks_submitted_total 1"), "{metrics}");
-    assert!(http_get(node.admin_addr, "/readyz").await?.contains("ready"));
+    assert!(
+        metrics.contains("magnet_tasks_submitted_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        http_get(node.admin_addr, "/readyz")
+            .await?
+            .contains("ready")
+    );
     node.stop().await
 }
 
@@ -124,7 +195,10 @@ async fn multi_file_torrent_downloads_every_file() -> anyhow::Result<()> {
     let folder = src.path().join("Show");
     std::fs::create_dir_all(folder.join("Subs"))?;
     generate(&folder.join("episode.mp4"), 2, Codec::H264Aac)?;
-    std::fs::write(folder.join("Subs/episode.srt"), "1\n00:00:00,000 --> 00:00:01,000\nHello\n")?;
+    std::fs::write(
+        folder.join("Subs/episode.srt"),
+        "1\n00:00:00,000 --> 00:00:01,000\nHello\n",
+    )?;
     std::fs::write(folder.join("readme.txt"), "a text file\n")?;
     let seeder = Seeder::start().await?;
     let seeded = seeder.seed(&folder).await?;
@@ -132,8 +206,21 @@ async fn multi_file_torrent_downloads_every_file() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let node = InProcess::start(offline_node(data.path(), nats.url(), NODE)).await?;
     let mut client = node.client().await?;
-    let task = client.submit(pb::SubmitRequest { magnet_url: seeded.magnet }).await?.into_inner().task.expect("task");
-    let done = wait_status(&mut client, &task.id, pb::TaskStatus::Downloaded, Duration::from_secs(60)).await?;
+    let task = client
+        .submit(pb::SubmitRequest {
+            magnet_url: seeded.magnet,
+        })
+        .await?
+        .into_inner()
+        .task
+        .expect("task");
+    let done = wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Downloaded,
+        Duration::from_secs(60),
+    )
+    .await?;
 
     let mut files = done.files.clone();
     files.sort();
@@ -141,7 +228,11 @@ async fn multi_file_torrent_downloads_every_file() -> anyhow::Result<()> {
     assert_eq!(done.torrent_name, "Show");
     let out = data.path().join("downloads").join(&task.id);
     for f in &files {
-        assert_eq!(std::fs::read(out.join(f))?, std::fs::read(folder.join(f))?, "{f}");
+        assert_eq!(
+            std::fs::read(out.join(f))?,
+            std::fs::read(folder.join(f))?,
+            "{f}"
+        );
     }
     node.stop().await
 }
@@ -162,20 +253,41 @@ async fn killed_downloader_resumes_where_it_stopped() -> anyhow::Result<()> {
     let settings = offline_node(data.path(), nats.url(), NODE);
     let mut first = Process::spawn_downloader(&settings, data.path())?;
     let mut client = first.client().await?;
-    let task = client.submit(pb::SubmitRequest { magnet_url: seeded.magnet.clone() }).await?.into_inner().task.expect("task");
+    let task = client
+        .submit(pb::SubmitRequest {
+            magnet_url: seeded.magnet.clone(),
+        })
+        .await?
+        .into_inner()
+        .task
+        .expect("task");
     let before = eventually(Duration::from_secs(60), "download half-way", || {
         let mut c = client.clone();
         let id = task.id.clone();
-        async move { get(&mut c, &id).await.filter(|t| t.downloaded >= SIZE as u64 / 3).map(|t| t.downloaded) }
+        async move {
+            get(&mut c, &id)
+                .await
+                .filter(|t| t.downloaded >= SIZE as u64 / 3)
+                .map(|t| t.downloaded)
+        }
     })
     .await?;
     first.kill9()?;
-    assert!(before < SIZE as u64, "finished before the kill; cannot test resume");
+    assert!(
+        before < SIZE as u64,
+        "finished before the kill; cannot test resume"
+    );
     let uploaded_before_restart = Seeder::uploaded(&seeded);
 
     let second = Process::spawn_downloader(&settings, data.path())?;
     let mut client = second.client().await?;
-    let done = wait_status(&mut client, &task.id, pb::TaskStatus::Downloaded, Duration::from_secs(90)).await?;
+    let done = wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Downloaded,
+        Duration::from_secs(90),
+    )
+    .await?;
     let tasks = client.list(pb::ListRequest {}).await?.into_inner().tasks;
     assert_eq!(tasks.len(), 1, "one task after the restart");
     assert_eq!(done.size, SIZE as u64);
@@ -202,27 +314,72 @@ async fn bad_magnets_are_rejected_each_with_its_own_message() -> anyhow::Result<
         ("", "empty"),
         ("http://example.com/a.torrent", "not a magnet link"),
         ("magnet:?xt=urn:btih:abcdef", "6 characters"),
-        ("magnet:?xt=urn:btih:0000000000000000000000000000000!", "base32"),
+        (
+            "magnet:?xt=urn:btih:0000000000000000000000000000000!",
+            "base32",
+        ),
         ("magnet:?dn=nothing", "no \"xt\""),
-        ("magnet:?xt=urn:btih:zz00000000000000000000000000000000000000", "hex"),
-        (&format!("magnet:?xt=urn:btmh:1220{}", "ab".repeat(32)), "v2-only"),
+        (
+            "magnet:?xt=urn:btih:zz00000000000000000000000000000000000000",
+            "hex",
+        ),
+        (
+            &format!("magnet:?xt=urn:btmh:1220{}", "ab".repeat(32)),
+            "v2-only",
+        ),
     ];
     let mut messages = std::collections::HashSet::new();
     for (magnet, want) in cases {
-        let err = client.submit(pb::SubmitRequest { magnet_url: magnet.into() }).await.expect_err(magnet);
+        let err = client
+            .submit(pb::SubmitRequest {
+                magnet_url: magnet.into(),
+            })
+            .await
+            .expect_err(magnet);
         assert_eq!(err.code(), Code::InvalidArgument, "{magnet:?}: {err:?}");
-        assert!(err.message().contains(want), "{magnet:?}: {:?} lacks {want:?}", err.message());
+        assert!(
+            err.message().contains(want),
+            "{magnet:?}: {:?} lacks {want:?}",
+            err.message()
+        );
         messages.insert(err.message().to_owned());
     }
-    assert_eq!(messages.len(), cases.len(), "each bad magnet has its own message");
-    assert!(client.list(pb::ListRequest {}).await?.into_inner().tasks.is_empty(), "nothing stored");
+    assert_eq!(
+        messages.len(),
+        cases.len(),
+        "each bad magnet has its own message"
+    );
+    assert!(
+        client
+            .list(pb::ListRequest {})
+            .await?
+            .into_inner()
+            .tasks
+            .is_empty(),
+        "nothing stored"
+    );
 
     // Unknown and malformed task ids.
-    let err = client.get(pb::GetRequest { task_id: "task_1".into() }).await.expect_err("unknown");
+    let err = client
+        .get(pb::GetRequest {
+            task_id: "task_1".into(),
+        })
+        .await
+        .expect_err("unknown");
     assert_eq!(err.code(), Code::NotFound);
-    let err = client.get(pb::GetRequest { task_id: "../etc/passwd".into() }).await.expect_err("hostile");
+    let err = client
+        .get(pb::GetRequest {
+            task_id: "../etc/passwd".into(),
+        })
+        .await
+        .expect_err("hostile");
     assert_eq!(err.code(), Code::InvalidArgument);
-    let err = client.delete(pb::DeleteRequest { task_id: "task_2".into() }).await.expect_err("unknown");
+    let err = client
+        .delete(pb::DeleteRequest {
+            task_id: "task_2".into(),
+        })
+        .await
+        .expect_err("unknown");
     assert_eq!(err.code(), Code::NotFound);
     node.stop().await
 }
@@ -241,10 +398,19 @@ async fn node_record_appears_on_start_and_goes_after_stop() -> anyhow::Result<()
     assert_eq!(record.id, NODE);
     assert_eq!(record.status, "online");
     assert_eq!(record.capabilities, vec!["torrent", "transcode", "webrtc"]);
-    assert_eq!(record.downloader_endpoint, format!("http://127.0.0.1:{}", node.grpc_addr.port()));
-    assert_eq!(record.metadata.map(|m| m.arch), Some(std::env::consts::ARCH.to_owned()));
+    assert_eq!(
+        record.downloader_endpoint,
+        format!("http://127.0.0.1:{}", node.grpc_addr.port())
+    );
+    assert_eq!(
+        record.metadata.map(|m| m.arch),
+        Some(std::env::consts::ARCH.to_owned())
+    );
     node.stop().await?;
-    assert!(kv.get(NODE).await?.is_none(), "record left after a clean stop");
+    assert!(
+        kv.get(NODE).await?.is_none(),
+        "record left after a clean stop"
+    );
 
     // A killed node's record expires with the TTL (3 s here).
     let settings = offline_node(data.path(), nats.url(), NODE);
@@ -264,7 +430,8 @@ async fn node_record_appears_on_start_and_goes_after_stop() -> anyhow::Result<()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() -> anyhow::Result<()> {
+async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() -> anyhow::Result<()>
+{
     init_logging();
     let nats = NatsServer::start()?;
     let src = tempfile::tempdir()?;
@@ -276,22 +443,55 @@ async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() ->
     let settings = offline_node(data.path(), nats.url(), NODE);
     let node = InProcess::start(settings.clone()).await?;
     let mut client = node.client().await?;
-    let task = client.submit(pb::SubmitRequest { magnet_url: seeded.magnet }).await?.into_inner().task.expect("task");
-    wait_status(&mut client, &task.id, pb::TaskStatus::Downloaded, Duration::from_secs(60)).await?;
+    let task = client
+        .submit(pb::SubmitRequest {
+            magnet_url: seeded.magnet,
+        })
+        .await?
+        .into_inner()
+        .task
+        .expect("task");
+    wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Downloaded,
+        Duration::from_secs(60),
+    )
+    .await?;
 
     let js = jetstream::new(nats.client().await?);
     let publish = |kind: pb::transcode_event::Kind| {
         let js = js.clone();
         let id = task.id.clone();
         async move {
-            let ev = pb::TranscodeEvent { task_id: id.clone(), node_id: NODE.into(), timestamp_ms: 0, kind: Some(kind) };
-            js.publish(subjects::task_events(NODE, &id), ev.encode_to_vec().into()).await?.await?;
+            let ev = pb::TranscodeEvent {
+                task_id: id.clone(),
+                node_id: NODE.into(),
+                timestamp_ms: 0,
+                kind: Some(kind),
+            };
+            js.publish(subjects::task_events(NODE, &id), ev.encode_to_vec().into())
+                .await?
+                .await?;
             anyhow::Ok(())
         }
     };
-    publish(pb::transcode_event::Kind::Started(pb::TranscodeStarted { path_taken: "remux".into(), ..Default::default() })).await?;
-    publish(pb::transcode_event::Kind::Progress(pb::TranscodeProgressed { progress: 40.0 })).await?;
-    let t = wait_status(&mut client, &task.id, pb::TaskStatus::Transcoding, Duration::from_secs(10)).await?;
+    publish(pb::transcode_event::Kind::Started(pb::TranscodeStarted {
+        path_taken: "remux".into(),
+        ..Default::default()
+    }))
+    .await?;
+    publish(pb::transcode_event::Kind::Progress(
+        pb::TranscodeProgressed { progress: 40.0 },
+    ))
+    .await?;
+    let t = wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Transcoding,
+        Duration::from_secs(10),
+    )
+    .await?;
     assert_eq!(t.transcode_path, "remux");
 
     // The downloader goes down; the result arrives meanwhile; nothing is lost.
@@ -306,11 +506,20 @@ async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() ->
     }))
     .await?;
     // A late failure for a task already ready must not undo it.
-    publish(pb::transcode_event::Kind::Failed(pb::TranscodeFailed { error: "late duplicate".into() })).await?;
+    publish(pb::transcode_event::Kind::Failed(pb::TranscodeFailed {
+        error: "late duplicate".into(),
+    }))
+    .await?;
 
     let node = InProcess::start(settings).await?;
     let mut client = node.client().await?;
-    let ready = wait_status(&mut client, &task.id, pb::TaskStatus::Ready, Duration::from_secs(20)).await?;
+    let ready = wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Ready,
+        Duration::from_secs(20),
+    )
+    .await?;
     assert_eq!(ready.m3u8_path, m3u8);
     assert_eq!(ready.segments, vec!["index0.ts", "index1.ts"]);
     assert_eq!(ready.srts, vec!["clip.vtt"]);
@@ -335,29 +544,58 @@ async fn a_task_without_peers_says_so_then_fails_and_delete_cleans_up() -> anyho
     // A peer hint where nobody listens.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let magnet = format!("magnet:?xt=urn:btih:{}&x.pe={dead}", "c".repeat(40));
-    let task = client.submit(pb::SubmitRequest { magnet_url: magnet }).await?.into_inner().task.expect("task");
+    let task = client
+        .submit(pb::SubmitRequest { magnet_url: magnet })
+        .await?
+        .into_inner()
+        .task
+        .expect("task");
 
     let waiting = eventually(Duration::from_secs(10), "a 'no peers' detail", || {
         let mut c = client.clone();
         let id = task.id.clone();
-        async move { get(&mut c, &id).await.filter(|t| t.detail.contains("no peers")) }
+        async move {
+            get(&mut c, &id)
+                .await
+                .filter(|t| t.detail.contains("no peers"))
+        }
     })
     .await?;
     assert_eq!(waiting.status(), pb::TaskStatus::Downloading);
-    assert!(waiting.detail.contains("waiting for metadata"), "{}", waiting.detail);
+    assert!(
+        waiting.detail.contains("waiting for metadata"),
+        "{}",
+        waiting.detail
+    );
 
-    let failed = wait_status(&mut client, &task.id, pb::TaskStatus::Error, Duration::from_secs(20)).await?;
+    let failed = wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Error,
+        Duration::from_secs(20),
+    )
+    .await?;
     assert!(failed.error.contains("no metadata"), "{}", failed.error);
 
-    client.delete(pb::DeleteRequest { task_id: task.id.clone() }).await?;
-    let err = client.get(pb::GetRequest { task_id: task.id.clone() }).await.expect_err("deleted");
+    client
+        .delete(pb::DeleteRequest {
+            task_id: task.id.clone(),
+        })
+        .await?;
+    let err = client
+        .get(pb::GetRequest {
+            task_id: task.id.clone(),
+        })
+        .await
+        .expect_err("deleted");
     assert_eq!(err.code(), Code::NotFound);
     assert!(!data.path().join("downloads").join(&task.id).exists());
     node.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn concurrent_submits_get_unique_ids_and_the_disk_floor_refuses_new_tasks() -> anyhow::Result<()> {
+async fn concurrent_submits_get_unique_ids_and_the_disk_floor_refuses_new_tasks()
+-> anyhow::Result<()> {
     init_logging();
     let nats = NatsServer::start()?;
     let data = tempfile::tempdir()?;
@@ -367,11 +605,17 @@ async fn concurrent_submits_get_unique_ids_and_the_disk_floor_refuses_new_tasks(
     let submits = (0..16).map(|i| {
         let mut c = client.clone();
         let magnet = format!("magnet:?xt=urn:btih:{:040x}&x.pe={dead}", i + 1);
-        async move { c.submit(pb::SubmitRequest { magnet_url: magnet }).await.map(|r| r.into_inner()) }
+        async move {
+            c.submit(pb::SubmitRequest { magnet_url: magnet })
+                .await
+                .map(|r| r.into_inner())
+        }
     });
     let results = futures::future::join_all(submits).await;
-    let ids: std::collections::HashSet<String> =
-        results.into_iter().map(|r| r.map(|s| s.task.expect("task").id)).collect::<Result<_, _>>()?;
+    let ids: std::collections::HashSet<String> = results
+        .into_iter()
+        .map(|r| r.map(|s| s.task.expect("task").id))
+        .collect::<Result<_, _>>()?;
     assert_eq!(ids.len(), 16, "ids must be unique");
     node.stop().await?;
 
@@ -380,18 +624,25 @@ async fn concurrent_submits_get_unique_ids_and_the_disk_floor_refuses_new_tasks(
     let node = InProcess::start(settings).await?;
     let mut client = node.client().await?;
     let err = client
-        .submit(pb::SubmitRequest { magnet_url: format!("magnet:?xt=urn:btih:{}", "d".repeat(40)) })
+        .submit(pb::SubmitRequest {
+            magnet_url: format!("magnet:?xt=urn:btih:{}", "d".repeat(40)),
+        })
         .await
         .expect_err("disk floor");
     assert_eq!(err.code(), Code::ResourceExhausted);
-    assert!(err.message().contains("free disk space"), "{}", err.message());
+    assert!(
+        err.message().contains("free disk space"),
+        "{}",
+        err.message()
+    );
     node.stop().await
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
     Ok(out)
