@@ -1,7 +1,12 @@
 //! Generates the tonic/prost code with a vendored protoc, so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["magnet/v1/tasks.proto", "magnet/v1/nodes.proto"];
+    let protos = [
+        "magnet/v1/tasks.proto",
+        "magnet/v1/nodes.proto",
+        "magnet/v1/files.proto",
+        "magnet/v1/signaling.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -35,6 +35,11 @@ pub fn offline_node(data_dir: &Path, nats_url: &str, node_id: &str) -> Settings 
     s.downloader.admin_listen = ([127, 0, 0, 1], 0).into();
     s.transcoder.admin_listen = ([127, 0, 0, 1], 0).into();
     s.transcoding.preset = "ultrafast".into();
+    s.streamer.admin_listen = ([127, 0, 0, 1], 0).into();
+    s.streamer.grpc_listen = ([127, 0, 0, 1], 0).into();
+    s.streamer.udp_host = "127.0.0.1".into();
+    s.signaling.admin_listen = ([127, 0, 0, 1], 0).into();
+    s.signaling.grpc_listen = ([127, 0, 0, 1], 0).into();
     s
 }
 

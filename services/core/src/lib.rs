@@ -4,8 +4,10 @@
 
 pub mod error;
 pub mod magnet;
+pub mod session;
 pub mod task;
 
 pub use error::ErrorCode;
 pub use magnet::{InfoHash, Magnet, MagnetError};
+pub use session::SessionId;
 pub use task::{Task, TaskId, TaskStatus, TransitionError};

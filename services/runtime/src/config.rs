@@ -72,6 +72,8 @@ pub struct Settings {
     pub torrent: TorrentSettings,
     pub downloader: DownloaderSettings,
     pub transcoder: TranscoderSettings,
+    pub streamer: StreamerSettings,
+    pub signaling: SignalingSettings,
     /// The original's `gateway.url` (its workers dialled the gateway); accepted and unused.
     #[serde(skip_serializing)]
     pub gateway: Option<serde_json::Value>,
@@ -304,6 +306,81 @@ impl Default for TranscoderSettings {
     }
 }
 
+/// A STUN or TURN server handed to WebRTC peers.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IceServerSettings {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamerSettings {
+    pub admin_listen: SocketAddr,
+    /// gRPC FileService (the gateway's relay reads through it).
+    pub grpc_listen: SocketAddr,
+    /// Endpoint others use to reach the FileService; default from `node.address` and the port.
+    pub advertise: Option<String>,
+    /// Address WebRTC binds its UDP sockets to ("0.0.0.0": every interface but loopback).
+    pub udp_host: String,
+    /// UDP ports for peer connections, e.g. [50000, 50100]; none = ephemeral ports.
+    pub udp_ports: Option<[u16; 2]>,
+    /// Public IP to advertise in candidates instead of the bound one (NAT 1:1).
+    pub public_ip: Option<String>,
+    pub ice_servers: Vec<IceServerSettings>,
+    pub max_sessions: usize,
+    pub max_requests_in_flight: usize,
+    /// A session with no request for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Files larger than this are not served.
+    pub max_file_mb: u64,
+    /// Bytes queued on a data channel before sending waits.
+    pub send_buffer_kib: usize,
+}
+
+impl Default for StreamerSettings {
+    fn default() -> Self {
+        Self {
+            admin_listen: ([0, 0, 0, 0], 9103).into(),
+            grpc_listen: ([0, 0, 0, 0], 50052).into(),
+            advertise: None,
+            udp_host: "0.0.0.0".into(),
+            udp_ports: None,
+            public_ip: None,
+            ice_servers: Vec::new(),
+            max_sessions: 64,
+            max_requests_in_flight: 32,
+            idle_timeout_secs: 300,
+            max_file_mb: 4096,
+            send_buffer_kib: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignalingSettings {
+    pub admin_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    /// How long the streamer may take to answer an offer.
+    pub answer_timeout_secs: u64,
+    /// A session stream with no message for this long is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for SignalingSettings {
+    fn default() -> Self {
+        Self {
+            admin_listen: ([0, 0, 0, 0], 9104).into(),
+            grpc_listen: ([0, 0, 0, 0], 50053).into(),
+            answer_timeout_secs: 10,
+            idle_timeout_secs: 3600,
+        }
+    }
+}
+
 impl Settings {
     /// Loads defaults → file → `MAGNET__…` environment → flags, then validates.
     pub fn load(service: &str, args: &CommonArgs) -> Result<Self> {
@@ -376,6 +453,25 @@ impl Settings {
         }
         if self.transcoder.max_deliver < 1 {
             return bad("transcoder.max_deliver", "must be at least 1");
+        }
+        if self.streamer.udp_host.parse::<std::net::IpAddr>().is_err() {
+            return bad("streamer.udp_host", "must be an IP address");
+        }
+        if let Some([lo, hi]) = self.streamer.udp_ports
+            && (lo == 0 || lo > hi)
+        {
+            return bad(
+                "streamer.udp_ports",
+                "must be [first, last] with 0 < first <= last",
+            );
+        }
+        if let Some(ip) = &self.streamer.public_ip
+            && ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return bad("streamer.public_ip", "must be an IP address");
+        }
+        if self.streamer.max_sessions == 0 || self.streamer.max_requests_in_flight == 0 {
+            return bad("streamer.max_sessions", "limits must be at least 1");
         }
         if self.limits.max_downloads == 0 {
             return bad("limits.max_downloads", "must be at least 1");

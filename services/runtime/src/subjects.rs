@@ -43,6 +43,35 @@ pub fn task_progress(node: &str, task: &str) -> String {
 /// Every task's progress on every node.
 pub const PROGRESS_WILDCARD: &str = "magnet.progress.>";
 
+/// Request/reply subject where a node's streamer answers WebRTC offers (`StreamerOffer` →
+/// `StreamerAnswer`). Requester: signaling. Subscriber: the node's streamer.
+pub fn signal_offer(node: &str) -> String {
+    format!("magnet.signal.{node}.offer")
+}
+
+/// ICE candidates of one browser session, towards the node's streamer (`SessionIce`).
+/// Publisher: signaling. Subscriber: the node's streamer.
+pub fn signal_ice_to_streamer(node: &str, session: &str) -> String {
+    format!("magnet.signal.{node}.session.{session}.ice")
+}
+
+/// End of one browser session, towards the node's streamer (`SessionBye`).
+/// Publisher: signaling. Subscriber: the node's streamer.
+pub fn signal_bye(node: &str, session: &str) -> String {
+    format!("magnet.signal.{node}.session.{session}.bye")
+}
+
+/// Every session subject of a node's streamer (its subscription).
+pub fn signal_sessions(node: &str) -> String {
+    format!("magnet.signal.{node}.session.*.*")
+}
+
+/// ICE candidates of one browser session, towards the signaling replica that holds the
+/// session's stream (`SessionIce`). Publisher: the streamer. Subscriber: that replica.
+pub fn signal_to_client(session: &str) -> String {
+    format!("magnet.signal.client.{session}")
+}
+
 /// Durable pull consumer shared by all transcoder replicas of a node.
 pub fn transcoder_consumer(node: &str) -> String {
     format!("transcoder-{node}")

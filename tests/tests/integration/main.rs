@@ -2,4 +2,5 @@
 //! nats-server, librqbit seeder and services on ephemeral loopback ports.
 
 mod downloader;
+mod streamer;
 mod transcoder;

@@ -230,7 +230,7 @@ async fn two_replicas_share_four_jobs_each_done_once() -> anyhow::Result<()> {
     }
     assert_eq!(
         replicas,
-        ["r1".to_owned(), "r2".to_owned()].into(),
+        std::collections::HashSet::from(["r1".to_owned(), "r2".to_owned()]),
         "both replicas must take work"
     );
     r1.stop().await?;

@@ -1,0 +1,107 @@
+//! magnet-signaling: the WebRTC signaling relay. The gateway opens one gRPC
+//! `Signaling.Session` stream per browser session; offers go to the chosen node's streamer
+//! over NATS and answers and ICE come back. Holds only live session routes, so any number of
+//! replicas can run and a restart loses nothing but sessions in negotiation.
+
+pub mod relay;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use magnet_proto::v1::signaling_server::SignalingServer;
+use magnet_runtime::admin::Admin;
+use magnet_runtime::{Settings, grpc, nats};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub sessions: Gauge,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] magnet_runtime::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    join: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    pub async fn wait(self) -> Result<()> {
+        self.join
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+}
+
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running> {
+    let admin = Admin::new();
+    let metrics = Metrics::default();
+    admin.register(|r| {
+        r.register(
+            "magnet_signaling_sessions",
+            "Browser sessions being signalled",
+            metrics.sessions.clone(),
+        )
+    });
+    let (admin_addr, admin_task) = admin
+        .serve(settings.signaling.admin_listen, shutdown.clone())
+        .await?;
+    let client = nats::connect(
+        &settings.nats.url,
+        "magnet-signaling",
+        Duration::from_secs(30),
+    )
+    .await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let nodes =
+        nats::nodes_bucket(&js, Duration::from_secs(settings.nats.registry_ttl_secs)).await?;
+    let relay = relay::Relay::new(
+        client.clone(),
+        nodes,
+        Duration::from_secs(settings.signaling.answer_timeout_secs),
+        Duration::from_secs(settings.signaling.idle_timeout_secs),
+        metrics,
+    );
+    let listener = tokio::net::TcpListener::bind(settings.signaling.grpc_listen).await?;
+    let grpc_addr = listener.local_addr()?;
+    let (health, health_service) = grpc::health();
+    health.set_serving::<SignalingServer<relay::Relay>>().await;
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(SignalingServer::new(relay))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let grpc_task = tokio::spawn(server);
+    admin.set_ready(true);
+    tracing::info!(%grpc_addr, "signaling ready");
+    let join = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        admin.set_ready(false);
+        let _ = tokio::time::timeout(magnet_runtime::shutdown::GRACE_PERIOD, async {
+            let _ = grpc_task.await;
+            let _ = admin_task.await;
+        })
+        .await;
+        client.flush().await.ok();
+        tracing::info!("signaling stopped");
+        Ok(())
+    });
+    Ok(Running {
+        grpc_addr,
+        admin_addr,
+        join,
+    })
+}

@@ -1,0 +1,135 @@
+//! magnet-streamer: one per worker node. Serves the files of the node's `m3u8/` folder to
+//! browsers over WebRTC data channels — the original's base64 protocol, byte-compatible, and
+//! a binary fast path — and to the gateway's HTTP relay over gRPC `FileService`. Read-only on
+//! the volume; offers and ICE arrive over NATS from the signaling service.
+
+pub mod channel;
+pub mod error;
+pub mod files;
+pub mod peer;
+pub mod protocol;
+pub mod relay;
+pub mod serve;
+pub mod sessions;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use magnet_proto::v1::file_service_server::FileServiceServer;
+use magnet_runtime::admin::Admin;
+use magnet_runtime::{Settings, grpc, nats};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{Error, Result};
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub sessions: Gauge,
+    pub refused: Counter,
+}
+
+impl Metrics {
+    fn register(&self, admin: &Admin) {
+        admin.register(|r| {
+            r.register(
+                "magnet_streamer_sessions",
+                "WebRTC sessions open",
+                self.sessions.clone(),
+            );
+            r.register(
+                "magnet_streamer_sessions_refused",
+                "Offers refused at the session limit",
+                self.refused.clone(),
+            );
+        });
+    }
+}
+
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub sessions: Arc<sessions::Sessions>,
+    join: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    pub async fn wait(self) -> Result<()> {
+        self.join
+            .await
+            .map_err(|_| Error::Refused("streamer task panicked".into()))?
+    }
+}
+
+/// Starts the streamer; returns once it answers offers and serves FileService.
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running> {
+    let admin = Admin::new();
+    let metrics = Metrics::default();
+    metrics.register(&admin);
+    let (admin_addr, admin_task) = admin
+        .serve(settings.streamer.admin_listen, shutdown.clone())
+        .await?;
+    let m3u8 = settings.storage.m3u8();
+    let root =
+        files::Root::new(&m3u8, settings.streamer.max_file_mb).map_err(|source| Error::Io {
+            path: m3u8.clone(),
+            source,
+        })?;
+    let client = nats::connect(
+        &settings.nats.url,
+        "magnet-streamer",
+        Duration::from_secs(30),
+    )
+    .await?;
+
+    let sessions = sessions::Sessions::new(settings.clone(), root.clone(), client.clone(), metrics);
+    let signalling = tokio::spawn(sessions.clone().run(shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(settings.streamer.grpc_listen)
+        .await
+        .map_err(|source| magnet_runtime::Error::Bind {
+            addr: settings.streamer.grpc_listen.to_string(),
+            source,
+        })?;
+    let grpc_addr = listener.local_addr().map_err(|source| Error::Io {
+        path: "grpc listener".into(),
+        source,
+    })?;
+    let (health, health_service) = grpc::health();
+    health
+        .set_serving::<FileServiceServer<relay::Relay>>()
+        .await;
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(FileServiceServer::new(relay::Relay::new(root)))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let grpc_task = tokio::spawn(server);
+    admin.set_ready(true);
+    tracing::info!(node = %settings.node.id, %grpc_addr, "streamer ready");
+
+    let join = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        admin.set_ready(false);
+        let drain = async {
+            let _ = signalling.await;
+            let _ = grpc_task.await;
+            let _ = admin_task.await;
+        };
+        let _ = tokio::time::timeout(magnet_runtime::shutdown::GRACE_PERIOD, drain).await;
+        client.flush().await.ok();
+        tracing::info!("streamer stopped");
+        Ok(())
+    });
+    Ok(Running {
+        grpc_addr,
+        admin_addr,
+        sessions,
+        join,
+    })
+}

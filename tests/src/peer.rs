@@ -1,0 +1,332 @@
+//! A Rust WebRTC client (webrtc-rs, the streamer's own crate) that behaves like a browser:
+//! signals through the signaling service's gRPC stream (as the gateway relays a browser),
+//! opens `filePathChannel`, and fetches files with the original protocol or the binary one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use magnet_proto::v1 as pb;
+use magnet_proto::v1::signaling_client::SignalingClient;
+use magnet_streamer::protocol::{Frame, SLICE};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
+use tokio::sync::{Mutex, mpsc};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Text(String),
+    Num(u32),
+}
+
+/// A message as received: whether it came as a string, and its bytes.
+pub type Received = (bool, Bytes);
+
+type Routes = Arc<Mutex<HashMap<Key, mpsc::UnboundedSender<Received>>>>;
+
+pub struct Client {
+    pc: Arc<dyn PeerConnection>,
+    dc: Arc<dyn DataChannel>,
+    routes: Routes,
+    next: AtomicU32,
+    closed: tokio::sync::watch::Receiver<bool>,
+    _signal: tokio::task::JoinHandle<()>,
+}
+
+struct Handler {
+    candidates: mpsc::UnboundedSender<String>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if let Ok(init) = event.candidate.to_json() {
+            let _ = self.candidates.send(init.candidate);
+        }
+    }
+}
+
+impl Client {
+    /// Connects to `node`'s streamer through the signaling service. Fails with the signaling
+    /// error message when the session is refused.
+    pub async fn connect(signaling: SocketAddr, node: &str, session: &str) -> anyhow::Result<Self> {
+        let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
+        let engine = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(256 * 1024))
+            .with_sctp_max_receive_buffer_size(4 * 1024 * 1024)
+            .build();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(engine)
+            .with_handler(Arc::new(Handler {
+                candidates: cand_tx,
+            }))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+            .build()
+            .await?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        let dc = pc.create_data_channel("filePathChannel", None).await?;
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        let sdp = pc
+            .local_description()
+            .await
+            .context("no local description")?
+            .sdp;
+
+        let (out_tx, out_rx) = mpsc::channel::<pb::ClientSignal>(64);
+        let mut grpc = SignalingClient::connect(format!("http://{signaling}")).await?;
+        let mut inbound = grpc
+            .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+            .await?
+            .into_inner();
+        out_tx
+            .send(pb::ClientSignal {
+                kind: Some(pb::client_signal::Kind::Offer(pb::SessionOffer {
+                    node_id: node.into(),
+                    session_id: session.into(),
+                    sdp,
+                })),
+            })
+            .await?;
+        // The answer (or a refusal) comes first.
+        let first = tokio::time::timeout(Duration::from_secs(15), inbound.next())
+            .await
+            .context("no answer in 15 s")?;
+        let first = first.context("signaling closed the stream")??;
+        match first.kind {
+            Some(pb::server_signal::Kind::Answer(a)) => {
+                pc.set_remote_description(RTCSessionDescription::answer(a.sdp)?)
+                    .await?
+            }
+            Some(pb::server_signal::Kind::Error(e)) => {
+                let _ = pc.close().await;
+                bail!("{}", e.message)
+            }
+            other => bail!("unexpected first signal {other:?}"),
+        }
+        // Trickle ICE both ways for the rest of the session.
+        let signal_pc = pc.clone();
+        let signal = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    Some(c) = cand_rx.recv() => {
+                        let ice = pb::IceCandidate { candidate: c, sdp_mid: "0".into(), sdp_mline_index: 0 };
+                        if out_tx.send(pb::ClientSignal { kind: Some(pb::client_signal::Kind::Ice(ice)) }).await.is_err() {
+                            break;
+                        }
+                    }
+                    msg = inbound.next() => match msg {
+                        Some(Ok(pb::ServerSignal { kind: Some(pb::server_signal::Kind::Ice(c)), .. })) => {
+                            let init = RTCIceCandidateInit { candidate: c.candidate, sdp_mid: Some("0".into()), sdp_mline_index: Some(0), ..Default::default() };
+                            let _ = signal_pc.add_ice_candidate(init).await;
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    },
+                }
+            }
+        });
+
+        // Wait for the channel to open, then route everything it receives.
+        let opened = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match dc.poll().await {
+                    Some(DataChannelEvent::OnOpen) => return Ok(()),
+                    Some(DataChannelEvent::OnClose) | None => {
+                        return Err(anyhow!("channel closed before opening"));
+                    }
+                    Some(_) => {}
+                }
+            }
+        })
+        .await
+        .context("data channel did not open in 15 s")?;
+        opened?;
+        let routes: Routes = Arc::default();
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
+        let (reader_dc, reader_routes) = (dc.clone(), routes.clone());
+        tokio::spawn(async move {
+            while let Some(ev) = reader_dc.poll().await {
+                match ev {
+                    DataChannelEvent::OnMessage(m) => {
+                        let data = m.data.freeze();
+                        let Some(key) = key_of(&data) else { continue };
+                        if let Some(route) = reader_routes.lock().await.get(&key) {
+                            let _ = route.send((m.is_string, data));
+                        }
+                    }
+                    DataChannelEvent::OnClose => break,
+                    _ => {}
+                }
+            }
+            let _ = closed_tx.send(true);
+        });
+        Ok(Self {
+            pc,
+            dc,
+            routes,
+            next: AtomicU32::new(1),
+            closed,
+            _signal: signal,
+        })
+    }
+
+    /// Waits until the channel closes (e.g. the streamer closed an idle session).
+    pub async fn closed(&self) {
+        let mut c = self.closed.clone();
+        let _ = c.wait_for(|v| *v).await;
+    }
+
+    async fn route(&self, key: Key) -> mpsc::UnboundedReceiver<Received> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.routes.lock().await.insert(key, tx);
+        rx
+    }
+
+    /// Sends raw text as a request (hostile tests); replies are routed by `id`.
+    pub async fn hijack_raw(&self, id: &str, text: &str) -> anyhow::Result<Vec<u8>> {
+        let mut rx = self.route(Key::Text(id.into())).await;
+        self.dc.send_text(text).await?;
+        collect_hijack(&mut rx).await
+    }
+
+    /// The original protocol: `hijackReq` for `url`; the file's bytes or the `hijackError`.
+    pub async fn hijack(&self, url: &str) -> anyhow::Result<Vec<u8>> {
+        let id = format!("req_{}", self.next.fetch_add(1, Ordering::Relaxed));
+        let req = serde_json::json!({ "type": "hijackReq", "ts": url, "id": id });
+        self.hijack_raw(&id, &req.to_string()).await
+    }
+
+    /// The binary protocol: bytes and content type of `url` (a range if asked), or the
+    /// ERROR frame's status and message.
+    pub async fn get(
+        &self,
+        url: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> anyhow::Result<Result<(Vec<u8>, String), (u16, String)>> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut rx = self.route(Key::Num(id)).await;
+        let mut req = serde_json::json!({ "type": "get", "id": id, "path": url, "offset": offset });
+        if let Some(l) = length {
+            req["length"] = l.into();
+        }
+        self.dc.send_text(&req.to_string()).await?;
+        let mut data = Vec::new();
+        let mut content_type = String::new();
+        let mut expected = None;
+        loop {
+            let (_, msg) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .context("no frame in 30 s")?
+                .context("closed")?;
+            match Frame::decode(msg).context("undecodable frame")? {
+                Frame::Start {
+                    length,
+                    content_type: ct,
+                    ..
+                } => {
+                    expected = Some(length);
+                    content_type = ct;
+                }
+                Frame::Data { data: d, .. } => data.extend_from_slice(&d),
+                Frame::End { .. } => {
+                    anyhow::ensure!(
+                        expected == Some(data.len() as u64),
+                        "got {} bytes, START said {expected:?}",
+                        data.len()
+                    );
+                    return Ok(Ok((data, content_type)));
+                }
+                Frame::Error {
+                    status, message, ..
+                } => return Ok(Err((status, message))),
+            }
+        }
+    }
+
+    /// Sends a cancel for a binary request id.
+    pub async fn send_binary(&self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.dc.send(BytesMut::from(bytes)).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+fn key_of(data: &Bytes) -> Option<Key> {
+    if data.first() == Some(&b'{') {
+        let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+        return Some(Key::Text(match v.get("id")? {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }));
+    }
+    match Frame::decode(data.clone())? {
+        Frame::Start { id, .. }
+        | Frame::Data { id, .. }
+        | Frame::End { id }
+        | Frame::Error { id, .. } => Some(Key::Num(id)),
+    }
+}
+
+/// Assembles the original protocol's slices as its web client does (slice i at i × 16384,
+/// complete on the last), insisting on binary messages and in-order slices.
+async fn collect_hijack(rx: &mut mpsc::UnboundedReceiver<Received>) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut next_slice = 0u64;
+    loop {
+        let (is_string, msg) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .context("no reply in 30 s")?
+            .context("closed")?;
+        anyhow::ensure!(
+            !is_string,
+            "the original client drops string messages; replies must be binary"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&msg)?;
+        match v["type"].as_str() {
+            Some("hijackError") => {
+                bail!("hijackError: {}", v["error"].as_str().unwrap_or_default())
+            }
+            Some("hijackRespText" | "hijackRespData") => {
+                let slice = v["sliceNum"].as_u64().context("sliceNum")?;
+                let total = v["totalSliceNum"].as_u64().context("totalSliceNum")?;
+                let len = v["totalLength"].as_u64().context("totalLength")?;
+                anyhow::ensure!(
+                    slice == next_slice,
+                    "slice {slice} arrived, expected {next_slice}"
+                );
+                next_slice += 1;
+                let payload = data_encoding::BASE64
+                    .decode(v["payload"].as_str().context("payload")?.as_bytes())?;
+                anyhow::ensure!(
+                    slice + 1 == total || payload.len() == SLICE,
+                    "slice {slice} has {} bytes",
+                    payload.len()
+                );
+                out.resize(len as usize, 0);
+                let at = slice as usize * SLICE;
+                out[at..at + payload.len()].copy_from_slice(&payload);
+                if slice + 1 == total {
+                    return Ok(out);
+                }
+            }
+            other => bail!("unexpected message type {other:?}"),
+        }
+    }
+}
