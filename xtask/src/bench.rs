@@ -3,7 +3,7 @@
 
 use crate::system::{self, cargo};
 
-const ALL: &[&str] = &["download", "transcode"];
+const ALL: &[&str] = &["download", "transcode", "datachannel"];
 
 pub fn run(names: &[String]) -> anyhow::Result<()> {
     system::ensure_programs()?;

@@ -25,7 +25,7 @@ enum Command {
     },
     /// Runs benchmarks in release mode; each prints one `bench <name>: …` line.
     Bench {
-        /// Which benchmarks (default: all). Known: download, transcode.
+        /// Which benchmarks (default: all). Known: download, transcode, datachannel.
         names: Vec<String>,
     },
     /// Runs the system locally: nats-server and the services of one worker node.

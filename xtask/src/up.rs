@@ -86,55 +86,70 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
         logs.join("nats.log").display()
     );
 
-    let downloader = Command::new(bin_dir.join("magnet-downloader"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--nats-url",
-            &nats_url,
-            "--admin-listen",
-            "127.0.0.1:9101",
-            "--grpc-listen",
-            "127.0.0.1:50051",
-        ])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(log(&logs, "downloader")?)
-        .spawn()
-        .context("cannot start magnet-downloader")?;
-    services.push(Service {
-        name: "downloader",
-        child: downloader,
-    });
-    match wait_port(50051, Duration::from_secs(30)) {
-        Ok(()) => println!(
-            "  ok  downloader    grpc://127.0.0.1:50051   admin http://127.0.0.1:9101/healthz"
+    let common = |name: &str| -> anyhow::Result<Command> {
+        let mut cmd = Command::new(bin_dir.join(format!("magnet-{name}")));
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .args(["--nats-url", &nats_url])
+            .env("NO_COLOR", "1");
+        cmd.stdout(Stdio::null()).stderr(log(&logs, name)?);
+        Ok(cmd)
+    };
+    // (name, extra flags, port to wait for, what to print)
+    let plan: [(&'static str, &[&str], u16, &str); 4] = [
+        (
+            "downloader",
+            &[
+                "--admin-listen",
+                "127.0.0.1:9101",
+                "--grpc-listen",
+                "127.0.0.1:50051",
+            ],
+            50051,
+            "grpc://127.0.0.1:50051",
         ),
-        Err(_) => println!(
-            "  !!  downloader    not listening yet; see {}",
-            logs.join("downloader.log").display()
+        (
+            "transcoder",
+            &["--admin-listen", "127.0.0.1:9102"],
+            9102,
+            "admin http://127.0.0.1:9102/healthz",
         ),
-    }
-
-    let transcoder = Command::new(bin_dir.join("magnet-transcoder"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--nats-url", &nats_url, "--admin-listen", "127.0.0.1:9102"])
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(log(&logs, "transcoder")?)
-        .spawn()
-        .context("cannot start magnet-transcoder")?;
-    services.push(Service {
-        name: "transcoder",
-        child: transcoder,
-    });
-    match wait_port(9102, Duration::from_secs(30)) {
-        Ok(()) => println!("  ok  transcoder    admin http://127.0.0.1:9102/healthz"),
-        Err(_) => println!(
-            "  !!  transcoder    not up yet; see {}",
-            logs.join("transcoder.log").display()
+        (
+            "streamer",
+            &[
+                "--admin-listen",
+                "127.0.0.1:9103",
+                "--grpc-listen",
+                "127.0.0.1:50052",
+            ],
+            50052,
+            "FileService grpc://127.0.0.1:50052",
         ),
+        (
+            "signaling",
+            &[
+                "--admin-listen",
+                "127.0.0.1:9104",
+                "--grpc-listen",
+                "127.0.0.1:50053",
+            ],
+            50053,
+            "grpc://127.0.0.1:50053",
+        ),
+    ];
+    for (name, flags, port, what) in plan {
+        let child = common(name)?
+            .args(flags)
+            .spawn()
+            .with_context(|| format!("cannot start magnet-{name}"))?;
+        services.push(Service { name, child });
+        match wait_port(port, Duration::from_secs(30)) {
+            Ok(()) => println!("  ok  {name:<12}  {what}"),
+            Err(_) => println!(
+                "  !!  {name:<12}  not up yet; see {}",
+                logs.join(format!("{name}.log")).display()
+            ),
+        }
     }
     println!("\nThe gateway and web UI come with a later release; Ctrl-C stops everything.");
 

@@ -19,6 +19,8 @@ use crate::serve;
 /// Limits and shared state of one session's channel.
 pub struct Limits {
     pub max_in_flight: usize,
+    /// Payload bytes per binary DATA frame (from the negotiated maximum message size).
+    pub chunk: usize,
 }
 
 /// Serves the channel until it closes or `stop` fires. `activity` gets the time (ms since
@@ -89,7 +91,8 @@ pub async fn serve(
             continue;
         }
         in_flight.fetch_add(1, Ordering::Relaxed);
-        let (root, out, counter) = (root.clone(), tx.clone(), in_flight.clone());
+        let (root, out, counter, chunk) =
+            (root.clone(), tx.clone(), in_flight.clone(), limits.chunk);
         let done = stop.child_token();
         if let Request::Get { id, .. } = &request {
             cancels.insert(*id, done.clone());
@@ -105,7 +108,7 @@ pub async fn serve(
                     offset,
                     length,
                 } => {
-                    serve::get(&root, id, &url, offset, length, &out, &done).await;
+                    serve::get(&root, chunk, id, &url, offset, length, &out, &done).await;
                 }
                 Request::Cancel { .. } => {}
             }

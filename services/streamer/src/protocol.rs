@@ -13,8 +13,16 @@ use serde::Deserialize;
 
 /// Slice size of the original protocol (its client places slice i at i × 16384).
 pub const SLICE: usize = 16384;
-/// Payload bytes per binary DATA frame (a frame stays under 64 KiB, which every peer accepts).
+/// Payload bytes per binary DATA frame when the peer's maximum message size is unknown (a
+/// frame stays under 64 KiB, which every peer accepts).
 pub const CHUNK: usize = 60 * 1024;
+/// Largest DATA payload used: frames stay under the 256 KiB that Chromium and webrtc-rs allow.
+pub const MAX_CHUNK: usize = 240 * 1024;
+
+/// DATA payload size for a channel whose negotiated maximum message size is `max_message`.
+pub fn chunk_for(max_message: usize) -> usize {
+    max_message.saturating_sub(64).clamp(16 * 1024, MAX_CHUNK)
+}
 /// Largest request message accepted.
 pub const MAX_REQUEST: usize = 4096;
 
@@ -317,6 +325,13 @@ mod tests {
             err,
             serde_json::json!({"type":"hijackError","id":"r2","error":"File not found"})
         );
+    }
+
+    #[test]
+    fn chunks_fit_the_negotiated_message_size() {
+        assert_eq!(chunk_for(65536), 65536 - 64);
+        assert_eq!(chunk_for(262144), MAX_CHUNK);
+        assert_eq!(chunk_for(1024), 16 * 1024);
     }
 
     #[test]

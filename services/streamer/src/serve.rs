@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::files::{FileError, FileRef, Root};
-use crate::protocol::{self, CHUNK, SLICE};
+use crate::protocol::{self, SLICE};
 
 /// Status codes of binary ERROR frames.
 pub fn status_of(e: &FileError) -> u16 {
@@ -83,9 +83,12 @@ pub async fn hijack(root: &Root, id: &str, url: &str, out: &mpsc::Sender<Bytes>)
 }
 
 /// The binary protocol: START, DATA…, END for the byte range, or one ERROR frame.
-/// Stops early when `cancel` fires (the client sent `cancel`).
+/// DATA frames carry up to `chunk` bytes. Stops early when `cancel` fires (the client sent
+/// `cancel`).
+#[allow(clippy::too_many_arguments)]
 pub async fn get(
     root: &Root,
+    chunk: usize,
     id: u32,
     url: &str,
     offset: u64,
@@ -141,12 +144,12 @@ pub async fn get(
         return false;
     }
     let mut left = length;
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; chunk];
     while left > 0 {
         if cancel.is_cancelled() {
             return true;
         }
-        let want = left.min(CHUNK as u64) as usize;
+        let want = left.min(chunk as u64) as usize;
         let n = match read_full(&mut file, &mut buf[..want]).await {
             Ok(0) => {
                 return out

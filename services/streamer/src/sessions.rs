@@ -244,8 +244,19 @@ impl Sessions {
                         .await;
                 }
                 PeerEvent::Channel(dc) => {
+                    let max_message = match pc.sctp().await {
+                        Some(sctp) => sctp
+                            .max_message_size()
+                            .await
+                            .map(|m| m as usize)
+                            .unwrap_or(64 * 1024),
+                        None => 64 * 1024,
+                    };
+                    let chunk = crate::protocol::chunk_for(max_message);
+                    tracing::debug!(session = %id, max_message, chunk, "data channel open");
                     let limits = Limits {
                         max_in_flight: self.settings.streamer.max_requests_in_flight,
+                        chunk,
                     };
                     let (root, activity, stop) =
                         (self.root.clone(), activity.clone(), stop.clone());

@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         match name.as_str() {
             "download" => download().await?,
             "transcode" => transcode().await?,
+            "datachannel" => datachannel().await?,
             other => anyhow::bail!("unknown benchmark {other:?}"),
         }
     }
@@ -268,4 +269,94 @@ fn bench_cache() -> anyhow::Result<std::path::PathBuf> {
     let dir = target.join("bench-cache");
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+const DATACHANNEL_SIZE: usize = 50 * 1024 * 1024;
+
+/// A 50 MB file over loopback: (a) binary data-channel protocol, (b) the original base64
+/// protocol, (c) gRPC FileService (the relay's path); best of a few rounds each.
+async fn datachannel() -> anyhow::Result<()> {
+    use magnet_proto::v1::file_service_client::FileServiceClient;
+    use prost::Message as _;
+
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let task = data.path().join("m3u8/task_1");
+    std::fs::create_dir_all(&task)?;
+    random_file(&task.join("big.ts"), DATACHANNEL_SIZE, 5)?;
+    let want = std::fs::read(task.join("big.ts"))?;
+    let settings = offline_node(data.path(), nats.url(), "bench");
+    let js = async_nats::jetstream::new(nats.client().await?);
+    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(60)).await?;
+    kv.put(
+        "bench",
+        pb::NodeRecord {
+            id: "bench".into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+        .into(),
+    )
+    .await?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
+    let signaling = magnet_signaling::start(settings, shutdown.clone()).await?;
+    let client =
+        magnet_tests::peer::Client::connect(signaling.grpc_addr, "bench", "client-bench").await?;
+    let mut relay = FileServiceClient::connect(format!("http://{}", streamer.grpc_addr))
+        .await?
+        .max_decoding_message_size(8 << 20);
+
+    let mb = DATACHANNEL_SIZE as f64 / 1e6;
+    let (mut binary, mut base64, mut grpc) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    for round in 1..=3 {
+        let t = Instant::now();
+        let (got, _) = client
+            .get("/video/task_1/big.ts", 0, None)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let b = t.elapsed();
+        anyhow::ensure!(got == want, "binary bytes differ");
+        let t = Instant::now();
+        let got = client.hijack("/video/task_1/big.ts").await?;
+        let h = t.elapsed();
+        anyhow::ensure!(got == want, "base64 bytes differ");
+        let t = Instant::now();
+        let mut s = relay
+            .read(pb::ReadRequest {
+                task_id: "task_1".into(),
+                file: "big.ts".into(),
+                offset: 0,
+                length: 0,
+            })
+            .await?
+            .into_inner();
+        let mut got = Vec::with_capacity(DATACHANNEL_SIZE);
+        while let Some(c) = s.message().await? {
+            got.extend_from_slice(&c.data);
+        }
+        let r = t.elapsed();
+        anyhow::ensure!(got == want, "relay bytes differ");
+        eprintln!(
+            "round {round}: binary {:.0} MB/s, base64 {:.0} MB/s, relay {:.0} MB/s",
+            mb / b.as_secs_f64(),
+            mb / h.as_secs_f64(),
+            mb / r.as_secs_f64()
+        );
+        binary = binary.min(b);
+        base64 = base64.min(h);
+        grpc = grpc.min(r);
+    }
+    client.close().await;
+    shutdown.cancel();
+    let (b, h, r) = (
+        mb / binary.as_secs_f64(),
+        mb / base64.as_secs_f64(),
+        mb / grpc.as_secs_f64(),
+    );
+    println!(
+        "bench datachannel: binary_mbps={b:.0} base64_mbps={h:.0} relay_mbps={r:.0} binary_over_base64={:.2}",
+        b / h
+    );
+    Ok(())
 }
