@@ -64,7 +64,7 @@ impl Client {
         let engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
             .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(256 * 1024))
-            .with_sctp_max_receive_buffer_size(4 * 1024 * 1024)
+            .with_sctp_max_receive_buffer_size(receive_window())
             .build();
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
@@ -72,6 +72,9 @@ impl Client {
             .with_handler(Arc::new(Handler {
                 candidates: cand_tx,
             }))
+            .with_runtime(magnet_streamer::runtime::buffered(
+                magnet_streamer::runtime::SOCKET_BUFFER,
+            ))
             .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
             .build()
             .await?;
@@ -266,6 +269,14 @@ impl Client {
     pub async fn close(&self) {
         let _ = self.pc.close().await;
     }
+}
+
+/// The client's SCTP receive window (`MAGNET_TEST_RWND_KIB`, default 4 MiB, like Chromium's).
+fn receive_window() -> u32 {
+    std::env::var("MAGNET_TEST_RWND_KIB")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(4 * 1024 * 1024, |k| k * 1024)
 }
 
 fn key_of(data: &Bytes) -> Option<Key> {

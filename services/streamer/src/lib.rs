@@ -9,6 +9,7 @@ pub mod files;
 pub mod peer;
 pub mod protocol;
 pub mod relay;
+pub mod runtime;
 pub mod serve;
 pub mod sessions;
 

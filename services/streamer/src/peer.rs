@@ -84,6 +84,7 @@ pub async fn build(
             .with_configuration(config)
             .with_setting_engine(engine)
             .with_handler(Arc::new(Handler { tx }))
+            .with_runtime(crate::runtime::buffered(crate::runtime::SOCKET_BUFFER))
             .with_udp_addrs(vec![format!("{}:{port}", settings.udp_host)])
             .with_data_channel_send_buffer_limit(settings.send_buffer_kib.max(64) * 1024)
             .build()

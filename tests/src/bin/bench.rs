@@ -285,7 +285,13 @@ async fn datachannel() -> anyhow::Result<()> {
     std::fs::create_dir_all(&task)?;
     random_file(&task.join("big.ts"), DATACHANNEL_SIZE, 5)?;
     let want = std::fs::read(task.join("big.ts"))?;
-    let settings = offline_node(data.path(), nats.url(), "bench");
+    let mut settings = offline_node(data.path(), nats.url(), "bench");
+    if let Some(kib) = std::env::var("BENCH_SEND_BUFFER_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.streamer.send_buffer_kib = kib;
+    }
     let js = async_nats::jetstream::new(nats.client().await?);
     let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(60)).await?;
     kv.put(
