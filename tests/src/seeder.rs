@@ -92,10 +92,15 @@ impl Seeder {
             .into_handle()
             .context("seeder add gave no handle")?;
         handle.wait_until_initialized().await?;
-        anyhow::ensure!(
-            handle.stats().finished,
-            "seeder does not have the whole torrent"
-        );
+        // The "finished" flag can trail initialization by a moment on large files.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !handle.stats().finished {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "seeder does not have the whole torrent"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
