@@ -117,6 +117,13 @@ impl Seeder {
         })
     }
 
+    /// Changes the upload cap (bytes/s; none = unlimited) while seeding.
+    pub fn set_upload_limit(&self, bps: Option<u32>) {
+        self.session
+            .ratelimits
+            .set_upload_bps(bps.and_then(NonZeroU32::new));
+    }
+
     /// Bytes this seeder uploaded for a torrent so far.
     pub fn uploaded(seeded: &Seeded) -> u64 {
         seeded.handle.stats().uploaded_bytes

@@ -145,28 +145,12 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         shutdown.clone(),
     ));
 
-    let listener = tokio::net::TcpListener::bind(settings.downloader.grpc_listen)
-        .await
-        .map_err(|source| magnet_runtime::Error::Bind {
-            addr: settings.downloader.grpc_listen.to_string(),
-            source,
-        })?;
-    let grpc_addr = listener.local_addr().map_err(|source| Error::Io {
-        path: "grpc listener".into(),
-        source,
-    })?;
-    let (health, health_service) = grpc::health();
-    health
-        .set_serving::<TaskServiceServer<api::TaskApi>>()
-        .await;
-    let server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(TaskServiceServer::new(api::TaskApi::new(tasks.clone())))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    let grpc_task = tokio::spawn(server);
+    let (grpc_addr, grpc_task) = grpc::serve(
+        settings.downloader.grpc_listen,
+        TaskServiceServer::new(api::TaskApi::new(tasks.clone())),
+        shutdown.clone(),
+    )
+    .await?;
 
     let endpoint = settings
         .downloader
@@ -197,9 +181,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
             session_token.cancel();
             let _ = heartbeat.await;
             let _ = events.await;
-            if let Ok(Err(e)) = grpc_task.await {
-                tracing::warn!(error = %e, "gRPC server ended with an error");
-            }
+            let _ = grpc_task.await;
             drain_tasks.store().close().await;
             let _ = admin_task.await;
         };

@@ -307,6 +307,13 @@ impl Tasks {
             if snap.finished || complete {
                 break;
             }
+            if snap.checking {
+                // Hashing what is on disk (a resumed task); the counts are not data held yet.
+                self.store.set_detail(&task.id, "checking files").await?;
+                self.publish_current(&task.id).await;
+                last_change = Instant::now();
+                continue;
+            }
             if snap.progress_bytes > last_bytes {
                 last_bytes = snap.progress_bytes;
                 last_change = Instant::now();

@@ -31,6 +31,8 @@ pub enum Source {
 /// One reading of a torrent's figures.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// Still checking what is on disk: the byte counts are hashing progress, not data held.
+    pub checking: bool,
     pub finished: bool,
     pub progress_bytes: u64,
     pub total_bytes: u64,
@@ -174,8 +176,13 @@ pub fn snapshot(handle: &Handle) -> Snapshot {
         .as_ref()
         .map(|l| (l.download_speed.as_bytes(), l.snapshot.peer_stats.live))
         .unwrap_or((0, 0));
+    let checking = matches!(
+        stats.state,
+        librqbit::TorrentStatsState::Initializing { .. }
+    );
     Snapshot {
-        finished: stats.finished,
+        checking,
+        finished: stats.finished && !checking,
         progress_bytes: stats.progress_bytes,
         total_bytes: stats.total_bytes,
         speed,

@@ -1,8 +1,15 @@
 //! gRPC plumbing shared by the servers: the error-code table (domain `ErrorCode` →
-//! `tonic::Status`), `grpc.health.v1`, and serving on a bound listener until shutdown.
+//! `tonic::Status`), and serving a service with `grpc.health.v1` on a bound listener until
+//! shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
 
 use magnet_core::ErrorCode;
-pub use tonic_health::server::HealthReporter;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Result};
 
 /// Maps a domain error code to its gRPC code; the message goes to the caller as is.
 pub fn status(code: ErrorCode, message: impl Into<String>) -> tonic::Status {
@@ -35,12 +42,48 @@ pub fn code_of(status: &tonic::Status) -> ErrorCode {
     }
 }
 
-/// The standard health service; the overall status ("") starts as serving.
-pub fn health() -> (
-    HealthReporter,
-    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-) {
-    tonic_health::server::health_reporter()
+/// Binds `addr` and serves `service` beside `grpc.health.v1` (reporting it serving, for
+/// Kubernetes gRPC probes) until `shutdown`. Returns the bound address (port 0 resolved).
+pub async fn serve<S>(
+    addr: SocketAddr,
+    service: S,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>)>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
+        + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    let bind_error = |source| Error::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(S::NAME, tonic_health::ServingStatus::Serving)
+        .await;
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown.cancelled_owned(),
+        );
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+    Ok((local, task))
 }
 
 #[cfg(test)]

@@ -73,18 +73,12 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         Duration::from_secs(settings.signaling.idle_timeout_secs),
         metrics,
     );
-    let listener = tokio::net::TcpListener::bind(settings.signaling.grpc_listen).await?;
-    let grpc_addr = listener.local_addr()?;
-    let (health, health_service) = grpc::health();
-    health.set_serving::<SignalingServer<relay::Relay>>().await;
-    let server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(SignalingServer::new(relay))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    let grpc_task = tokio::spawn(server);
+    let (grpc_addr, grpc_task) = grpc::serve(
+        settings.signaling.grpc_listen,
+        SignalingServer::new(relay),
+        shutdown.clone(),
+    )
+    .await?;
     admin.set_ready(true);
     tracing::info!(%grpc_addr, "signaling ready");
     let join = tokio::spawn(async move {

@@ -89,28 +89,12 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let sessions = sessions::Sessions::new(settings.clone(), root.clone(), client.clone(), metrics);
     let signalling = tokio::spawn(sessions.clone().run(shutdown.clone()));
 
-    let listener = tokio::net::TcpListener::bind(settings.streamer.grpc_listen)
-        .await
-        .map_err(|source| magnet_runtime::Error::Bind {
-            addr: settings.streamer.grpc_listen.to_string(),
-            source,
-        })?;
-    let grpc_addr = listener.local_addr().map_err(|source| Error::Io {
-        path: "grpc listener".into(),
-        source,
-    })?;
-    let (health, health_service) = grpc::health();
-    health
-        .set_serving::<FileServiceServer<relay::Relay>>()
-        .await;
-    let server = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(FileServiceServer::new(relay::Relay::new(root)))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    let grpc_task = tokio::spawn(server);
+    let (grpc_addr, grpc_task) = grpc::serve(
+        settings.streamer.grpc_listen,
+        FileServiceServer::new(relay::Relay::new(root)),
+        shutdown.clone(),
+    )
+    .await?;
     admin.set_ready(true);
     tracing::info!(node = %settings.node.id, %grpc_addr, "streamer ready");
 
