@@ -26,6 +26,9 @@ pub struct Options {
     debug: bool,
 }
 
+/// The services of the local stack, in start order.
+const SERVICES: [&str; 4] = ["downloader", "transcoder", "streamer", "signaling"];
+
 struct Service {
     name: &'static str,
     child: Child,
@@ -37,14 +40,10 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
     }
     system::ensure_programs()?;
     let mut build = cargo();
-    build.args([
-        "build",
-        "--bins",
-        "-p",
-        "magnet-downloader",
-        "-p",
-        "magnet-transcoder",
-    ]);
+    build.args(["build", "--bins"]);
+    for service in SERVICES {
+        build.args(["-p", &format!("magnet-{service}")]);
+    }
     if !opts.debug {
         build.arg("--release");
     }
@@ -79,8 +78,13 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
         name: "nats-server",
         child: nats,
     });
-    wait_port(opts.nats_port, Duration::from_secs(10))
-        .context("nats-server did not open its port")?;
+    if let Err(e) = wait_port(opts.nats_port, Duration::from_secs(10)) {
+        shutdown(services);
+        return Err(e.context(format!(
+            "nats-server did not open its port; see {}",
+            logs.join("nats.log").display()
+        )));
+    }
     println!(
         "  ok  nats-server   {nats_url}   (log: {})",
         logs.join("nats.log").display()
@@ -138,10 +142,19 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
         ),
     ];
     for (name, flags, port, what) in plan {
-        let child = common(name)?
-            .args(flags)
-            .spawn()
-            .with_context(|| format!("cannot start magnet-{name}"))?;
+        let spawned = common(name).and_then(|mut cmd| {
+            cmd.args(flags)
+                .spawn()
+                .with_context(|| format!("cannot start magnet-{name}"))
+        });
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                // Leave nothing running behind a failed start.
+                shutdown(services);
+                return Err(e);
+            }
+        };
         services.push(Service { name, child });
         match wait_port(port, Duration::from_secs(30)) {
             Ok(()) => println!("  ok  {name:<12}  {what}"),
@@ -166,24 +179,24 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM in reverse start order, then SIGKILL what is left after 15 s.
+/// SIGTERM in reverse start order, each waited for (SIGKILL after 12 s).
 fn shutdown(mut services: Vec<Service>) {
     println!("\nstopping…");
-    for s in services.iter().rev() {
+    // One at a time, last started first, so each drains while NATS is still up.
+    for s in services.iter_mut().rev() {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(s.child.id().to_string())
             .status();
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for s in services.iter_mut().rev() {
+        let deadline = Instant::now() + Duration::from_secs(12);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = s.child.try_wait() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
         if let Ok(None) = s.child.try_wait() {
+            println!("  {} did not stop in 12 s; killing it", s.name);
             let _ = s.child.kill();
         }
         let _ = s.child.wait();

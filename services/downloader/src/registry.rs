@@ -39,7 +39,13 @@ pub fn record(
             arch: std::env::consts::ARCH.into(),
         }),
         downloader_endpoint: endpoints.downloader.clone(),
-        streamer_endpoint: String::new(),
+        streamer_endpoint: settings.streamer.advertise.clone().unwrap_or_else(|| {
+            format!(
+                "http://{}:{}",
+                settings.node.address,
+                settings.streamer.grpc_listen.port()
+            )
+        }),
         last_seen_ms: chrono::Utc::now().timestamp_millis(),
         active_tasks: active as u32,
     }

@@ -426,6 +426,8 @@ async fn node_record_appears_on_start_and_goes_after_stop() -> anyhow::Result<()
         record.metadata.map(|m| m.arch),
         Some(std::env::consts::ARCH.to_owned())
     );
+    // The node's streamer, from the node's shared settings (its own advertise or address:port).
+    assert_eq!(record.streamer_endpoint, "http://127.0.0.1:0");
     node.stop().await?;
     assert!(
         kv.get(NODE).await?.is_none(),
