@@ -161,6 +161,13 @@ impl Root {
         })
     }
 
+    /// Validates a data-channel request's URL and opens its file.
+    pub async fn open_url(&self, url: &str) -> Result<(FileRef, tokio::fs::File, u64), FileError> {
+        let file_ref = FileRef::from_url(url)?;
+        let (file, len) = self.open(&file_ref).await?;
+        Ok((file_ref, file, len))
+    }
+
     /// Opens a file for reading, refusing anything outside `m3u8/<task_id>/` and any symlink.
     pub async fn open(&self, r: &FileRef) -> Result<(tokio::fs::File, u64), FileError> {
         let task_dir = self.dir.join(r.task.as_str());

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::files::{FileError, FileRef, Root};
+use crate::files::{FileError, Root};
 use crate::protocol::{self, SLICE};
 
 /// Status codes of binary ERROR frames.
@@ -35,10 +35,7 @@ async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resul
 /// The original protocol: the whole file in 16384-byte slices, in order, or one hijackError.
 /// Returns false if the channel went away.
 pub async fn hijack(root: &Root, id: &str, url: &str, out: &mpsc::Sender<Bytes>) -> bool {
-    let opened = match FileRef::from_url(url) {
-        Ok(r) => root.open(&r).await.map(|(f, len)| (r, f, len)),
-        Err(e) => Err(e),
-    };
+    let opened = root.open_url(url).await;
     let (file_ref, mut file, len) = match opened {
         Ok(v) => v,
         Err(e) => {
@@ -96,10 +93,7 @@ pub async fn get(
     out: &mpsc::Sender<Bytes>,
     cancel: &CancellationToken,
 ) -> bool {
-    let opened = match FileRef::from_url(url) {
-        Ok(r) => root.open(&r).await.map(|(f, len)| (r, f, len)),
-        Err(e) => Err(e),
-    };
+    let opened = root.open_url(url).await;
     let (file_ref, mut file, total) = match opened {
         Ok(v) => v,
         Err(e) => {
