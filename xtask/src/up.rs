@@ -27,7 +27,13 @@ pub struct Options {
 }
 
 /// The services of the local stack, in start order.
-const SERVICES: [&str; 4] = ["downloader", "transcoder", "streamer", "signaling"];
+const SERVICES: [&str; 5] = [
+    "downloader",
+    "transcoder",
+    "streamer",
+    "signaling",
+    "gateway",
+];
 
 struct Service {
     name: &'static str,
@@ -100,7 +106,7 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
         Ok(cmd)
     };
     // (name, extra flags, port to wait for, what to print)
-    let plan: [(&'static str, &[&str], u16, &str); 4] = [
+    let plan: [(&'static str, &[&str], u16, &str); 5] = [
         (
             "downloader",
             &[
@@ -140,6 +146,17 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
             50053,
             "grpc://127.0.0.1:50053",
         ),
+        (
+            "gateway",
+            &[
+                "--admin-listen",
+                "127.0.0.1:9100",
+                "--listen",
+                "127.0.0.1:8080",
+            ],
+            8080,
+            "API http://127.0.0.1:8080/api/nodes",
+        ),
     ];
     for (name, flags, port, what) in plan {
         let spawned = common(name).and_then(|mut cmd| {
@@ -164,7 +181,9 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
             ),
         }
     }
-    println!("\nThe gateway and web UI come with a later release; Ctrl-C stops everything.");
+    println!(
+        "\nThe web UI comes with a later release; the API answers at http://127.0.0.1:8080/api/. Ctrl-C stops everything."
+    );
 
     while !stop.load(Ordering::Relaxed) {
         for s in &mut services {

@@ -74,9 +74,7 @@ pub struct Settings {
     pub transcoder: TranscoderSettings,
     pub streamer: StreamerSettings,
     pub signaling: SignalingSettings,
-    /// The original's `gateway.url` (its workers dialled the gateway); accepted and unused.
-    #[serde(skip_serializing)]
-    pub gateway: Option<serde_json::Value>,
+    pub gateway: GatewaySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -377,6 +375,37 @@ impl Default for SignalingSettings {
             grpc_listen: ([0, 0, 0, 0], 50053).into(),
             answer_timeout_secs: 10,
             idle_timeout_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// The public HTTP address (UI, API, WebSocket, relay).
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// The signaling service's gRPC endpoint.
+    pub signaling: String,
+    /// STUN/TURN servers handed to browsers (`GET /api/webrtc/ice-servers`).
+    pub ice_servers: Vec<IceServerSettings>,
+    /// Largest request body accepted.
+    pub max_body_kib: usize,
+    /// The original's worker-side `gateway.url` (its workers dialled the gateway): accepted
+    /// in a `worker.json`, unused.
+    #[serde(skip_serializing)]
+    pub url: Option<String>,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            admin_listen: ([0, 0, 0, 0], 9100).into(),
+            signaling: "http://127.0.0.1:50053".into(),
+            ice_servers: Vec::new(),
+            max_body_kib: 64,
+            url: None,
         }
     }
 }

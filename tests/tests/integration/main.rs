@@ -2,5 +2,6 @@
 //! nats-server, librqbit seeder and services on ephemeral loopback ports.
 
 mod downloader;
+mod gateway;
 mod streamer;
 mod transcoder;

@@ -1,0 +1,68 @@
+//! API errors: one JSON shape, `{"success": false, "error": "<text>"}`, with the HTTP status
+//! from the shared error-code table.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use magnet_core::ErrorCode;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// An HTTP status more precise than the code's (e.g. 413 for an oversized body).
+    pub status: Option<u16>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            status: None,
+        }
+    }
+    /// A request body the server will not read, by its own status (400, 413, 415, …).
+    pub fn body(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::InvalidArgument,
+            message: message.into(),
+            status: Some(status),
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidArgument, message)
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        let code = magnet_runtime::grpc::code_of(&s);
+        let message = match code {
+            ErrorCode::Unavailable => format!("node unavailable: {}", s.message()),
+            _ => s.message().to_owned(),
+        };
+        Self {
+            code,
+            message,
+            status: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status.unwrap_or(self.code.http_status()))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(serde_json::json!({ "success": false, "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

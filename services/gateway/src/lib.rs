@@ -1,0 +1,164 @@
+//! magnet-gateway: the only public HTTP entry. It serves the original's API field for field
+//! (`/api/nodes`, `/api/tasks`, `/api/tasks/submit`, `/api/status`, …) from the NATS KV node
+//! registry and the nodes' downloaders (gRPC), and relays video files from the nodes'
+//! streamers (`/video/<task_id>/<file>`, gRPC FileService) when P2P fails. Stateless.
+
+pub mod convert;
+pub mod error;
+pub mod registry;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use magnet_core::ErrorCode;
+use magnet_proto::v1::file_service_client::FileServiceClient;
+use magnet_proto::v1::task_service_client::TaskServiceClient;
+use magnet_runtime::admin::Admin;
+use magnet_runtime::config::IceServerSettings;
+use magnet_runtime::{Settings, nats};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::error::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Runtime(#[from] magnet_runtime::Error),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: registry::Registry,
+    pub ice_servers: Arc<Vec<IceServerSettings>>,
+    pub node_timeout: Duration,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl AppState {
+    /// A lazily connected channel per endpoint, reused across requests.
+    fn channel(&self, endpoint: &str) -> Result<Channel, ApiError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(endpoint) {
+            return Ok(c.clone());
+        }
+        let c = Channel::from_shared(endpoint.to_owned())
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("bad node endpoint {endpoint:?}: {e}"),
+                )
+            })?
+            .connect_timeout(Duration::from_secs(3))
+            .connect_lazy();
+        channels.insert(endpoint.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    pub fn downloader(&self, endpoint: &str) -> Result<TaskServiceClient<Channel>, ApiError> {
+        Ok(TaskServiceClient::new(self.channel(endpoint)?))
+    }
+
+    pub fn streamer(&self, endpoint: &str) -> Result<FileServiceClient<Channel>, ApiError> {
+        Ok(FileServiceClient::new(self.channel(endpoint)?))
+    }
+}
+
+pub fn router(state: AppState, max_body: usize) -> Router {
+    Router::new()
+        .route("/api/nodes", get(routes::nodes))
+        .route("/api/nodes/{id}", get(routes::node))
+        .route("/api/tasks", get(routes::tasks))
+        .route("/api/tasks/submit", post(routes::submit))
+        .route(
+            "/api/tasks/{id}",
+            get(routes::task).delete(routes::delete_task),
+        )
+        .route("/api/status", get(routes::status))
+        .route("/api/webrtc/ice-servers", get(routes::ice_servers))
+        .route("/video/{task_id}/{*file}", get(routes::video))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    join: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    pub async fn wait(self) -> Result<()> {
+        self.join
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?
+    }
+}
+
+pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running> {
+    let admin = Admin::new();
+    let (admin_addr, admin_task) = admin
+        .serve(settings.gateway.admin_listen, shutdown.clone())
+        .await?;
+    let client = nats::connect(
+        &settings.nats.url,
+        "magnet-gateway",
+        Duration::from_secs(30),
+    )
+    .await?;
+    let js = async_nats::jetstream::new(client.clone());
+    let ttl = Duration::from_secs(settings.nats.registry_ttl_secs);
+    let bucket = nats::nodes_bucket(&js, ttl).await?;
+    let registry = registry::Registry::new(ttl);
+    let watcher = tokio::spawn(registry.clone().watch(bucket, shutdown.clone()));
+    let state = AppState {
+        registry,
+        ice_servers: Arc::new(settings.gateway.ice_servers.clone()),
+        node_timeout: routes::NODE_TIMEOUT,
+        channels: Arc::default(),
+    };
+    let app = router(state, settings.gateway.max_body_kib * 1024);
+    let listener = tokio::net::TcpListener::bind(settings.gateway.listen).await?;
+    let addr = listener.local_addr()?;
+    let serve_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(serve_shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    admin.set_ready(true);
+    tracing::info!(%addr, "gateway ready");
+    let join = tokio::spawn(async move {
+        shutdown.cancelled().await;
+        admin.set_ready(false);
+        let _ = tokio::time::timeout(magnet_runtime::shutdown::GRACE_PERIOD, async {
+            let _ = server.await;
+            let _ = watcher.await;
+            let _ = admin_task.await;
+        })
+        .await;
+        tracing::info!("gateway stopped");
+        Ok(())
+    });
+    Ok(Running {
+        addr,
+        admin_addr,
+        join,
+    })
+}

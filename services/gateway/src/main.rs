@@ -1,0 +1,29 @@
+//! magnet-gateway binary: parse flags, load config, init telemetry, run until SIGTERM.
+
+use clap::Parser;
+use magnet_runtime::config::CommonArgs;
+use magnet_runtime::{Settings, shutdown, telemetry};
+
+/// The public HTTP entry of magnetm3u8: API, UI, relay.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Address of the public HTTP server.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut settings = Settings::load("gateway", &args.common)?;
+    if let Some(addr) = args.listen {
+        settings.gateway.listen = addr;
+    }
+    let _telemetry = telemetry::init(env!("CARGO_PKG_NAME"))?;
+    let running = magnet_gateway::start(settings, shutdown::on_signal()).await?;
+    running.wait().await?;
+    Ok(())
+}

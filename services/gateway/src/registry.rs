@@ -1,0 +1,101 @@
+//! The node registry as the gateway sees it: the `magnet_nodes` KV bucket, watched. A node is
+//! online while its last heartbeat is younger than the registry TTL (an expired KV record
+//! produces no watch event, so age is checked on read).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use magnet_proto::v1 as pb;
+use prost::Message as _;
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct Registry {
+    nodes: Arc<RwLock<HashMap<String, pb::NodeRecord>>>,
+    ttl: Duration,
+}
+
+impl Registry {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            nodes: Arc::default(),
+            ttl,
+        }
+    }
+
+    fn fresh(&self, n: &pb::NodeRecord) -> bool {
+        let age = chrono::Utc::now().timestamp_millis() - n.last_seen_ms;
+        age <= self.ttl.as_millis() as i64
+    }
+
+    /// Online nodes, by id.
+    pub async fn online(&self) -> Vec<pb::NodeRecord> {
+        let mut v: Vec<_> = self
+            .nodes
+            .read()
+            .await
+            .values()
+            .filter(|n| self.fresh(n))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Every node seen since start (online or not).
+    pub async fn total(&self) -> usize {
+        self.nodes.read().await.len()
+    }
+
+    pub async fn get(&self, id: &str) -> Option<pb::NodeRecord> {
+        self.nodes
+            .read()
+            .await
+            .get(id)
+            .filter(|n| self.fresh(n))
+            .cloned()
+    }
+
+    /// Follows the bucket until shutdown (current values first, then changes).
+    pub async fn watch(self, bucket: kv::Store, shutdown: CancellationToken) {
+        loop {
+            let mut watch = match bucket.watch_with_history(">").await {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch the node registry; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                }
+            };
+            loop {
+                let entry = tokio::select! {
+                    e = watch.next() => e,
+                    _ = shutdown.cancelled() => return,
+                };
+                match entry {
+                    Some(Ok(e)) => match e.operation {
+                        kv::Operation::Put => match pb::NodeRecord::decode(e.value) {
+                            Ok(rec) => {
+                                self.nodes.write().await.insert(e.key, rec);
+                            }
+                            Err(err) => {
+                                tracing::warn!(key = %e.key, error = %err, "malformed node record ignored")
+                            }
+                        },
+                        kv::Operation::Delete | kv::Operation::Purge => {
+                            self.nodes.write().await.remove(&e.key);
+                        }
+                    },
+                    Some(Err(e)) => tracing::debug!(error = %e, "registry watch hiccup"),
+                    None => break,
+                }
+            }
+        }
+    }
+}

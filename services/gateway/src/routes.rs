@@ -1,0 +1,282 @@
+//! The original's HTTP API (`/api/…`) and the video relay (`/video/<task_id>/<file>`).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use magnet_core::{ErrorCode, Magnet, TaskId};
+use magnet_proto::v1 as pb;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::convert;
+use crate::error::{ApiError, ApiResult};
+
+fn ok(data: Value) -> Json<Value> {
+    Json(json!({ "success": true, "data": data }))
+}
+
+pub async fn nodes(State(s): State<AppState>) -> Json<Value> {
+    let nodes: Vec<Value> = s
+        .registry
+        .online()
+        .await
+        .iter()
+        .map(convert::node)
+        .collect();
+    ok(Value::Array(nodes))
+}
+
+pub async fn node(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let n = s
+        .registry
+        .get(&id)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("node {id} is unknown or offline")))?;
+    Ok(ok(convert::node(&n)))
+}
+
+/// Tasks of every online node, each asked with a time limit so that one slow node does not
+/// stall the answer (its tasks are missing until it answers again).
+pub async fn tasks(State(s): State<AppState>) -> Json<Value> {
+    let nodes = s.registry.online().await;
+    let asks = nodes.iter().map(|n| {
+        let s = s.clone();
+        let n = n.clone();
+        async move {
+            let mut client = s.downloader(&n.downloader_endpoint).ok()?;
+            let call = client.list(pb::ListRequest {});
+            match tokio::time::timeout(s.node_timeout, call).await {
+                Ok(Ok(r)) => Some(r.into_inner().tasks),
+                Ok(Err(e)) => {
+                    tracing::warn!(node = %n.id, error = %e, "node did not list its tasks");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(node = %n.id, "node too slow to list its tasks");
+                    None
+                }
+            }
+        }
+    });
+    let mut all: Vec<pb::Task> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    ok(json!({ "tasks": all.iter().map(convert::task).collect::<Vec<_>>() }))
+}
+
+/// Finds which online node holds a task.
+async fn locate(s: &AppState, id: &str) -> ApiResult<(pb::NodeRecord, pb::Task)> {
+    TaskId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for n in s.registry.online().await {
+        let Ok(mut client) = s.downloader(&n.downloader_endpoint) else {
+            continue;
+        };
+        let call = client.get(pb::GetRequest { task_id: id.into() });
+        if let Ok(Ok(r)) = tokio::time::timeout(s.node_timeout, call).await {
+            return Ok((n, r.into_inner()));
+        }
+    }
+    Err(ApiError::not_found("Task not found"))
+}
+
+pub async fn task(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let (_, t) = locate(&s, &id).await?;
+    Ok(ok(convert::task(&t)))
+}
+
+pub async fn delete_task(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (n, _) = locate(&s, &id).await?;
+    let mut client = s.downloader(&n.downloader_endpoint)?;
+    client.delete(pb::DeleteRequest { task_id: id }).await?;
+    Ok(Json(json!({ "success": true, "message": "Task deleted" })))
+}
+
+#[derive(Deserialize)]
+pub struct Submit {
+    #[serde(default)]
+    worker_id: String,
+    magnet_url: String,
+}
+
+/// Submits to the chosen node, or to the least-loaded online one when none is named.
+pub async fn submit(
+    State(s): State<AppState>,
+    body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let Json(req) = body.map_err(|e| {
+        ApiError::body(
+            e.status().as_u16(),
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })?;
+    // Refuse bad magnets here too, with the same message, before touching any node.
+    Magnet::parse(&req.magnet_url)
+        .map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
+    let node = if req.worker_id.is_empty() {
+        let mut online = s.registry.online().await;
+        online.sort_by_key(|n| n.active_tasks);
+        online
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "no worker node is online"))?
+    } else {
+        s.registry.get(&req.worker_id).await.ok_or_else(|| {
+            ApiError::not_found(format!("node {} is unknown or offline", req.worker_id))
+        })?
+    };
+    let mut client = s.downloader(&node.downloader_endpoint)?;
+    let r = client
+        .submit(pb::SubmitRequest {
+            magnet_url: req.magnet_url,
+        })
+        .await?
+        .into_inner();
+    let task = r.task.map(|t| convert::task(&t)).unwrap_or(Value::Null);
+    let message = if r.existing {
+        "Task already exists"
+    } else {
+        "Task submitted successfully"
+    };
+    Ok(Json(
+        json!({ "success": true, "message": message, "data": task }),
+    ))
+}
+
+pub async fn status(State(s): State<AppState>) -> Json<Value> {
+    ok(json!({
+        "online_nodes": s.registry.online().await.len(),
+        "total_nodes": s.registry.total().await,
+        "active_sessions": 0,
+    }))
+}
+
+pub async fn ice_servers(State(s): State<AppState>) -> Json<Value> {
+    let servers: Vec<Value> = s
+        .ice_servers
+        .iter()
+        .map(|i| {
+            let mut v = json!({ "urls": i.urls });
+            if !i.username.is_empty() {
+                v["username"] = i.username.clone().into();
+                v["credential"] = i.credential.clone().into();
+            }
+            v
+        })
+        .collect();
+    let ttl = if servers.is_empty() { 0 } else { 3600 };
+    Json(json!({ "success": true, "iceServers": servers, "ttl": ttl }))
+}
+
+/// `Range: bytes=a-b` → (offset, length); `None` for no or unsupported ranges.
+fn range(headers: &HeaderMap, total: Option<u64>) -> Option<(u64, Option<u64>)> {
+    let v = headers
+        .get(header::RANGE)?
+        .to_str()
+        .ok()?
+        .strip_prefix("bytes=")?;
+    let (a, b) = v.split_once('-')?;
+    if a.is_empty() {
+        let suffix: u64 = b.parse().ok()?;
+        let total = total?;
+        return Some((total.saturating_sub(suffix), Some(suffix.min(total))));
+    }
+    let start: u64 = a.parse().ok()?;
+    let end: Option<u64> = if b.is_empty() { None } else { b.parse().ok() };
+    Some((start, end.map(|e| e.saturating_sub(start) + 1)))
+}
+
+/// The fallback when P2P fails: the node's streamer reads the file over gRPC and the bytes
+/// stream through, with `Range` support.
+pub async fn video(
+    State(s): State<AppState>,
+    Path((task_id, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let (node, _) = locate(&s, &task_id).await?;
+    if node.streamer_endpoint.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("node {} has no streamer", node.id),
+        ));
+    }
+    let mut client = s.streamer(&node.streamer_endpoint)?;
+    // Suffix ranges need the size first; the first chunk carries it, so ask for the whole file
+    // when the range is open-ended from the end.
+    let wanted = range(&headers, None);
+    let (offset, length) = wanted.unwrap_or((0, None));
+    let mut stream = client
+        .read(pb::ReadRequest {
+            task_id,
+            file,
+            offset,
+            length: length.unwrap_or(0),
+        })
+        .await?
+        .into_inner();
+    let first = stream
+        .message()
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "empty reply from the streamer"))?;
+    let total = first.total_size;
+    let content_type = first.content_type.clone();
+    let sent = length
+        .unwrap_or(total.saturating_sub(offset))
+        .min(total.saturating_sub(offset));
+    let rest = futures::stream::iter([Ok::<_, tonic::Status>(first)]).chain(stream_of(stream));
+    let body = Body::from_stream(rest.map(|c| {
+        c.map(|c| bytes::Bytes::from(c.data))
+            .map_err(std::io::Error::other)
+    }));
+    let mut resp = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, sent)
+        .header(header::CACHE_CONTROL, "no-cache");
+    resp = if wanted.is_some() {
+        resp.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{}",
+                offset,
+                offset + sent.saturating_sub(1),
+                total
+            ),
+        )
+    } else {
+        resp.status(StatusCode::OK)
+    };
+    resp.body(body)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
+fn stream_of(
+    s: tonic::Streaming<pb::ReadChunk>,
+) -> impl futures::Stream<Item = Result<pb::ReadChunk, tonic::Status>> {
+    futures::stream::unfold(s, |mut s| async move {
+        match s.message().await {
+            Ok(Some(c)) => Some((Ok(c), s)),
+            Ok(None) => None,
+            Err(e) => Some((Err(e), s)),
+        }
+    })
+}
+
+pub async fn not_found() -> impl IntoResponse {
+    ApiError::not_found("no such route")
+}
+
+/// Bound for calls to nodes (list, get) so one slow node cannot stall a request.
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(3);
