@@ -47,7 +47,6 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
 
     // Nodes: the registry record, in the original's shape.
     let (status, nodes) = eventually(Duration::from_secs(10), "node listed", || {
-        let get = get;
         let url = format!("{base}/api/nodes");
         async move {
             get(url)
@@ -138,7 +137,6 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
         .to_owned();
     assert!(id.starts_with("task_"), "{submitted}");
     let ready = eventually(Duration::from_secs(60), "task ready", || {
-        let get = get;
         let url = format!("{base}/api/tasks");
         async move {
             let (_, body) = get(url).await.ok()?;
