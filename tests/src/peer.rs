@@ -57,9 +57,95 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 impl Client {
-    /// Connects to `node`'s streamer through the signaling service. Fails with the signaling
-    /// error message when the session is refused.
+    /// Connects to `node`'s streamer through the signaling service's gRPC stream (as the
+    /// gateway does for a browser). Fails with the signaling error message when refused.
     pub async fn connect(signaling: SocketAddr, node: &str, session: &str) -> anyhow::Result<Self> {
+        let (out_tx, out_rx) = mpsc::channel::<pb::ClientSignal>(64);
+        let mut grpc = SignalingClient::connect(format!("http://{signaling}")).await?;
+        let inbound = grpc
+            .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+            .await?
+            .into_inner();
+        let inbound = inbound.map(|r| r.map_err(anyhow::Error::from));
+        Self::establish(node, session, out_tx, Box::pin(inbound)).await
+    }
+
+    /// Connects through the gateway's `/ws/clients` WebSocket, speaking the original web
+    /// client's messages (`webrtc_offer`, `ice_candidate`; `webrtc_answer`, `ice_candidate`).
+    pub async fn connect_ws(
+        gateway: SocketAddr,
+        node: &str,
+        session: &str,
+    ) -> anyhow::Result<Self> {
+        use futures::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let url = format!("ws://{gateway}/ws/clients?client_id={session}");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (mut sink, stream) = ws.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<pb::ClientSignal>(64);
+        let sid = session.to_owned();
+        tokio::spawn(async move {
+            while let Some(signal) = out_rx.recv().await {
+                let frame = match signal.kind {
+                    Some(pb::client_signal::Kind::Offer(o)) => {
+                        serde_json::json!({"type": "webrtc_offer", "payload": {
+                        "sdp": o.sdp, "client_id": o.session_id, "session_id": o.session_id, "worker_id": o.node_id }})
+                    }
+                    Some(pb::client_signal::Kind::Ice(c)) => {
+                        serde_json::json!({"type": "ice_candidate", "payload": {
+                        "candidate": c.candidate, "session_id": sid, "is_client": true }})
+                    }
+                    _ => continue,
+                };
+                if sink
+                    .send(Message::Text(frame.to_string().into()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let inbound = stream.filter_map(|m| async move {
+            let text = match m {
+                Ok(Message::Text(t)) => t,
+                Ok(_) => return None,
+                Err(e) => return Some(Err(anyhow::Error::from(e))),
+            };
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let p = &v["payload"];
+            let session_id = p["session_id"].as_str().unwrap_or_default().to_owned();
+            let kind = match v["type"].as_str()? {
+                "webrtc_answer" => pb::server_signal::Kind::Answer(pb::SessionAnswer {
+                    sdp: p["sdp"].as_str()?.to_owned(),
+                }),
+                "ice_candidate" => pb::server_signal::Kind::Ice(pb::IceCandidate {
+                    candidate: p["candidate"].as_str()?.to_owned(),
+                    sdp_mid: "0".into(),
+                    sdp_mline_index: 0,
+                }),
+                "error" => pb::server_signal::Kind::Error(pb::SignalError {
+                    message: p["message"].as_str()?.to_owned(),
+                }),
+                _ => return None,
+            };
+            Some(Ok(pb::ServerSignal {
+                session_id,
+                kind: Some(kind),
+            }))
+        });
+        Self::establish(node, session, out_tx, Box::pin(inbound)).await
+    }
+
+    /// Offers, waits for the answer (or a refusal), trickles ICE, waits for the channel.
+    async fn establish(
+        node: &str,
+        session: &str,
+        out_tx: mpsc::Sender<pb::ClientSignal>,
+        mut inbound: std::pin::Pin<
+            Box<dyn futures::Stream<Item = anyhow::Result<pb::ServerSignal>> + Send>,
+        >,
+    ) -> anyhow::Result<Self> {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
@@ -88,12 +174,6 @@ impl Client {
             .context("no local description")?
             .sdp;
 
-        let (out_tx, out_rx) = mpsc::channel::<pb::ClientSignal>(64);
-        let mut grpc = SignalingClient::connect(format!("http://{signaling}")).await?;
-        let mut inbound = grpc
-            .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
-            .await?
-            .into_inner();
         out_tx
             .send(pb::ClientSignal {
                 kind: Some(pb::client_signal::Kind::Offer(pb::SessionOffer {

@@ -7,6 +7,7 @@ pub mod convert;
 pub mod error;
 pub mod registry;
 pub mod routes;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub registry: registry::Registry,
     pub ice_servers: Arc<Vec<IceServerSettings>>,
     pub node_timeout: Duration,
+    /// The signaling service's gRPC endpoint.
+    pub signaling: String,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
@@ -74,6 +77,10 @@ impl AppState {
     pub fn streamer(&self, endpoint: &str) -> Result<FileServiceClient<Channel>, ApiError> {
         Ok(FileServiceClient::new(self.channel(endpoint)?))
     }
+
+    pub fn signaling(&self) -> Result<Channel, ApiError> {
+        self.channel(&self.signaling.clone())
+    }
 }
 
 pub fn router(state: AppState, max_body: usize) -> Router {
@@ -89,6 +96,7 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/api/status", get(routes::status))
         .route("/api/webrtc/ice-servers", get(routes::ice_servers))
         .route("/video/{task_id}/{*file}", get(routes::video))
+        .route("/ws/clients", get(ws::clients))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -128,6 +136,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         registry,
         ice_servers: Arc::new(settings.gateway.ice_servers.clone()),
         node_timeout: routes::NODE_TIMEOUT,
+        signaling: settings.gateway.signaling.clone(),
         channels: Arc::default(),
     };
     let app = router(state, settings.gateway.max_body_kib * 1024);

@@ -215,3 +215,89 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
     shutdown.cancel();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_originals_websocket_signals_a_p2p_session() -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use prost::Message as _;
+    use tokio_tungstenite::tungstenite::Message;
+
+    init_logging();
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let task = data.path().join("m3u8/task_7");
+    std::fs::create_dir_all(&task)?;
+    std::fs::write(task.join("index.m3u8"), "#EXTM3U\n#EXT-X-ENDLIST\n")?;
+    magnet_tests::seeder::random_file(&task.join("index0.ts"), 100_000, 9)?;
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+    // The node's registry record (normally the downloader's heartbeat).
+    let js = async_nats::jetstream::new(nats.client().await?);
+    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(60)).await?;
+    let record = magnet_proto::v1::NodeRecord {
+        id: NODE.into(),
+        status: "online".into(),
+        ..Default::default()
+    };
+    kv.put(NODE, record.encode_to_vec().into()).await?;
+    let shutdown = CancellationToken::new();
+    let _streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
+    let signaling = magnet_signaling::start(settings.clone(), shutdown.clone()).await?;
+    settings.gateway.signaling = format!("http://{}", signaling.grpc_addr);
+    let gateway = magnet_gateway::start(settings, shutdown.clone()).await?;
+
+    // A browser-like peer signalling over /ws/clients with the original's messages.
+    let client = magnet_tests::peer::Client::connect_ws(
+        gateway.addr,
+        NODE,
+        "client-1700000000000-wsabcdefg",
+    )
+    .await?;
+    assert_eq!(
+        client.hijack("/video/task_7/index.m3u8").await?,
+        std::fs::read(task.join("index.m3u8"))?
+    );
+    assert_eq!(
+        client.hijack("/video/task_7/index0.ts").await?,
+        std::fs::read(task.join("index0.ts"))?
+    );
+    client.close().await;
+
+    // An unknown node and malformed frames: clear error frames, and the socket keeps serving.
+    let err = magnet_tests::peer::Client::connect_ws(gateway.addr, "worker-nowhere", "client-x")
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("node worker-nowhere is unknown or offline")),
+        "{err:?}"
+    );
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/clients?client_id=c1", gateway.addr))
+            .await?;
+    for (bad, want) in [
+        ("{not json", "malformed message"),
+        (r#"{"type":"hello"}"#, "unknown message type"),
+        (
+            r#"{"type":"webrtc_offer","payload":{}}"#,
+            "needs payload.sdp",
+        ),
+    ] {
+        ws.send(Message::Text(bad.into())).await?;
+        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await?
+            .expect("reply")?;
+        let v: Value = serde_json::from_str(reply.to_text()?)?;
+        assert_eq!(v["type"], "error", "{v}");
+        assert!(
+            v["payload"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(want)),
+            "{bad}: {v}"
+        );
+    }
+    shutdown.cancel();
+    Ok(())
+}
