@@ -26,6 +26,10 @@ use magnet_runtime::{Settings, nats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 
@@ -83,7 +87,25 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, max_body: usize) -> Router {
+/// CORS for the configured origins only, with credentials; none when the list is empty.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<http::HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            http::Method::GET,
+            http::Method::POST,
+            http::Method::DELETE,
+            http::Method::PATCH,
+        ])
+        .allow_headers([http::header::CONTENT_TYPE, http::header::AUTHORIZATION])
+}
+
+pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Router {
+    // Video is already compressed; compressing it again only costs CPU.
+    let compress = CompressionLayer::new()
+        .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("video/")));
     Router::new()
         .route("/api/nodes", get(routes::nodes))
         .route("/api/nodes/{id}", get(routes::node))
@@ -99,6 +121,9 @@ pub fn router(state: AppState, max_body: usize) -> Router {
         .route("/ws/clients", get(ws::clients))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(compress)
+        .layer(cors(cors_origins))
+        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
@@ -139,7 +164,11 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         signaling: settings.gateway.signaling.clone(),
         channels: Arc::default(),
     };
-    let app = router(state, settings.gateway.max_body_kib * 1024);
+    let app = router(
+        state,
+        settings.gateway.max_body_kib * 1024,
+        &settings.gateway.cors_origins,
+    );
     let listener = tokio::net::TcpListener::bind(settings.gateway.listen).await?;
     let addr = listener.local_addr()?;
     let serve_shutdown = shutdown.clone();

@@ -391,6 +391,9 @@ pub struct GatewaySettings {
     pub ice_servers: Vec<IceServerSettings>,
     /// Largest request body accepted.
     pub max_body_kib: usize,
+    /// Origins allowed to call the API from another site (with credentials). Empty: none
+    /// (the UI is served by the gateway itself). Never a wildcard.
+    pub cors_origins: Vec<String>,
     /// The original's worker-side `gateway.url` (its workers dialled the gateway): accepted
     /// in a `worker.json`, unused.
     #[serde(skip_serializing)]
@@ -405,6 +408,7 @@ impl Default for GatewaySettings {
             signaling: "http://127.0.0.1:50053".into(),
             ice_servers: Vec::new(),
             max_body_kib: 64,
+            cors_origins: Vec::new(),
             url: None,
         }
     }
@@ -502,6 +506,16 @@ impl Settings {
         if self.streamer.max_sessions == 0 || self.streamer.max_requests_in_flight == 0 {
             return bad("streamer.max_sessions", "limits must be at least 1");
         }
+        for origin in &self.gateway.cors_origins {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.contains('*');
+            if !ok {
+                return bad(
+                    "gateway.cors_origins",
+                    &format!("{origin:?} must be an http(s) origin, no wildcard"),
+                );
+            }
+        }
         if self.limits.max_downloads == 0 {
             return bad("limits.max_downloads", "must be at least 1");
         }
@@ -592,6 +606,10 @@ mod tests {
                 "transcoding.hls_segment_type",
             ),
             ("[limits]\nmax_downloads = \"five\"\n", "max_downloads"),
+            (
+                "[gateway]\ncors_origins = [\"*\"]\n",
+                "gateway.cors_origins",
+            ),
             ("[nodes]\nid = \"typo\"\n", "nodes"),
         ];
         for (toml, key) in cases {

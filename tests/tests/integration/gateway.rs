@@ -27,6 +27,7 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
     let mut settings = offline_node(data.path(), nats.url(), NODE);
     settings.gateway.listen = ([127, 0, 0, 1], 0).into();
     settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.cors_origins = vec!["http://allowed.example".into()];
     let shutdown = CancellationToken::new();
     let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
     settings.streamer.advertise = Some(format!("http://{}", streamer.grpc_addr));
@@ -69,6 +70,43 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
         n["metadata"]["version"].is_string()
             && n["last_seen"].as_str().is_some_and(|s| s.ends_with('Z')),
         "{n}"
+    );
+    // CORS only for the configured origin (with credentials, never a wildcard); gzip for JSON.
+    let r = http
+        .get(format!("{base}/api/nodes"))
+        .header("origin", "http://allowed.example")
+        .send()
+        .await?;
+    assert_eq!(
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
+        Some(&b"http://allowed.example"[..])
+    );
+    assert_eq!(
+        r.headers()
+            .get("access-control-allow-credentials")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let r = http
+        .get(format!("{base}/api/nodes"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await?;
+    assert!(
+        r.headers().get("access-control-allow-origin").is_none(),
+        "{:?}",
+        r.headers()
+    );
+    let r = http
+        .get(format!("{base}/api/nodes"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await?;
+    assert_eq!(
+        r.headers().get("content-encoding").map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
     );
     let (status, one) = get(format!("{base}/api/nodes/{NODE}")).await?;
     assert_eq!((status, one["data"]["id"].clone()), (200, json!(NODE)));
