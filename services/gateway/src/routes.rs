@@ -180,8 +180,16 @@ pub async fn ice_servers(State(s): State<AppState>) -> Json<Value> {
     Json(json!({ "success": true, "iceServers": servers, "ttl": ttl }))
 }
 
-/// `Range: bytes=a-b` → (offset, length); `None` for no or unsupported ranges.
-fn range(headers: &HeaderMap, total: Option<u64>) -> Option<(u64, Option<u64>)> {
+/// A single `Range: bytes=…` request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ByteRange {
+    /// `a-b` or `a-`: offset and optional length.
+    From(u64, Option<u64>),
+    /// `-n`: the last n bytes.
+    Suffix(u64),
+}
+
+fn range(headers: &HeaderMap) -> Option<ByteRange> {
     let v = headers
         .get(header::RANGE)?
         .to_str()
@@ -189,13 +197,18 @@ fn range(headers: &HeaderMap, total: Option<u64>) -> Option<(u64, Option<u64>)> 
         .strip_prefix("bytes=")?;
     let (a, b) = v.split_once('-')?;
     if a.is_empty() {
-        let suffix: u64 = b.parse().ok()?;
-        let total = total?;
-        return Some((total.saturating_sub(suffix), Some(suffix.min(total))));
+        return b.parse().ok().map(ByteRange::Suffix);
     }
     let start: u64 = a.parse().ok()?;
-    let end: Option<u64> = if b.is_empty() { None } else { b.parse().ok() };
-    Some((start, end.map(|e| e.saturating_sub(start) + 1)))
+    let end: Option<u64> = if b.is_empty() {
+        None
+    } else {
+        Some(b.parse().ok()?)
+    };
+    if end.is_some_and(|e| e < start) {
+        return None;
+    }
+    Some(ByteRange::From(start, end.map(|e| e - start + 1)))
 }
 
 /// The fallback when P2P fails: the node's streamer reads the file over gRPC and the bytes
@@ -213,19 +226,46 @@ pub async fn video(
         ));
     }
     let mut client = s.streamer(&node.streamer_endpoint)?;
-    // Suffix ranges need the size first; the first chunk carries it, so ask for the whole file
-    // when the range is open-ended from the end.
-    let wanted = range(&headers, None);
-    let (offset, length) = wanted.unwrap_or((0, None));
-    let mut stream = client
+    let wanted = range(&headers);
+    let (offset, length) = match wanted {
+        None => (0, None),
+        Some(ByteRange::From(offset, length)) => (offset, length),
+        Some(ByteRange::Suffix(n)) => {
+            // The size first: a one-byte read answers with it.
+            let probe = pb::ReadRequest {
+                task_id: task_id.clone(),
+                file: file.clone(),
+                offset: 0,
+                length: 1,
+            };
+            let total = client
+                .read(probe)
+                .await?
+                .into_inner()
+                .message()
+                .await?
+                .map_or(0, |c| c.total_size);
+            (total.saturating_sub(n), Some(n.min(total)))
+        }
+    };
+    let read = client
         .read(pb::ReadRequest {
             task_id,
             file,
             offset,
             length: length.unwrap_or(0),
         })
-        .await?
-        .into_inner();
+        .await;
+    let mut stream = match read {
+        Ok(r) => r.into_inner(),
+        Err(e) if e.code() == tonic::Code::OutOfRange => {
+            return Err(ApiError::body(
+                416,
+                "range not satisfiable: it starts past the end of the file",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let first = stream
         .message()
         .await?

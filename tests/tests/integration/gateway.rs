@@ -230,6 +230,31 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
     );
     assert_eq!(r.bytes().await?.to_vec(), segment[100..1100].to_vec());
     let r = http
+        .get(format!("{base}/video/{id}/index0.ts"))
+        .header("range", "bytes=-500")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!(
+            "bytes {}-{}/{}",
+            segment.len() - 500,
+            segment.len() - 1,
+            segment.len()
+        )
+    );
+    assert_eq!(
+        r.bytes().await?.to_vec(),
+        segment[segment.len() - 500..].to_vec()
+    );
+    let r = http
+        .get(format!("{base}/video/{id}/index0.ts"))
+        .header("range", format!("bytes={}-", segment.len() + 10))
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 416);
+    let r = http
         .get(format!("{base}/video/{id}/index.sh"))
         .send()
         .await?;
