@@ -14,13 +14,11 @@ use futures::StreamExt;
 use magnet_proto::v1 as pb;
 use magnet_proto::v1::signaling_client::SignalingClient;
 use magnet_streamer::protocol::{Frame, SLICE};
-use rtc::ice::mdns::MulticastDnsMode;
-use rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
 use tokio::sync::{Mutex, mpsc};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCSessionDescription,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -147,11 +145,7 @@ impl Client {
         >,
     ) -> anyhow::Result<Self> {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
-        let engine = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(256 * 1024))
-            .with_sctp_max_receive_buffer_size(receive_window())
-            .build();
+        let engine = magnet_streamer::peer::setting_engine(receive_window());
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(engine)

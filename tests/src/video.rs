@@ -19,17 +19,10 @@ pub fn generate(path: &Path, seconds: u32, codec: Codec) -> anyhow::Result<()> {
     generate_sized(path, seconds, "320x240", codec)
 }
 
-/// Duration of a media file or playlist, as ffprobe reads it.
-pub fn duration(path: &Path) -> anyhow::Result<f64> {
+/// What ffprobe prints for `entries` of `path` in `format`, or why it refused the file.
+fn ffprobe(path: &Path, entries: &str, format: &str) -> anyhow::Result<String> {
     let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "default=nw=1:nk=1",
-        ])
+        .args(["-v", "error", "-show_entries", entries, "-of", format])
         .arg(path)
         .output()?;
     if !out.status.success() {
@@ -39,30 +32,19 @@ pub fn duration(path: &Path) -> anyhow::Result<f64> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Duration of a media file or playlist, as ffprobe reads it.
+pub fn duration(path: &Path) -> anyhow::Result<f64> {
+    Ok(ffprobe(path, "format=duration", "default=nw=1:nk=1")?
+        .trim()
+        .parse()?)
 }
 
 /// Codec names of a file's streams (`v:h264`, `a:aac`), as ffprobe reads them.
 pub fn codecs(path: &Path) -> anyhow::Result<Vec<String>> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "ffprobe refused {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    Ok(ffprobe(path, "stream=codec_type,codec_name", "csv=p=0")?
         .lines()
         .filter_map(|l| l.split_once(','))
         .map(|(codec, kind)| format!("{}:{codec}", &kind[..1]))

@@ -397,7 +397,7 @@ impl Tasks {
         let started = Instant::now();
         let mut retry = Duration::from_secs(1);
         loop {
-            let add = self.engine.add(clone_source(&source), &out, peers.clone());
+            let add = self.engine.add(source.clone(), &out, peers.clone());
             tokio::pin!(add);
             let mut tick = tokio::time::interval(TICK);
             let outcome = loop {
@@ -542,13 +542,6 @@ impl Tasks {
         {
             tracing::debug!(error = %e, "progress not published");
         }
-    }
-}
-
-fn clone_source(s: &Source) -> Source {
-    match s {
-        Source::Magnet(m) => Source::Magnet(m.clone()),
-        Source::TorrentFile(b) => Source::TorrentFile(b.clone()),
     }
 }
 

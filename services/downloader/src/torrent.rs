@@ -23,6 +23,7 @@ use crate::{Error, Result};
 pub type Handle = Arc<ManagedTorrent>;
 
 /// What to add: a magnet (metadata comes from peers) or a .torrent we saved earlier.
+#[derive(Clone)]
 pub enum Source {
     Magnet(String),
     TorrentFile(Bytes),

@@ -275,7 +275,7 @@ pub async fn video(
     let sent = length
         .unwrap_or(total.saturating_sub(offset))
         .min(total.saturating_sub(offset));
-    let rest = futures::stream::iter([Ok::<_, tonic::Status>(first)]).chain(stream_of(stream));
+    let rest = futures::stream::iter([Ok::<_, tonic::Status>(first)]).chain(stream);
     let body = Body::from_stream(rest.map(|c| {
         c.map(|c| bytes::Bytes::from(c.data))
             .map_err(std::io::Error::other)
@@ -300,18 +300,6 @@ pub async fn video(
     };
     resp.body(body)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
-}
-
-fn stream_of(
-    s: tonic::Streaming<pb::ReadChunk>,
-) -> impl futures::Stream<Item = Result<pb::ReadChunk, tonic::Status>> {
-    futures::stream::unfold(s, |mut s| async move {
-        match s.message().await {
-            Ok(Some(c)) => Some((Ok(c), s)),
-            Ok(None) => None,
-            Err(e) => Some((Err(e), s)),
-        }
-    })
 }
 
 pub async fn not_found() -> impl IntoResponse {

@@ -84,7 +84,10 @@ async fn relay(s: AppState, socket: WebSocket) {
         }
     };
     let mut client = SignalingClient::new(channel);
-    let mut inbound = match client.session(tokio_stream_of(rx)).await {
+    let mut inbound = match client
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
         Ok(r) => r.into_inner(),
         Err(e) => {
             let _ = ws_tx
@@ -135,10 +138,4 @@ async fn relay(s: AppState, socket: WebSocket) {
             kind: Some(pb::client_signal::Kind::Bye(pb::Bye {})),
         })
         .await;
-}
-
-fn tokio_stream_of(
-    rx: mpsc::Receiver<pb::ClientSignal>,
-) -> impl futures::Stream<Item = pb::ClientSignal> {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) })
 }

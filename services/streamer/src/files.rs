@@ -98,7 +98,9 @@ impl FileRef {
             parsed.path().to_owned()
         };
         // Decode once; whatever decoding produces must still be a plain name.
-        let decoded: String = percent_decode(&path).ok_or_else(bad)?;
+        let decoded = percent_encoding::percent_decode_str(&path)
+            .decode_utf8()
+            .map_err(|_| bad())?;
         let rest = decoded.strip_prefix("/video/").ok_or_else(bad)?;
         let (task, file) = rest.split_once('/').ok_or_else(bad)?;
         Self::new(task, file).map_err(|e| match e {
@@ -125,23 +127,6 @@ impl FileRef {
             .and_then(|e| e.to_str())
             .unwrap_or_default()
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The node's `m3u8/` folder.

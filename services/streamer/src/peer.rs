@@ -50,6 +50,17 @@ impl PeerConnectionEventHandler for Handler {
     }
 }
 
+/// The WebRTC settings both ends of our data channels use: mDNS off (it fails where only
+/// loopback exists, and candidates are plain IPs anyway), 256 KiB messages (what Chromium
+/// allows), and an SCTP receive window of `receive_window` bytes.
+pub fn setting_engine(receive_window: u32) -> webrtc::peer_connection::SettingEngine {
+    SettingEngineBuilder::new()
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(256 * 1024))
+        .with_sctp_max_receive_buffer_size(receive_window)
+        .build()
+}
+
 /// A new peer connection bound as configured (a port of `udp_ports` if set), with mDNS off,
 /// 256 KiB messages and a bounded send buffer.
 pub async fn build(
@@ -62,11 +73,7 @@ pub async fn build(
     let mut last_error = None;
     for port in ports {
         let (tx, rx) = mpsc::unbounded_channel();
-        let engine = SettingEngineBuilder::new()
-            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-            .with_sctp_max_message_size(SctpMaxMessageSize::Bounded(256 * 1024))
-            .with_sctp_max_receive_buffer_size(4 * 1024 * 1024)
-            .build();
+        let engine = setting_engine(4 * 1024 * 1024);
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(
                 settings
