@@ -8,6 +8,7 @@ pub mod peer;
 pub mod queue;
 pub mod seeder;
 pub mod services;
+pub mod stack;
 pub mod video;
 
 use std::time::Duration;

@@ -3,10 +3,14 @@
 //! registry and the nodes' downloaders (gRPC), and relays video files from the nodes'
 //! streamers (`/video/<task_id>/<file>`, gRPC FileService) when P2P fails. Stateless.
 
+pub mod auth;
 pub mod convert;
 pub mod error;
+pub mod events;
 pub mod registry;
 pub mod routes;
+pub mod web;
+pub mod webrtc;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -16,7 +20,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, patch, post};
 use magnet_core::ErrorCode;
 use magnet_proto::v1::file_service_client::FileServiceClient;
 use magnet_proto::v1::task_service_client::TaskServiceClient;
@@ -51,6 +56,13 @@ pub struct AppState {
     pub node_timeout: Duration,
     /// The signaling service's gRPC endpoint.
     pub signaling: String,
+    /// Accounts; `None` when they are off (every caller is a local admin).
+    pub accounts: Option<auth::Accounts>,
+    pub events: events::Events,
+    /// Sessions of `POST /api/webrtc/offer` clients.
+    pub webrtc: webrtc::Sessions,
+    /// Cancelled on shutdown: long-lived answers (events, WebSockets) end with it.
+    pub shutdown: CancellationToken,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
@@ -103,10 +115,14 @@ fn cors(origins: &[String]) -> CorsLayer {
 }
 
 pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Router {
-    // Video is already compressed; compressing it again only costs CPU.
-    let compress = CompressionLayer::new()
-        .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("video/")));
-    Router::new()
+    // Video is already compressed, and server-sent events must not be buffered.
+    let compress = CompressionLayer::new().compress_when(
+        DefaultPredicate::new()
+            .and(NotForContentType::const_new("video/"))
+            .and(NotForContentType::const_new("text/event-stream")),
+    );
+    // Everything here needs a logged-in user when accounts are on.
+    let protected = Router::new()
         .route("/api/nodes", get(routes::nodes))
         .route("/api/nodes/{id}", get(routes::node))
         .route("/api/tasks", get(routes::tasks))
@@ -116,9 +132,26 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
             get(routes::task).delete(routes::delete_task),
         )
         .route("/api/status", get(routes::status))
+        .route("/api/events", get(events::stream))
         .route("/api/webrtc/ice-servers", get(routes::ice_servers))
+        .route("/api/webrtc/offer", post(webrtc::offer))
+        .route("/api/webrtc/answer", post(webrtc::answer))
+        .route("/api/webrtc/ice", post(webrtc::ice))
+        .route("/api/admin/users", get(auth::users))
+        .route("/api/admin/users/{id}/ban", patch(auth::ban))
         .route("/video/{task_id}/{*file}", get(routes::video))
         .route("/ws/clients", get(ws::clients))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_user));
+    Router::new()
+        .merge(protected)
+        .route("/api/auth/register", post(auth::register))
+        .route("/api/auth/login", post(auth::login))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/me", get(auth::me))
+        .route("/", get(web::index))
+        .route("/player", get(web::player))
+        .route("/assets/{*path}", get(web::asset))
+        .route("/favicon.svg", get(web::favicon))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(compress)
@@ -157,11 +190,22 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let bucket = nats::nodes_bucket(&js, ttl).await?;
     let registry = registry::Registry::new(ttl);
     let watcher = tokio::spawn(registry.clone().watch(bucket, shutdown.clone()));
+    let accounts = if settings.gateway.auth.enabled {
+        Some(auth::Accounts::open(&js, settings.gateway.auth.clone()).await?)
+    } else {
+        None
+    };
+    let events = events::Events::default();
+    let feed = tokio::spawn(events.clone().feed(client.clone(), shutdown.clone()));
     let state = AppState {
         registry,
         ice_servers: Arc::new(settings.gateway.ice_servers.clone()),
         node_timeout: routes::NODE_TIMEOUT,
         signaling: settings.gateway.signaling.clone(),
+        accounts,
+        events,
+        webrtc: webrtc::Sessions::default(),
+        shutdown: shutdown.clone(),
         channels: Arc::default(),
     };
     let app = router(
@@ -181,13 +225,14 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         }
     });
     admin.set_ready(true);
-    tracing::info!(%addr, "gateway ready");
+    tracing::info!(%addr, accounts = settings.gateway.auth.enabled, "gateway ready");
     let join = tokio::spawn(async move {
         shutdown.cancelled().await;
         admin.set_ready(false);
         let _ = tokio::time::timeout(magnet_runtime::shutdown::GRACE_PERIOD, async {
             let _ = server.await;
             let _ = watcher.await;
+            let _ = feed.await;
             let _ = admin_task.await;
         })
         .await;

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use futures::StreamExt;
 use magnet_core::{ErrorCode, Magnet, TaskId};
 use magnet_proto::v1 as pb;
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::{self, User};
 use crate::convert;
 use crate::error::{ApiError, ApiResult};
 
@@ -96,8 +97,10 @@ pub async fn task(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 
 pub async fn delete_task(
     State(s): State<AppState>,
+    Extension(user): Extension<User>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    auth::may_change(&user)?;
     let (n, _) = locate(&s, &id).await?;
     let mut client = s.downloader(&n.downloader_endpoint)?;
     client.delete(pb::DeleteRequest { task_id: id }).await?;
@@ -114,6 +117,7 @@ pub struct Submit {
 /// Submits to the chosen node, or to the least-loaded online one when none is named.
 pub async fn submit(
     State(s): State<AppState>,
+    Extension(user): Extension<User>,
     body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<Value>> {
     let Json(req) = body.map_err(|e| {
@@ -122,6 +126,7 @@ pub async fn submit(
             format!("invalid request body: {}", e.body_text()),
         )
     })?;
+    auth::may_change(&user)?;
     // Refuse bad magnets here too, with the same message, before touching any node.
     Magnet::parse(&req.magnet_url)
         .map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
@@ -138,6 +143,7 @@ pub async fn submit(
         })?
     };
     let mut client = s.downloader(&node.downloader_endpoint)?;
+    tracing::info!(user = %user.username, node = %node.id, "submit");
     let r = client
         .submit(pb::SubmitRequest {
             magnet_url: req.magnet_url,

@@ -101,6 +101,7 @@ async fn relay(s: AppState, socket: WebSocket) {
     };
     loop {
         tokio::select! {
+            () = s.shutdown.cancelled() => break,
             msg = ws_rx.next() => match msg {
                 Some(Ok(Message::Text(text))) => match parse(&text) {
                     Ok(kind) => {

@@ -394,6 +394,8 @@ pub struct GatewaySettings {
     /// Origins allowed to call the API from another site (with credentials). Empty: none
     /// (the UI is served by the gateway itself). Never a wildcard.
     pub cors_origins: Vec<String>,
+    /// Accounts (the original's `/api/auth/*`); off by default.
+    pub auth: AuthSettings,
     /// The original's worker-side `gateway.url` (its workers dialled the gateway): accepted
     /// in a `worker.json`, unused.
     #[serde(skip_serializing)]
@@ -409,7 +411,46 @@ impl Default for GatewaySettings {
             ice_servers: Vec::new(),
             max_body_kib: 64,
             cors_origins: Vec::new(),
+            auth: AuthSettings::default(),
             url: None,
+        }
+    }
+}
+
+/// Accounts: when enabled, the API, WebSockets and the relay need a logged-in user (session
+/// cookie) or a bearer token, and submitting needs one that is not banned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    pub enabled: bool,
+    /// The first admin, created (or its password reset) at start when a password is given.
+    /// There is no default password.
+    pub admin_username: String,
+    pub admin_password: Option<String>,
+    /// A file holding the admin password (a mounted Secret), read when `admin_password` is
+    /// not set.
+    pub admin_password_file: Option<PathBuf>,
+    /// A static bearer token for API clients, acting as the admin.
+    pub api_token: Option<String>,
+    /// Whether anyone may register (`POST /api/auth/register`).
+    pub allow_register: bool,
+    /// How long a login lasts.
+    pub session_hours: u64,
+    /// Mark cookies `Secure` (also done for requests with `X-Forwarded-Proto: https`).
+    pub secure_cookies: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            admin_username: "admin".into(),
+            admin_password: None,
+            admin_password_file: None,
+            api_token: None,
+            allow_register: true,
+            session_hours: 24 * 7,
+            secure_cookies: false,
         }
     }
 }
@@ -523,6 +564,19 @@ impl Settings {
             && !(adv.starts_with("http://") || adv.starts_with("https://"))
         {
             return bad("downloader.advertise", "must be an http:// or https:// URL");
+        }
+        let auth = &self.gateway.auth;
+        if auth.admin_password.as_deref().is_some_and(|p| p.len() < 8) {
+            return bad(
+                "gateway.auth.admin_password",
+                "must be at least 8 characters",
+            );
+        }
+        if auth.api_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return bad("gateway.auth.api_token", "must be at least 16 characters");
+        }
+        if auth.session_hours == 0 {
+            return bad("gateway.auth.session_hours", "must be at least 1");
         }
         Ok(())
     }

@@ -98,14 +98,23 @@ pub async fn events_stream(js: &jetstream::Context) -> Result<stream::Stream> {
 /// async-nats's `create_key_value` first asks for account limits in a form that nats-server
 /// 2.9 does not answer; `get_key_value` then binds to it as to any bucket.
 pub async fn nodes_bucket(js: &jetstream::Context, ttl: Duration) -> Result<kv::Store> {
-    let bucket = subjects::NODES_BUCKET;
+    kv_bucket(js, subjects::NODES_BUCKET, ttl).await
+}
+
+/// A KV bucket declared as its stream directly (see [`nodes_bucket`]); `max_age` zero keeps
+/// entries forever.
+pub async fn kv_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+) -> Result<kv::Store> {
     js.get_or_create_stream(stream::Config {
         name: format!("KV_{bucket}"),
         subjects: vec![format!("$KV.{bucket}.>")],
         max_messages_per_subject: 1,
         max_bytes: -1,
         max_message_size: -1,
-        max_age: ttl,
+        max_age,
         storage: stream::StorageType::File,
         allow_rollup: true,
         deny_delete: true,

@@ -6,6 +6,15 @@
 /// Writer: each node's downloader (heartbeat). Readers: gateway (watch), signaling.
 pub const NODES_BUCKET: &str = "magnet_nodes";
 
+/// KV bucket of accounts: key = `u.<user id>` (the lowercase username), value = the user as
+/// JSON with its password hash. Writer and reader: gateways.
+pub const USERS_BUCKET: &str = "magnet_users";
+
+/// KV bucket of login sessions: key = `s.<sha-256 of the token, hex>`, value = JSON
+/// `{user_id, created_at}`; entries expire with the bucket's max age (the session lifetime).
+/// Writer and reader: gateways.
+pub const SESSIONS_BUCKET: &str = "magnet_sessions";
+
 /// JetStream stream of transcode jobs (work queue: each job to exactly one transcoder).
 pub const JOBS_STREAM: &str = "MAGNET_JOBS";
 /// JetStream stream of transcode events (results and status transitions).

@@ -1,6 +1,7 @@
 //! Cross-service integration tests, one binary (link once). Every test starts its own real
 //! nats-server, librqbit seeder and services on ephemeral loopback ports.
 
+mod accounts;
 mod downloader;
 mod gateway;
 mod streamer;

@@ -1,0 +1,624 @@
+//! Accounts, as the original has them: `POST /api/auth/register|login|logout`,
+//! `GET /api/auth/me`, `GET /api/admin/users`, `PATCH /api/admin/users/:id/ban`.
+//!
+//! Users and sessions live in NATS KV buckets (`subjects::USERS_BUCKET`,
+//! `subjects::SESSIONS_BUCKET`), so gateway replicas share them and stay stateless. Passwords
+//! are hashed with argon2id; a session is a random 256-bit token, given to browsers as an
+//! HttpOnly, SameSite=Lax cookie (Secure behind TLS) and to API clients as a bearer token;
+//! only its SHA-256 is stored. The first admin comes from configuration. When accounts are
+//! off, every request acts as a local admin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use async_nats::jetstream::kv;
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use magnet_core::ErrorCode;
+use magnet_runtime::config::AuthSettings;
+use magnet_runtime::subjects;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "magnet_session";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+/// A user as stored; [`User::public`] is what the API shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub role: Role,
+    pub is_banned: bool,
+    pub created_at: String,
+    /// argon2id PHC string; empty for the pseudo user of a gateway without accounts.
+    #[serde(default)]
+    pub password_hash: String,
+}
+
+impl User {
+    /// The original's User: `{id, username, role, is_banned, created_at}`.
+    pub fn public(&self) -> Value {
+        json!({
+            "id": self.id,
+            "username": self.username,
+            "role": self.role,
+            "is_banned": self.is_banned,
+            "created_at": self.created_at,
+        })
+    }
+
+    fn local() -> Self {
+        Self {
+            id: "local".into(),
+            username: "local".into(),
+            role: Role::Admin,
+            is_banned: false,
+            created_at: now(),
+            password_hash: String::new(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionRecord {
+    user_id: String,
+    created_at: String,
+}
+
+/// The account store; `None` inside [`AppState`] when accounts are off.
+#[derive(Clone)]
+pub struct Accounts {
+    users: kv::Store,
+    sessions: kv::Store,
+    settings: Arc<AuthSettings>,
+}
+
+/// RFC 3339 with milliseconds, so users list in the order they registered.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn user_key(id: &str) -> String {
+    format!("u.{id}")
+}
+
+fn session_key(token: &str) -> String {
+    format!(
+        "s.{}",
+        data_encoding::HEXLOWER.encode(&Sha256::digest(token.as_bytes()))
+    )
+}
+
+fn store_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::Unavailable,
+        format!("account store unavailable: {e}"),
+    )
+}
+
+/// Usernames: 3–32 of `A-Z a-z 0-9 . _ -`; the id is the lowercase form (also a KV key).
+fn check_username(name: &str) -> ApiResult<String> {
+    let ok = (3..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        return Err(ApiError::bad_request(
+            "username must be 3 to 32 characters of letters, digits, '.', '_' or '-'",
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+fn check_password(password: &str) -> ApiResult<()> {
+    if password.len() < 6 || password.len() > 256 {
+        return Err(ApiError::bad_request(
+            "password must be 6 to 256 characters",
+        ));
+    }
+    Ok(())
+}
+
+async fn hash(password: String) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot hash password: {e}")))
+}
+
+async fn verify(password: String, stored: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&stored)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+impl Accounts {
+    /// Opens the buckets and makes sure the configured first admin exists with its password.
+    pub async fn open(
+        js: &async_nats::jetstream::Context,
+        settings: AuthSettings,
+    ) -> crate::Result<Self> {
+        let users =
+            magnet_runtime::nats::kv_bucket(js, subjects::USERS_BUCKET, Duration::ZERO).await?;
+        let lifetime = Duration::from_secs(settings.session_hours * 3600);
+        let sessions =
+            magnet_runtime::nats::kv_bucket(js, subjects::SESSIONS_BUCKET, lifetime).await?;
+        let accounts = Self {
+            users,
+            sessions,
+            settings: Arc::new(settings),
+        };
+        let password = match (
+            &accounts.settings.admin_password,
+            &accounts.settings.admin_password_file,
+        ) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(file)) => Some(
+                tokio::fs::read_to_string(file)
+                    .await?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        match password {
+            Some(p) => {
+                let name = accounts.settings.admin_username.clone();
+                accounts
+                    .ensure_admin(&name, &p)
+                    .await
+                    .map_err(|e| crate::Error::Io(std::io::Error::other(e.message)))?;
+            }
+            None => tracing::warn!(
+                "accounts are on but no admin password is configured (gateway.auth.admin_password): nobody can administer users"
+            ),
+        }
+        Ok(accounts)
+    }
+
+    async fn ensure_admin(&self, name: &str, password: &str) -> ApiResult<()> {
+        let id = check_username(name)?;
+        if let Some(mut u) = self.user(&id).await? {
+            if u.role == Role::Admin && verify(password.into(), u.password_hash.clone()).await {
+                return Ok(());
+            }
+            u.role = Role::Admin;
+            u.is_banned = false;
+            u.password_hash = hash(password.into()).await?;
+            self.put(&u).await?;
+            tracing::info!(user = %name, "admin account updated from configuration");
+            return Ok(());
+        }
+        let user = User {
+            id: id.clone(),
+            username: name.into(),
+            role: Role::Admin,
+            is_banned: false,
+            created_at: now(),
+            password_hash: hash(password.into()).await?,
+        };
+        self.users
+            .create(
+                user_key(&id),
+                serde_json::to_vec(&user).unwrap_or_default().into(),
+            )
+            .await
+            .map_err(store_error)?;
+        tracing::info!(user = %name, "admin account created from configuration");
+        Ok(())
+    }
+
+    async fn user(&self, id: &str) -> ApiResult<Option<User>> {
+        let Some(bytes) = self.users.get(user_key(id)).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("bad user record {id}: {e}")))
+    }
+
+    async fn put(&self, user: &User) -> ApiResult<()> {
+        let bytes = serde_json::to_vec(user)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        self.users
+            .put(user_key(&user.id), bytes.into())
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// The user behind a session token, if the session is alive.
+    async fn session_user(&self, token: &str) -> ApiResult<Option<User>> {
+        if let Some(api) = &self.settings.api_token
+            && constant_time_eq(api.as_bytes(), token.as_bytes())
+        {
+            return Ok(Some(User {
+                id: "api".into(),
+                username: "api".into(),
+                role: Role::Admin,
+                is_banned: false,
+                created_at: String::new(),
+                password_hash: String::new(),
+            }));
+        }
+        let Some(bytes) = self
+            .sessions
+            .get(session_key(token))
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let Ok(record) = serde_json::from_slice::<SessionRecord>(&bytes) else {
+            return Ok(None);
+        };
+        self.user(&record.user_id).await
+    }
+
+    async fn new_session(&self, user: &User) -> ApiResult<String> {
+        let token = data_encoding::BASE64URL_NOPAD.encode(&rand::random::<[u8; 32]>());
+        let record = SessionRecord {
+            user_id: user.id.clone(),
+            created_at: now(),
+        };
+        let bytes = serde_json::to_vec(&record)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        self.sessions
+            .put(session_key(&token), bytes.into())
+            .await
+            .map_err(store_error)?;
+        Ok(token)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The session token of a request: the cookie, else `Authorization: Bearer …`.
+fn token(jar: &CookieJar, headers: &HeaderMap) -> Option<String> {
+    jar.get(COOKIE)
+        .map(|c| c.value().to_owned())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)?
+                .to_str()
+                .ok()?
+                .strip_prefix("Bearer ")
+                .map(|t| t.trim().to_owned())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// The caller, or 401 when accounts are on and there is no live session.
+async fn caller(s: &AppState, headers: &HeaderMap) -> ApiResult<User> {
+    let Some(accounts) = &s.accounts else {
+        return Ok(User::local());
+    };
+    let jar = CookieJar::from_headers(headers);
+    let Some(token) = token(&jar, headers) else {
+        return Err(ApiError::new(ErrorCode::Unauthenticated, "login required"));
+    };
+    accounts.session_user(&token).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            "session expired or unknown; log in again",
+        )
+    })
+}
+
+/// Middleware for everything but the login routes and the static UI: the caller must be
+/// logged in (when accounts are on); handlers find the [`User`] in the request's extensions.
+pub async fn require_user(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    match caller(&s, req.headers()).await {
+        Ok(user) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Submitting and deleting need a user who is not banned.
+pub fn may_change(user: &User) -> ApiResult<()> {
+    if user.is_banned {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "your account is banned",
+        ));
+    }
+    Ok(())
+}
+
+fn require_admin(user: &User) -> ApiResult<()> {
+    if user.role != Role::Admin {
+        return Err(ApiError::new(ErrorCode::PermissionDenied, "admins only"));
+    }
+    Ok(())
+}
+
+fn accounts(s: &AppState) -> ApiResult<&Accounts> {
+    s.accounts
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("accounts are disabled on this gateway"))
+}
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: Body<T>) -> ApiResult<T> {
+    b.map(|Json(v)| v).map_err(|e| {
+        ApiError::body(
+            e.status().as_u16(),
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })
+}
+
+/// A cookie for `token`, Secure when configured or when the request came over TLS.
+fn session_cookie(
+    s: &AppState,
+    headers: &HeaderMap,
+    token: String,
+    max_age: Duration,
+) -> Cookie<'static> {
+    let tls = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let secure = tls
+        || s.accounts
+            .as_ref()
+            .is_some_and(|a| a.settings.secure_cookies);
+    Cookie::build((COOKIE, token))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .max_age(max_age.try_into().unwrap_or_default())
+        .build()
+}
+
+/// `POST /api/auth/register {username, password}` → 201 `{success, data: User}`.
+pub async fn register(State(s): State<AppState>, b: Body<Credentials>) -> ApiResult<Response> {
+    let a = accounts(&s)?;
+    if !a.settings.allow_register {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "registration is closed on this gateway",
+        ));
+    }
+    let c = body(b)?;
+    let id = check_username(&c.username)?;
+    check_password(&c.password)?;
+    let user = User {
+        id: id.clone(),
+        username: c.username,
+        role: Role::User,
+        is_banned: false,
+        created_at: now(),
+        password_hash: hash(c.password).await?,
+    };
+    let bytes =
+        serde_json::to_vec(&user).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    match a.users.create(user_key(&id), bytes.into()).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            return Err(ApiError::new(ErrorCode::Conflict, "username already taken"));
+        }
+        Err(e) => return Err(store_error(e)),
+    }
+    tracing::info!(user = %user.username, "registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "success": true, "data": user.public() })),
+    )
+        .into_response())
+}
+
+/// `POST /api/auth/login {username, password}` → `{success, data: User, token}` and the
+/// session cookie.
+pub async fn login(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    b: Body<Credentials>,
+) -> ApiResult<(CookieJar, Json<Value>)> {
+    let a = accounts(&s)?;
+    let c = body(b)?;
+    let wrong = || ApiError::new(ErrorCode::Unauthenticated, "wrong username or password");
+    let id = check_username(&c.username).map_err(|_| wrong())?;
+    let Some(user) = a.user(&id).await? else {
+        // Same work as a real check, so timing does not tell which usernames exist.
+        let _ = hash(c.password).await;
+        return Err(wrong());
+    };
+    if !verify(c.password, user.password_hash.clone()).await {
+        return Err(wrong());
+    }
+    let token = a.new_session(&user).await?;
+    let lifetime = Duration::from_secs(a.settings.session_hours * 3600);
+    tracing::info!(user = %user.username, "logged in");
+    Ok((
+        jar.add(session_cookie(&s, &headers, token.clone(), lifetime)),
+        Json(json!({ "success": true, "data": user.public(), "token": token })),
+    ))
+}
+
+/// `POST /api/auth/logout`: ends the session (cookie or bearer) and clears the cookie.
+pub async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+) -> ApiResult<(CookieJar, Json<Value>)> {
+    if let (Some(a), Some(token)) = (&s.accounts, token(&jar, &headers)) {
+        a.sessions
+            .delete(session_key(&token))
+            .await
+            .map_err(store_error)?;
+    }
+    let gone = session_cookie(&s, &headers, String::new(), Duration::ZERO);
+    Ok((
+        jar.remove(gone),
+        Json(json!({ "success": true, "message": "Logged out" })),
+    ))
+}
+
+/// `GET /api/auth/me` → `{success, data: User, auth_enabled}` or 401.
+pub async fn me(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<Value>> {
+    let user = caller(&s, &headers).await?;
+    Ok(Json(json!({
+        "success": true,
+        "data": user.public(),
+        "auth_enabled": s.accounts.is_some(),
+    })))
+}
+
+/// `GET /api/admin/users` → `{success, data: [User]}`, admins only.
+pub async fn users(
+    State(s): State<AppState>,
+    axum::Extension(me): axum::Extension<User>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&me)?;
+    let a = accounts(&s)?;
+    let mut keys = a.users.keys().await.map_err(store_error)?;
+    let mut all = Vec::new();
+    use futures::StreamExt;
+    while let Some(key) = keys.next().await {
+        let key = key.map_err(store_error)?;
+        if let Some(id) = key.strip_prefix("u.")
+            && let Some(u) = a.user(id).await?
+        {
+            all.push(u);
+        }
+    }
+    all.sort_by(|x, y| x.created_at.cmp(&y.created_at).then(x.id.cmp(&y.id)));
+    Ok(Json(json!({
+        "success": true,
+        "data": all.iter().map(User::public).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct Ban {
+    banned: bool,
+}
+
+/// `PATCH /api/admin/users/:id/ban {banned}` → `{success, data: User}`, admins only; an
+/// admin cannot ban themselves.
+pub async fn ban(
+    State(s): State<AppState>,
+    axum::Extension(me): axum::Extension<User>,
+    Path(id): Path<String>,
+    b: Body<Ban>,
+) -> ApiResult<Json<Value>> {
+    require_admin(&me)?;
+    let a = accounts(&s)?;
+    let Ban { banned } = body(b)?;
+    let id = check_username(&id).map_err(|_| ApiError::not_found("User not found"))?;
+    if id == me.id && banned {
+        return Err(ApiError::bad_request("you cannot ban yourself"));
+    }
+    // Compare-and-set, so two admins' changes do not overwrite other fields.
+    loop {
+        let entry = a
+            .users
+            .entry(user_key(&id))
+            .await
+            .map_err(store_error)?
+            .filter(|e| e.operation == kv::Operation::Put)
+            .ok_or_else(|| ApiError::not_found("User not found"))?;
+        let mut user: User = serde_json::from_slice(&entry.value)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        user.is_banned = banned;
+        let bytes = serde_json::to_vec(&user)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        match a
+            .users
+            .update(user_key(&id), bytes.into(), entry.revision)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(user = %user.username, banned, by = %me.username, "ban changed");
+                return Ok(Json(json!({ "success": true, "data": user.public() })));
+            }
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert_eq!(check_username("Alice_1").ok().as_deref(), Some("alice_1"));
+        assert!(check_username("ab").is_err());
+        assert!(check_username("a b c").is_err());
+        assert!(check_username("<img>").is_err());
+        assert!(check_username(&"x".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn session_keys_hide_the_token() {
+        let k = session_key("secret-token");
+        assert!(k.starts_with("s.") && k.len() == 66 && !k.contains("secret"));
+    }
+
+    #[test]
+    fn bearer_or_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("header"));
+        assert_eq!(
+            token(&CookieJar::from_headers(&h), &h).as_deref(),
+            Some("abc")
+        );
+        h.insert(
+            header::COOKIE,
+            format!("{COOKIE}=xyz").parse().expect("header"),
+        );
+        assert_eq!(
+            token(&CookieJar::from_headers(&h), &h).as_deref(),
+            Some("xyz")
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Live task updates for browsers: `GET /api/events`, server-sent events fed from the nodes'
+//! progress messages on core NATS (`magnet.progress.>`). One NATS subscription per gateway,
+//! fanned out to every browser through a broadcast channel; a browser that falls behind
+//! skips to the newest events (each carries the task's whole live state, so nothing is lost
+//! but intermediate values).
+//!
+//! Each event is `event: task` with data
+//! `{id, worker_id, status, progress, speed, downloaded, size, peers, detail}`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use magnet_proto::v1 as pb;
+use prost::Message;
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::convert;
+
+/// Events kept for browsers that read slowly.
+const BACKLOG: usize = 1024;
+
+/// The fan-out of progress events (JSON text of each).
+#[derive(Clone)]
+pub struct Events {
+    tx: broadcast::Sender<String>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            tx: broadcast::channel(BACKLOG).0,
+        }
+    }
+}
+
+impl Events {
+    /// Reads the progress subjects until `shutdown`, publishing each event to subscribers.
+    pub async fn feed(self, nats: async_nats::Client, shutdown: CancellationToken) {
+        let mut sub = match nats
+            .subscribe(magnet_runtime::subjects::PROGRESS_WILDCARD)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot subscribe to task progress; no live updates");
+                return;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = sub.next() => match m { Some(m) => m, None => break },
+                () = shutdown.cancelled() => break,
+            };
+            match pb::TaskProgress::decode(msg.payload) {
+                Ok(p) => {
+                    // No subscriber is fine: nobody is watching.
+                    let _ = self.tx.send(to_json(&p));
+                }
+                Err(e) => {
+                    tracing::debug!(subject = %msg.subject, error = %e, "bad progress message")
+                }
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.tx.subscribe()
+    }
+}
+
+fn to_json(p: &pb::TaskProgress) -> String {
+    json!({
+        "id": p.task_id,
+        "worker_id": p.node_id,
+        "status": convert::status(p.status()),
+        "progress": p.progress.round().clamp(0.0, 100.0) as u32,
+        "speed": p.speed,
+        "downloaded": p.downloaded,
+        "size": p.size,
+        "peers": p.peers,
+        "detail": p.detail,
+    })
+    .to_string()
+}
+
+/// `GET /api/events`.
+pub async fn stream(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let events = BroadcastStream::new(s.events.subscribe()).filter_map(|e| async move {
+        match e {
+            Ok(data) => Some(Ok(Event::default().event("task").data(data))),
+            // Skipped some: the next events carry the whole state again.
+            Err(BroadcastStreamRecvError::Lagged(_)) => None,
+        }
+    });
+    // Ends on shutdown, so the server's graceful stop does not wait for browsers.
+    let events = events.take_until(s.shutdown.clone().cancelled_owned());
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

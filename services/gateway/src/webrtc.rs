@@ -1,0 +1,240 @@
+//! `POST /api/webrtc/offer|answer|ice`: the original's HTTP signaling, for clients that do not
+//! use the WebSocket. Each session is one signaling gRPC stream held by this gateway replica
+//! (so `ice` and `answer` must reach the same replica; browsers use `/ws/clients`):
+//!
+//! - `offer {sdp, session_id?, client_id?, worker_id}` opens (or replaces) the session and
+//!   waits for the streamer's answer: `{success, session_id, data: {session_id, sdp}}`. The
+//!   answer already carries the streamer's host candidates.
+//! - `ice {session_id, candidate, is_client}` forwards a browser candidate: `{success}`.
+//! - `answer {session_id}` returns the answer again plus the streamer's candidates that
+//!   trickled in since the last call: `{success, data: {session_id, sdp, candidates: [..]}}`.
+//!   (In the original, workers posted their answers here; ours come from the streamer.)
+//!
+//! A session idle for [`IDLE`] is closed (the streamer is told).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use magnet_core::{ErrorCode, SessionId};
+use magnet_proto::v1 as pb;
+use magnet_proto::v1::signaling_client::SignalingClient;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+
+/// A session with no call for this long is closed.
+pub const IDLE: Duration = Duration::from_secs(120);
+/// How long `offer` waits for the streamer's answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(15);
+/// Sessions one gateway replica holds for HTTP clients.
+const MAX_SESSIONS: usize = 256;
+
+struct Session {
+    to_signaling: mpsc::Sender<pb::ClientSignal>,
+    sdp: String,
+    candidates: Arc<Mutex<Vec<String>>>,
+    last_used: Instant,
+}
+
+/// The HTTP clients' sessions of this replica.
+#[derive(Clone, Default)]
+pub struct Sessions(Arc<Mutex<HashMap<String, Session>>>);
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops idle sessions (their streams end, which tells the streamer).
+    fn reap(&self) {
+        self.lock().retain(|_, s| s.last_used.elapsed() < IDLE);
+    }
+}
+
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: Body<T>) -> ApiResult<T> {
+    b.map(|Json(v)| v).map_err(|e| {
+        ApiError::body(
+            e.status().as_u16(),
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })
+}
+
+fn session_id(raw: &str) -> ApiResult<String> {
+    SessionId::parse(raw)
+        .map(|s| s.as_str().to_owned())
+        .map_err(|e| ApiError::bad_request(format!("session_id: {e}")))
+}
+
+#[derive(Deserialize)]
+pub struct Offer {
+    sdp: String,
+    #[serde(default)]
+    session_id: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    worker_id: String,
+}
+
+pub async fn offer(State(s): State<AppState>, b: Body<Offer>) -> ApiResult<Json<Value>> {
+    let o = body(b)?;
+    if o.sdp.is_empty() {
+        return Err(ApiError::bad_request("sdp is required"));
+    }
+    let raw = if o.session_id.is_empty() {
+        &o.client_id
+    } else {
+        &o.session_id
+    };
+    let id = session_id(raw)?;
+    s.webrtc.reap();
+    if s.webrtc.lock().len() >= MAX_SESSIONS && !s.webrtc.lock().contains_key(&id) {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "too many HTTP signaling sessions on this gateway; use /ws/clients",
+        ));
+    }
+    let (tx, rx) = mpsc::channel::<pb::ClientSignal>(32);
+    let mut client = SignalingClient::new(s.signaling()?);
+    let mut inbound = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("signaling unavailable: {}", e.message()),
+            )
+        })?
+        .into_inner();
+    let offer = pb::client_signal::Kind::Offer(pb::SessionOffer {
+        node_id: o.worker_id,
+        session_id: id.clone(),
+        sdp: o.sdp,
+    });
+    tx.send(pb::ClientSignal { kind: Some(offer) })
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "signaling stream closed"))?;
+    let answer = tokio::time::timeout(ANSWER_WAIT, async {
+        loop {
+            match inbound.message().await {
+                Ok(Some(pb::ServerSignal {
+                    kind: Some(pb::server_signal::Kind::Answer(a)),
+                    ..
+                })) => {
+                    return Ok(a.sdp);
+                }
+                Ok(Some(pb::ServerSignal {
+                    kind: Some(pb::server_signal::Kind::Error(e)),
+                    ..
+                })) => {
+                    return Err(ApiError::new(ErrorCode::Unavailable, e.message));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(ApiError::new(
+                        ErrorCode::Unavailable,
+                        "signaling stream closed",
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the node's streamer did not answer in time",
+        )
+    })??;
+    // The streamer's later candidates queue up for `answer`.
+    let candidates = Arc::new(Mutex::new(Vec::new()));
+    let queued = candidates.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(signal)) = inbound.message().await {
+            if let Some(pb::server_signal::Kind::Ice(c)) = signal.kind {
+                queued
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(c.candidate);
+            }
+        }
+    });
+    // Replacing a session drops its sender, which ends its stream: the streamer is told.
+    s.webrtc.lock().insert(
+        id.clone(),
+        Session {
+            to_signaling: tx,
+            sdp: answer.clone(),
+            candidates,
+            last_used: Instant::now(),
+        },
+    );
+    Ok(Json(json!({
+        "success": true,
+        "session_id": id,
+        "data": { "session_id": id, "sdp": answer },
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct Ice {
+    session_id: String,
+    candidate: String,
+    #[serde(default, rename = "sdpMid")]
+    sdp_mid: Option<String>,
+    #[serde(default, rename = "sdpMLineIndex")]
+    sdp_mline_index: Option<u32>,
+}
+
+pub async fn ice(State(s): State<AppState>, b: Body<Ice>) -> ApiResult<Json<Value>> {
+    let i = body(b)?;
+    let id = session_id(&i.session_id)?;
+    let tx = {
+        let mut sessions = s.webrtc.lock();
+        let session = sessions.get_mut(&id).ok_or_else(unknown)?;
+        session.last_used = Instant::now();
+        session.to_signaling.clone()
+    };
+    let signal = pb::client_signal::Kind::Ice(pb::IceCandidate {
+        candidate: i.candidate,
+        sdp_mid: i.sdp_mid.unwrap_or_else(|| "0".into()),
+        sdp_mline_index: i.sdp_mline_index.unwrap_or(0),
+    });
+    tx.send(pb::ClientSignal { kind: Some(signal) })
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "session closed"))?;
+    Ok(Json(json!({ "success": true })))
+}
+
+#[derive(Deserialize)]
+pub struct Answer {
+    session_id: String,
+}
+
+pub async fn answer(State(s): State<AppState>, b: Body<Answer>) -> ApiResult<Json<Value>> {
+    let a = body(b)?;
+    let id = session_id(&a.session_id)?;
+    let mut sessions = s.webrtc.lock();
+    let session = sessions.get_mut(&id).ok_or_else(unknown)?;
+    session.last_used = Instant::now();
+    let candidates: Vec<String> =
+        std::mem::take(&mut *session.candidates.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(Json(json!({
+        "success": true,
+        "data": { "session_id": id, "sdp": session.sdp, "candidates": candidates },
+    })))
+}
+
+fn unknown() -> ApiError {
+    ApiError::not_found("unknown session on this gateway (sessions end after 2 minutes idle)")
+}

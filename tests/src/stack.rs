@@ -1,0 +1,92 @@
+//! The whole system as processes ([`magnet_stack`]) with the settings of an offline test node,
+//! and the browser end-to-end script (`web/e2e/run.mjs`, Playwright driving Debian's chromium).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use magnet_runtime::Settings;
+use magnet_stack::{Options, Stack, Worker};
+
+use crate::services::{binary, offline_node};
+
+/// Starts nats-server and the five services for `workers` nodes (`node-1`, `node-2`, …), each
+/// node offline (no DHT, trackers, discovery, listening port), state under `dir`.
+/// `tune` may change the common settings first.
+pub fn start(
+    dir: &Path,
+    workers: usize,
+    tune: impl FnOnce(&mut Settings),
+) -> anyhow::Result<Stack> {
+    let mut settings = offline_node(dir, "nats://unused", "node-1");
+    tune(&mut settings);
+    let config = dir.join("stack.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&settings)?)?;
+    let bin_dir = binary("magnet-gateway")?
+        .parent()
+        .context("binary has no folder")?
+        .to_owned();
+    let mut opts = Options::new(bin_dir, dir);
+    opts.config = Some(config);
+    opts.workers = (1..=workers)
+        .map(|i| Worker {
+            id: format!("node-{i}"),
+            transcoders: 1,
+        })
+        .collect();
+    opts.env = vec![("RUST_LOG".into(), "info,librqbit=warn,sqlx=warn".into())];
+    Stack::start(opts)
+}
+
+/// The repository's `web/` folder.
+pub fn web_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join("web"))
+        .unwrap_or_else(|| PathBuf::from("web"))
+}
+
+/// Where a test's browser artefacts (screenshots, result.json) go: `target/e2e/<name>/`.
+pub fn artefacts(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = binary("magnet-gateway")?
+        .parent()
+        .and_then(Path::parent)
+        .context("no target folder")?
+        .join("e2e")
+        .join(name);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Runs `web/e2e/run.mjs` in `mode` against the gateway and returns its result JSON; fails
+/// with the script's output if the script says the run failed.
+pub fn browser(
+    base_url: &str,
+    magnet: &str,
+    mode: &str,
+    out_dir: &Path,
+) -> anyhow::Result<serde_json::Value> {
+    let web = web_dir();
+    if !web.join("node_modules/playwright-core").exists() {
+        bail!("web/node_modules is missing: run `cargo xtask test` (it runs npm ci)");
+    }
+    let out = Command::new("node")
+        .arg(web.join("e2e/run.mjs"))
+        .env("BASE_URL", base_url)
+        .env("MAGNET", magnet)
+        .env("MODE", mode)
+        .env("OUT_DIR", out_dir)
+        .output()
+        .context("cannot run node (`cargo xtask test` installs it)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("[browser {mode}] stdout:\n{stdout}\n[browser {mode}] stderr:\n{stderr}");
+    let result: serde_json::Value = std::fs::read(out_dir.join("result.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if !out.status.success() || result["ok"] != true {
+        bail!("browser run {mode} failed ({}): {result}", out.status);
+    }
+    Ok(result)
+}

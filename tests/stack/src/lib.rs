@@ -1,0 +1,495 @@
+//! magnet-stack: the whole system as real processes on one machine — `nats-server` with
+//! JetStream (or an existing NATS) and, for each worker node, a downloader, its transcoder
+//! replicas and a streamer, plus one signaling service and one gateway. Ports are free ones
+//! unless asked otherwise; every service is started with the common config file plus a few
+//! `MAGNET__…` variables of its own, its log lines go to a file (or to stderr with a prefix),
+//! and it counts as up when it logged its "ready" line and its admin `/readyz` answers 200.
+//!
+//! Dependency-light on purpose (std, anyhow, nix): xtask uses it too.
+//!
+//! ```no_run
+//! let stack = magnet_stack::Stack::start(magnet_stack::Options::new("target/debug", "/tmp/s"))?;
+//! println!("open {}", stack.gateway_url());
+//! stack.stop();
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// How long a service may take to become ready.
+const START_LIMIT: Duration = Duration::from_secs(60);
+/// How long a service may take to stop after SIGTERM before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(12);
+
+/// Where NATS comes from.
+#[derive(Debug, Clone)]
+pub enum Nats {
+    /// Start `nats-server -js` with its store under the data dir; port 0 = a free one.
+    Spawn { port: u16 },
+    /// Use this server.
+    External(String),
+}
+
+/// Where the services' log lines go.
+#[derive(Debug, Clone)]
+pub enum Logs {
+    /// `<dir>/<service>.log`, appended.
+    Dir(PathBuf),
+    /// This process's stderr, each line prefixed with the service's name (tests).
+    Stderr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    /// Node id (`a-z0-9-`).
+    pub id: String,
+    /// Transcoder replicas of this node.
+    pub transcoders: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Folder holding `magnet-<service>` binaries.
+    pub bin_dir: PathBuf,
+    /// State: `nats/` and one folder per worker node.
+    pub data_dir: PathBuf,
+    /// Common config file (TOML or JSON) given to every service with `--config`.
+    pub config: Option<PathBuf>,
+    pub nats: Nats,
+    pub workers: Vec<Worker>,
+    /// The gateway's public address (port 0 = a free one).
+    pub gateway_listen: SocketAddr,
+    /// Extra environment for every service (e.g. `RUST_LOG`, `MAGNET__…`).
+    pub env: Vec<(String, String)>,
+    pub logs: Logs,
+    /// Start each process in its own process group, so that Ctrl-C in a terminal reaches only
+    /// the launcher, which then stops the services in order (xtask). Off for tests, whose
+    /// runner stops a test's whole process group.
+    pub own_process_group: bool,
+}
+
+impl Options {
+    /// One worker node `node-1` with one transcoder, NATS spawned on a free port, gateway on a
+    /// free loopback port, logs to stderr.
+    pub fn new(bin_dir: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bin_dir: bin_dir.into(),
+            data_dir: data_dir.into(),
+            config: None,
+            nats: Nats::Spawn { port: 0 },
+            workers: vec![Worker {
+                id: "node-1".into(),
+                transcoders: 1,
+            }],
+            gateway_listen: ([127, 0, 0, 1], 0).into(),
+            env: Vec::new(),
+            logs: Logs::Stderr,
+            own_process_group: false,
+        }
+    }
+}
+
+/// A started process and what it said when ready.
+struct Proc {
+    name: String,
+    child: Child,
+}
+
+/// Addresses of one worker node's services.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: String,
+    pub downloader_grpc: SocketAddr,
+    pub streamer_grpc: SocketAddr,
+    /// Admin (`/healthz`, `/readyz`, `/metrics`) of the downloader, transcoders, streamer.
+    pub downloader_admin: SocketAddr,
+    pub transcoder_admins: Vec<SocketAddr>,
+    pub streamer_admin: SocketAddr,
+}
+
+/// The running system; stopped (gracefully, last started first) by [`Stack::stop`] or on drop.
+pub struct Stack {
+    procs: Vec<Proc>,
+    pub nats_url: String,
+    pub gateway: SocketAddr,
+    pub gateway_admin: SocketAddr,
+    pub signaling_grpc: SocketAddr,
+    pub signaling_admin: SocketAddr,
+    pub nodes: Vec<Node>,
+}
+
+/// What a service's start gave: its ready line's fields and its admin address.
+struct Ready {
+    line: String,
+    admin: SocketAddr,
+}
+
+impl Ready {
+    fn addr(&self, key: &str) -> anyhow::Result<SocketAddr> {
+        field(&self.line, key)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {key}= in {:?}", self.line))
+    }
+}
+
+impl Stack {
+    pub fn start(opts: Options) -> anyhow::Result<Self> {
+        let mut stack = Self {
+            procs: Vec::new(),
+            nats_url: String::new(),
+            gateway: ([127, 0, 0, 1], 0).into(),
+            gateway_admin: ([127, 0, 0, 1], 0).into(),
+            signaling_grpc: ([127, 0, 0, 1], 0).into(),
+            signaling_admin: ([127, 0, 0, 1], 0).into(),
+            nodes: Vec::new(),
+        };
+        // On any failure the partial stack is dropped, which stops what did start.
+        stack.start_all(&opts)?;
+        Ok(stack)
+    }
+
+    fn start_all(&mut self, opts: &Options) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&opts.data_dir)?;
+        if let Logs::Dir(dir) = &opts.logs {
+            std::fs::create_dir_all(dir)?;
+        }
+        self.nats_url = match &opts.nats {
+            Nats::External(url) => url.clone(),
+            Nats::Spawn { port } => self.spawn_nats(opts, *port)?,
+        };
+        let loopback0 = "127.0.0.1:0".to_owned();
+        let signaling = self.spawn_service(
+            opts,
+            "signaling",
+            "signaling",
+            "signaling ready",
+            &[
+                ("SIGNALING__GRPC_LISTEN", loopback0.clone()),
+                ("SIGNALING__ADMIN_LISTEN", loopback0.clone()),
+            ],
+        )?;
+        self.signaling_grpc = signaling.addr("grpc_addr")?;
+        self.signaling_admin = signaling.admin;
+        for w in &opts.workers {
+            let data = opts.data_dir.join(&w.id).display().to_string();
+            let node = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+                let mut v = vec![
+                    ("NODE__ID", w.id.clone()),
+                    ("STORAGE__DATA_DIR", data.clone()),
+                ];
+                v.extend_from_slice(extra);
+                v
+            };
+            let streamer = self.spawn_service(
+                opts,
+                &format!("{}-streamer", w.id),
+                "streamer",
+                "streamer ready",
+                &node(&[
+                    ("STREAMER__GRPC_LISTEN", loopback0.clone()),
+                    ("STREAMER__ADMIN_LISTEN", loopback0.clone()),
+                ]),
+            )?;
+            let streamer_grpc = streamer.addr("grpc_addr")?;
+            let downloader = self.spawn_service(
+                opts,
+                &format!("{}-downloader", w.id),
+                "downloader",
+                "downloader ready",
+                &node(&[
+                    ("DOWNLOADER__GRPC_LISTEN", loopback0.clone()),
+                    ("DOWNLOADER__ADMIN_LISTEN", loopback0.clone()),
+                    ("STREAMER__ADVERTISE", format!("http://{streamer_grpc}")),
+                ]),
+            )?;
+            let mut transcoder_admins = Vec::new();
+            for i in 1..=w.transcoders {
+                let t = self.spawn_service(
+                    opts,
+                    &format!("{}-transcoder-{i}", w.id),
+                    "transcoder",
+                    "transcoder ready",
+                    &node(&[
+                        ("TRANSCODER__ADMIN_LISTEN", loopback0.clone()),
+                        ("TRANSCODER__REPLICA_ID", format!("{}-t{i}", w.id)),
+                    ]),
+                )?;
+                transcoder_admins.push(t.admin);
+            }
+            self.nodes.push(Node {
+                id: w.id.clone(),
+                downloader_grpc: downloader.addr("grpc_addr")?,
+                streamer_grpc,
+                downloader_admin: downloader.admin,
+                transcoder_admins,
+                streamer_admin: streamer.admin,
+            });
+        }
+        let gateway = self.spawn_service(
+            opts,
+            "gateway",
+            "gateway",
+            "gateway ready",
+            &[
+                ("GATEWAY__LISTEN", opts.gateway_listen.to_string()),
+                ("GATEWAY__ADMIN_LISTEN", loopback0),
+                (
+                    "GATEWAY__SIGNALING",
+                    format!("http://{}", self.signaling_grpc),
+                ),
+            ],
+        )?;
+        self.gateway = gateway.addr("addr")?;
+        self.gateway_admin = gateway.admin;
+        Ok(())
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.gateway)
+    }
+
+    /// Names and process ids of the running processes, in start order.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        self.procs
+            .iter()
+            .map(|p| (p.name.clone(), p.child.id()))
+            .collect()
+    }
+
+    /// The first process that has exited, if any (name and status).
+    pub fn exited(&mut self) -> Option<(String, std::process::ExitStatus)> {
+        self.procs.iter_mut().find_map(|p| {
+            p.child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|s| (p.name.clone(), s))
+        })
+    }
+
+    /// SIGTERM to each process, last started first, each waited for (SIGKILL after 12 s), so
+    /// each service drains while NATS and the services it calls are still up. Returns the
+    /// names of those that had to be killed.
+    pub fn stop(mut self) -> Vec<String> {
+        self.stop_all()
+    }
+
+    fn stop_all(&mut self) -> Vec<String> {
+        let mut killed = Vec::new();
+        while let Some(mut p) = self.procs.pop() {
+            if p.child.try_wait().ok().flatten().is_some() {
+                continue;
+            }
+            let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_LIMIT;
+            while Instant::now() < deadline && p.child.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if p.child.try_wait().ok().flatten().is_none() {
+                let _ = p.child.kill();
+                killed.push(p.name.clone());
+            }
+            let _ = p.child.wait();
+        }
+        killed
+    }
+
+    fn spawn_nats(&mut self, opts: &Options, port: u16) -> anyhow::Result<String> {
+        let store = opts.data_dir.join("nats");
+        std::fs::create_dir_all(&store)?;
+        let port = if port == 0 {
+            "-1".to_owned()
+        } else {
+            port.to_string()
+        };
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+            .arg(&store);
+        let (rx, proc) = spawn_logged(cmd, "nats", opts, |line| {
+            line.contains("Server is ready") || line.contains("Listening for client connections")
+        })
+        .context("cannot run nats-server: is it installed? (`cargo xtask` installs it)")?;
+        self.procs.push(proc);
+        let started = Instant::now();
+        let mut port = None;
+        loop {
+            let Some(left) = START_LIMIT.checked_sub(started.elapsed()) else {
+                bail!("nats-server did not start in {START_LIMIT:?}");
+            };
+            let line = rx
+                .recv_timeout(left)
+                .map_err(|_| anyhow::anyhow!("nats-server did not start (see its log)"))?;
+            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+                port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+            if line.contains("Server is ready") {
+                let port: u16 = port.context("nats-server did not say its port")?;
+                return Ok(format!("nats://127.0.0.1:{port}"));
+            }
+        }
+    }
+
+    /// Starts `magnet-<binary>` with the common config and `MAGNET__<key>=<value>` for each
+    /// of `env`, and waits for its ready line and its `/readyz`.
+    fn spawn_service(
+        &mut self,
+        opts: &Options,
+        name: &str,
+        binary: &str,
+        ready: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Ready> {
+        let path = opts.bin_dir.join(format!("magnet-{binary}"));
+        if !path.exists() {
+            bail!("{} is missing: build it first", path.display());
+        }
+        let mut cmd = Command::new(&path);
+        if let Some(config) = &opts.config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.env("NO_COLOR", "1")
+            .env("MAGNET__NATS__URL", &self.nats_url);
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(format!("MAGNET__{k}"), v);
+        }
+        let ready = ready.to_owned();
+        let (rx, proc) = spawn_logged(cmd, name, opts, move |line| {
+            line.contains("admin server listening") || line.contains(&ready)
+        })?;
+        self.procs.push(proc);
+        let started = Instant::now();
+        let mut admin = None;
+        loop {
+            let Some(left) = START_LIMIT.checked_sub(started.elapsed()) else {
+                bail!("{name} did not become ready in {START_LIMIT:?}");
+            };
+            let Ok(line) = rx.recv_timeout(left) else {
+                bail!("{name} exited or did not become ready in {START_LIMIT:?} (see its log)");
+            };
+            if line.contains("admin server listening") {
+                admin = field(&line, "local").and_then(|a| a.parse().ok());
+                continue;
+            }
+            let admin: SocketAddr = admin.with_context(|| format!("{name}: no admin address"))?;
+            wait_ready(admin, START_LIMIT.saturating_sub(started.elapsed()))
+                .with_context(|| format!("{name} did not answer /readyz"))?;
+            return Ok(Ready { line, admin });
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Spawns `cmd` (in its own process group if asked); each stderr line goes to the log, and
+/// those `wanted` are sent on the returned channel.
+fn spawn_logged(
+    mut cmd: Command,
+    name: &str,
+    opts: &Options,
+    wanted: impl Fn(&str) -> bool + Send + 'static,
+) -> anyhow::Result<(mpsc::Receiver<String>, Proc)> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if opts.own_process_group {
+        cmd.process_group(0);
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let stderr = child.stderr.take().context("child stderr")?;
+    let mut sink: Box<dyn Write + Send> = match &opts.logs {
+        Logs::Dir(dir) => Box::new(
+            File::options()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{name}.log")))?,
+        ),
+        Logs::Stderr => Box::new(Prefixed(format!("[{name}] "))),
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(sink, "{line}");
+            if wanted(&line) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    Ok((
+        rx,
+        Proc {
+            name: name.to_owned(),
+            child,
+        },
+    ))
+}
+
+/// Writes each line to stderr with a prefix.
+struct Prefixed(String);
+
+impl Write for Prefixed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        for line in text.lines() {
+            eprintln!("{}{line}", self.0);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Polls `GET /readyz` on an admin address until it answers 200.
+fn wait_ready(admin: SocketAddr, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if http_status(admin, "/readyz").ok() == Some(200) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{admin}/readyz not 200 after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The status code of a plain HTTP/1.0 GET.
+pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    let text = String::from_utf8_lossy(&head);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("not an HTTP answer: {text:?}"))
+}
+
+/// A `key=value` field of a log line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&prefix))
+        .map(|v| v.trim_matches('"').to_owned())
+}
