@@ -135,6 +135,73 @@ impl Client {
         Self::establish(node, session, out_tx, Box::pin(inbound)).await
     }
 
+    /// Connects through the gateway's HTTP signaling: `POST /api/webrtc/offer` (answer in the
+    /// reply), `POST /api/webrtc/ice` per local candidate, and `POST /api/webrtc/answer` polled
+    /// for the streamer's later candidates.
+    pub async fn connect_http(
+        gateway: SocketAddr,
+        node: &str,
+        session: &str,
+    ) -> anyhow::Result<Self> {
+        let base = format!("http://{gateway}/api/webrtc");
+        let http = reqwest::Client::new();
+        let (out_tx, mut out_rx) = mpsc::channel::<pb::ClientSignal>(64);
+        let (in_tx, in_rx) = mpsc::channel::<anyhow::Result<pb::ServerSignal>>(64);
+        let sid = session.to_owned();
+        tokio::spawn(async move {
+            let post = |path: &str, body: serde_json::Value| {
+                let req = http.post(format!("{base}/{path}")).json(&body);
+                async move {
+                    let r = req.send().await?;
+                    let status = r.status();
+                    let v: serde_json::Value = r.json().await?;
+                    anyhow::ensure!(status.is_success(), "{status}: {v}");
+                    anyhow::Ok(v)
+                }
+            };
+            let signal = |kind| pb::ServerSignal {
+                session_id: sid.clone(),
+                kind: Some(kind),
+            };
+            let mut poll = tokio::time::interval(Duration::from_millis(200));
+            let mut answered = false;
+            loop {
+                tokio::select! {
+                    out = out_rx.recv() => match out.and_then(|o| o.kind) {
+                        Some(pb::client_signal::Kind::Offer(o)) => {
+                            let body = serde_json::json!({ "sdp": o.sdp, "session_id": o.session_id, "client_id": o.session_id, "worker_id": o.node_id });
+                            let reply = match post("offer", body).await {
+                                Ok(v) => Ok(signal(pb::server_signal::Kind::Answer(pb::SessionAnswer {
+                                    sdp: v["data"]["sdp"].as_str().unwrap_or_default().to_owned(),
+                                }))),
+                                Err(e) => Err(e),
+                            };
+                            answered = reply.is_ok();
+                            if in_tx.send(reply).await.is_err() { break; }
+                        }
+                        Some(pb::client_signal::Kind::Ice(c)) => {
+                            let body = serde_json::json!({ "session_id": sid, "candidate": c.candidate, "is_client": true });
+                            if let Err(e) = post("ice", body).await {
+                                tracing::warn!(error = %e, "ice not accepted");
+                            }
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                    _ = poll.tick(), if answered => {
+                        let Ok(v) = post("answer", serde_json::json!({ "session_id": sid })).await else { break };
+                        for c in v["data"]["candidates"].as_array().into_iter().flatten() {
+                            let ice = pb::IceCandidate { candidate: c.as_str().unwrap_or_default().to_owned(), sdp_mid: "0".into(), sdp_mline_index: 0 };
+                            if in_tx.send(Ok(signal(pb::server_signal::Kind::Ice(ice)))).await.is_err() { return; }
+                        }
+                    }
+                }
+            }
+        });
+        let inbound = tokio_stream::wrappers::ReceiverStream::new(in_rx);
+        Self::establish(node, session, out_tx, Box::pin(inbound)).await
+    }
+
     /// Offers, waits for the answer (or a refusal), trickles ICE, waits for the channel.
     async fn establish(
         node: &str,

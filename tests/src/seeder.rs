@@ -74,8 +74,26 @@ impl Seeder {
 
     /// Seeds a file or a folder (multi-file torrent) in place.
     pub async fn seed(&self, path: &Path) -> anyhow::Result<Seeded> {
+        self.seed_with(path, CreateTorrentOptions::default()).await
+    }
+
+    /// [`Seeder::seed`] with small pieces (16 KiB), so that a small file downloads in many
+    /// steps and progress has values between 0 and 100 to show.
+    pub async fn seed_small_pieces(&self, path: &Path) -> anyhow::Result<Seeded> {
+        let options = CreateTorrentOptions {
+            piece_length: Some(16 * 1024),
+            ..Default::default()
+        };
+        self.seed_with(path, options).await
+    }
+
+    async fn seed_with(
+        &self,
+        path: &Path,
+        options: CreateTorrentOptions<'_>,
+    ) -> anyhow::Result<Seeded> {
         let spawner = BlockingSpawner::new(2);
-        let created = create_torrent(path, CreateTorrentOptions::default(), &spawner).await?;
+        let created = create_torrent(path, options, &spawner).await?;
         let bytes = created.as_bytes()?;
         let info_hash = created.info_hash().as_string();
         let handle = self

@@ -20,6 +20,7 @@ pub fn start(
 ) -> anyhow::Result<Stack> {
     let mut settings = offline_node(dir, "nats://unused", "node-1");
     tune(&mut settings);
+    std::fs::create_dir_all(dir)?;
     let config = dir.join("stack.json");
     std::fs::write(&config, serde_json::to_vec_pretty(&settings)?)?;
     let bin_dir = binary("magnet-gateway")?

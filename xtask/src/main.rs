@@ -5,6 +5,7 @@ mod bench;
 mod system;
 mod test;
 mod up;
+mod web;
 
 use clap::{Parser, Subcommand};
 
@@ -17,7 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Installs what is missing (nats-server, ffmpeg, cargo-nextest), builds, runs every test.
+    /// Installs what is missing (nats-server, ffmpeg, node, chromium, cargo-nextest), builds the
+    /// web UI and the workspace, runs every test.
     Test {
         /// Extra arguments for `cargo nextest run` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -28,6 +30,8 @@ enum Command {
         /// Which benchmarks (default: all). Known: download, transcode, datachannel.
         names: Vec<String>,
     },
+    /// Builds the web UI (`web/` with npm) into `web/dist`, which the gateway serves.
+    Web,
     /// Runs the system locally: nats-server and the services of one worker node.
     Up(up::Options),
     /// `up`, plus a generated sample video seeded locally and submitted.
@@ -38,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Test { args } => test::run(&args),
         Command::Bench { names } => bench::run(&names),
+        Command::Web => web::build(true),
         Command::Up(opts) => up::run(opts, false),
         Command::Demo(opts) => up::run(opts, true),
     }

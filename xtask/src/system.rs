@@ -1,4 +1,5 @@
-//! System programs the project needs (nats-server, ffmpeg, ffprobe) and cargo-nextest:
+//! System programs the project needs (nats-server, ffmpeg, ffprobe; node and npm for the web
+//! UI; chromium for the browser tests) and cargo-nextest:
 //! found on PATH, else installed (apt-get as root on Debian/Ubuntu, `cargo install`), else a
 //! message saying exactly what to install.
 
@@ -30,7 +31,22 @@ pub fn on_path(program: &str) -> bool {
 
 /// Makes sure nats-server, ffmpeg and ffprobe are installed.
 pub fn ensure_programs() -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = PROGRAMS
+    ensure(PROGRAMS)
+}
+
+/// Node.js and npm, to build the web UI (Debian 12's Node 18 suffices).
+pub fn ensure_node() -> anyhow::Result<()> {
+    ensure(&[("node", "nodejs"), ("npm", "npm")])
+}
+
+/// Chromium, for the browser tests.
+pub fn ensure_chromium() -> anyhow::Result<()> {
+    ensure(&[("chromium", "chromium")])
+}
+
+/// Installs the Debian packages of the `(program, package)` pairs whose program is missing.
+fn ensure(programs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = programs
         .iter()
         .filter(|(p, _)| !on_path(p))
         .map(|(_, pkg)| *pkg)
@@ -76,8 +92,28 @@ pub fn ensure_nextest() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cargo, without the variables that `cargo run` set for xtask itself: build scripts that
+/// watch them (ring watches `CARGO_MANIFEST_DIR`) would otherwise rebuild, and then rebuild
+/// again on the next plain `cargo build`.
 pub fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
 }
 
 /// Runs a command to completion, failing with its name if it fails.

@@ -1,11 +1,14 @@
-//! `cargo xtask test`: everything the tests need, then every test of the workspace with
-//! nextest (a process per test suits tests that spawn servers).
+//! `cargo xtask test`: everything the tests need (programs, the web UI), then every test of
+//! the workspace with nextest (a process per test suits tests that spawn servers).
 
 use crate::system::{self, cargo};
 
 pub fn run(extra: &[String]) -> anyhow::Result<()> {
     system::ensure_programs()?;
+    system::ensure_chromium()?;
     system::ensure_nextest()?;
+    // The UI first: the gateway serves web/dist, and the browser tests need playwright-core.
+    crate::web::build(true)?;
     // Tests that run our services as child processes need the binaries built.
     system::run(cargo().args(["build", "--workspace", "--bins"]))?;
     let mut cmd = cargo();

@@ -1,15 +1,15 @@
 //! `cargo xtask up`: the local stack on one machine — nats-server with JetStream under
-//! `./data/nats` and the services of one worker node, logs under `./data/logs/`. Ctrl-C
-//! stops everything (SIGTERM, then SIGKILL after a grace period); no process is left behind.
+//! `./data/nats` and, through the same launcher as the browser tests (magnet-stack), the
+//! services of `--workers` nodes, logs under `./data/logs/`. Ctrl-C stops everything (SIGTERM
+//! in reverse start order, SIGKILL after a grace period); no process is left behind.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use magnet_stack::{Logs, Nats, Stack, Worker};
 
 use crate::system::{self, cargo};
 
@@ -18,15 +18,27 @@ pub struct Options {
     /// Folder of the local stack's state.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
-    /// NATS client port.
-    #[arg(long, default_value_t = 4222)]
+    /// Port of the web UI and API.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Worker nodes (each: downloader, transcoders, streamer).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Transcoder replicas per worker node.
+    #[arg(long, default_value_t = 1)]
+    transcoders: usize,
+    /// BitTorrent listening port of the first node (the next nodes take the next ports).
+    #[arg(long, default_value_t = 4240)]
+    torrent_port: u16,
+    /// NATS client port (0: a free one).
+    #[arg(long, default_value_t = 0)]
     nats_port: u16,
     /// Build and run debug binaries (faster to build, slower to run).
     #[arg(long)]
     debug: bool,
 }
 
-/// The services of the local stack, in start order.
+/// The services' binaries.
 const SERVICES: [&str; 5] = [
     "downloader",
     "transcoder",
@@ -35,16 +47,16 @@ const SERVICES: [&str; 5] = [
     "gateway",
 ];
 
-struct Service {
-    name: &'static str,
-    child: Child,
-}
-
 pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
     if demo {
-        bail!("`cargo xtask demo` is not there yet; `cargo xtask up` runs what exists so far");
+        bail!("`cargo xtask demo` is not there yet; `cargo xtask up` runs the system");
+    }
+    if opts.workers == 0 || opts.transcoders == 0 {
+        bail!("--workers and --transcoders must be at least 1");
     }
     system::ensure_programs()?;
+    // The UI is embedded in release binaries, so it is built first.
+    crate::web::build(false)?;
     let mut build = cargo();
     build.args(["build", "--bins"]);
     for service in SERVICES {
@@ -58,187 +70,65 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
 
     let data = std::path::absolute(&opts.data_dir)?;
     let logs = data.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let nats_url = format!("nats://127.0.0.1:{}", opts.nats_port);
-
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    ctrlc_flag(flag)?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("cannot catch Ctrl-C")?;
 
-    let mut services = Vec::new();
-    let nats = Command::new("nats-server")
-        .args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &opts.nats_port.to_string(),
-            "-js",
-            "-sd",
-        ])
-        .arg(data.join("nats"))
-        .stdout(Stdio::null())
-        .stderr(log(&logs, "nats")?)
-        .spawn()
-        .context("cannot start nats-server")?;
-    services.push(Service {
-        name: "nats-server",
-        child: nats,
-    });
-    if let Err(e) = wait_port(opts.nats_port, Duration::from_secs(10)) {
-        shutdown(services);
-        return Err(e.context(format!(
-            "nats-server did not open its port; see {}",
-            logs.join("nats.log").display()
-        )));
-    }
-    println!(
-        "  ok  nats-server   {nats_url}   (log: {})",
-        logs.join("nats.log").display()
-    );
-
-    let common = |name: &str| -> anyhow::Result<Command> {
-        let mut cmd = Command::new(bin_dir.join(format!("magnet-{name}")));
-        cmd.arg("--data-dir")
-            .arg(&data)
-            .args(["--nats-url", &nats_url])
-            .env("NO_COLOR", "1");
-        cmd.stdout(Stdio::null()).stderr(log(&logs, name)?);
-        Ok(cmd)
+    let mut stack_opts = magnet_stack::Options::new(bin_dir, &data);
+    stack_opts.nats = Nats::Spawn {
+        port: opts.nats_port,
     };
-    // (name, extra flags, port to wait for, what to print)
-    let plan: [(&'static str, &[&str], u16, &str); 5] = [
-        (
-            "downloader",
-            &[
-                "--admin-listen",
-                "127.0.0.1:9101",
-                "--grpc-listen",
-                "127.0.0.1:50051",
-            ],
-            50051,
-            "grpc://127.0.0.1:50051",
-        ),
-        (
-            "transcoder",
-            &["--admin-listen", "127.0.0.1:9102"],
-            9102,
-            "admin http://127.0.0.1:9102/healthz",
-        ),
-        (
-            "streamer",
-            &[
-                "--admin-listen",
-                "127.0.0.1:9103",
-                "--grpc-listen",
-                "127.0.0.1:50052",
-            ],
-            50052,
-            "FileService grpc://127.0.0.1:50052",
-        ),
-        (
-            "signaling",
-            &[
-                "--admin-listen",
-                "127.0.0.1:9104",
-                "--grpc-listen",
-                "127.0.0.1:50053",
-            ],
-            50053,
-            "grpc://127.0.0.1:50053",
-        ),
-        (
-            "gateway",
-            &[
-                "--admin-listen",
-                "127.0.0.1:9100",
-                "--listen",
-                "127.0.0.1:8080",
-            ],
-            8080,
-            "API http://127.0.0.1:8080/api/nodes",
-        ),
-    ];
-    for (name, flags, port, what) in plan {
-        let spawned = common(name).and_then(|mut cmd| {
-            cmd.args(flags)
-                .spawn()
-                .with_context(|| format!("cannot start magnet-{name}"))
-        });
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                // Leave nothing running behind a failed start.
-                shutdown(services);
-                return Err(e);
-            }
-        };
-        services.push(Service { name, child });
-        match wait_port(port, Duration::from_secs(30)) {
-            Ok(()) => println!("  ok  {name:<12}  {what}"),
-            Err(_) => println!(
-                "  !!  {name:<12}  not up yet; see {}",
-                logs.join(format!("{name}.log")).display()
-            ),
-        }
+    stack_opts.workers = (1..=opts.workers)
+        .map(|i| Worker {
+            id: format!("node-{i}"),
+            transcoders: opts.transcoders,
+        })
+        .collect();
+    stack_opts.gateway_listen = ([127, 0, 0, 1], opts.port).into();
+    stack_opts.logs = Logs::Dir(logs.clone());
+    stack_opts.own_process_group = true;
+    stack_opts.torrent_port_base = Some(opts.torrent_port);
+    stack_opts.env = vec![("RUST_LOG".into(), "info,librqbit=warn,sqlx=warn".into())];
+    println!("starting (logs: {})", logs.display());
+    let mut stack = Stack::start(stack_opts).with_context(|| {
+        format!(
+            "the stack did not start; see the logs in {}",
+            logs.display()
+        )
+    })?;
+    for (name, pid) in stack.processes() {
+        println!("  ok  {name:<24} pid {pid}");
     }
+    println!("  nats {}", stack.nats_url);
     println!(
-        "\nThe web UI comes with a later release; the API answers at http://127.0.0.1:8080/api/. Ctrl-C stops everything."
+        "\nOpen {}  (API: {}/api/nodes). Ctrl-C stops everything.",
+        stack.gateway_url(),
+        stack.gateway_url()
     );
 
     while !stop.load(Ordering::Relaxed) {
-        for s in &mut services {
-            if let Some(status) = s.child.try_wait()? {
-                println!("  !!  {} exited with {status}; stopping the stack", s.name);
-                stop.store(true, Ordering::Relaxed);
-            }
+        if let Some((name, status)) = stack.exited() {
+            println!(
+                "  !!  {name} exited with {status}; stopping the stack (see {})",
+                log_of(&logs, &name).display()
+            );
+            break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    shutdown(services);
+    println!("\nstopping…");
+    let killed = stack.stop();
+    if killed.is_empty() {
+        println!("stopped cleanly");
+    } else {
+        println!("had to kill: {}", killed.join(", "));
+    }
     Ok(())
 }
 
-/// SIGTERM in reverse start order, each waited for (SIGKILL after 12 s).
-fn shutdown(mut services: Vec<Service>) {
-    println!("\nstopping…");
-    // One at a time, last started first, so each drains while NATS is still up.
-    for s in services.iter_mut().rev() {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(s.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(12);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = s.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if let Ok(None) = s.child.try_wait() {
-            println!("  {} did not stop in 12 s; killing it", s.name);
-            let _ = s.child.kill();
-        }
-        let _ = s.child.wait();
-        println!("  stopped {}", s.name);
-    }
-}
-
-fn log(dir: &Path, name: &str) -> anyhow::Result<File> {
-    Ok(File::options()
-        .create(true)
-        .append(true)
-        .open(dir.join(format!("{name}.log")))?)
-}
-
-fn wait_port(port: u16, limit: Duration) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("port {port} not open after {limit:?}")
+fn log_of(logs: &Path, name: &str) -> PathBuf {
+    logs.join(format!("{name}.log"))
 }
 
 fn target_dir() -> anyhow::Result<PathBuf> {
@@ -249,9 +139,4 @@ fn target_dir() -> anyhow::Result<PathBuf> {
         .parent()
         .context("xtask has no parent folder")?;
     Ok(root.join("target"))
-}
-
-/// Sets `flag` on Ctrl-C/SIGTERM (the stack then stops its children itself).
-fn ctrlc_flag(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)).context("cannot catch Ctrl-C")
 }

@@ -75,6 +75,9 @@ pub struct Options {
     /// the launcher, which then stops the services in order (xtask). Off for tests, whose
     /// runner stops a test's whole process group.
     pub own_process_group: bool,
+    /// BitTorrent listening port of the first worker node; the next nodes get the next ports.
+    /// None: as the config says (tests: not listening).
+    pub torrent_port_base: Option<u16>,
 }
 
 impl Options {
@@ -94,6 +97,7 @@ impl Options {
             env: Vec::new(),
             logs: Logs::Stderr,
             own_process_group: false,
+            torrent_port_base: None,
         }
     }
 }
@@ -179,13 +183,16 @@ impl Stack {
         )?;
         self.signaling_grpc = signaling.addr("grpc_addr")?;
         self.signaling_admin = signaling.admin;
-        for w in &opts.workers {
+        for (i, w) in opts.workers.iter().enumerate() {
             let data = opts.data_dir.join(&w.id).display().to_string();
             let node = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
                 let mut v = vec![
                     ("NODE__ID", w.id.clone()),
                     ("STORAGE__DATA_DIR", data.clone()),
                 ];
+                if let Some(base) = opts.torrent_port_base {
+                    v.push(("TORRENT__LISTEN_PORT", (base as usize + i).to_string()));
+                }
                 v.extend_from_slice(extra);
                 v
             };

@@ -4,5 +4,6 @@
 mod accounts;
 mod downloader;
 mod gateway;
+mod stack;
 mod streamer;
 mod transcoder;

@@ -1,0 +1,234 @@
+// Browser end-to-end check of the web UI against a running stack, driven by a Rust test:
+//
+//   BASE_URL=http://127.0.0.1:PORT MAGNET='magnet:?…' MODE=p2p|relay|xss OUT_DIR=dir \
+//     [CHROMIUM=/usr/bin/chromium] [TIMEOUT_MS=180000] [USERNAME=… PASSWORD=…] node web/e2e/run.mjs
+//
+// p2p/relay: submit the magnet, watch the task's progress bar until it is ready, play it and
+// wait until the video has played past 2 s over the expected transport. xss: submit a torrent
+// named `<img src=x onerror=alert(1)>` and check that the name shows as text.
+// Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
+import { chromium } from 'playwright-core';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const env = process.env;
+const BASE_URL = (env.BASE_URL ?? '').replace(/\/+$/, '');
+const MAGNET = env.MAGNET ?? '';
+const MODE = env.MODE ?? 'p2p';
+const OUT_DIR = env.OUT_DIR ?? 'e2e-out';
+const CHROMIUM = env.CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT_MS = Number(env.TIMEOUT_MS || 180_000);
+const XSS_NAME = '<img src=x onerror=alert(1)>';
+
+const result = {
+  ok: false,
+  mode: MODE,
+  transport: null,
+  currentTime: 0,
+  progressSeen: [],
+  consoleErrors: [],
+  expectedErrors: [],
+  pageErrors: [],
+  dialogs: [],
+  fallbackReason: null,
+  reachedReady: false,
+  taskId: null,
+  error: null,
+};
+
+/** Until USERNAME has logged in (always true without USERNAME). */
+let loggedIn = !(env.USERNAME && env.PASSWORD);
+const deadline = Date.now() + TIMEOUT_MS;
+/** What is left of the overall budget, for one wait. */
+const remaining = () => Math.max(1_000, deadline - Date.now());
+
+function fail(message) {
+  throw new Error(message);
+}
+
+async function main() {
+  if (!BASE_URL) fail('BASE_URL is not set');
+  if (!MAGNET) fail('MAGNET is not set');
+  if (!['p2p', 'relay', 'xss'].includes(MODE)) fail(`MODE must be p2p, relay or xss, not ${MODE}`);
+  await mkdir(OUT_DIR, { recursive: true });
+
+  const args = [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--allow-loopback-in-peer-connection',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    '--autoplay-policy=no-user-gesture-required',
+  ];
+  // A fresh profile. For MODE=relay, no UDP candidates at all, so WebRTC really fails and the
+  // player must fall back. Chromium 156 ignores the command-line switch; the profile
+  // preference `webrtc.ip_handling_policy` is what takes effect, so both are set.
+  const profile = await mkdtemp(join(tmpdir(), 'magnetm3u8-e2e-'));
+  if (MODE === 'relay') {
+    args.push('--force-webrtc-ip-handling-policy=disable_non_proxied_udp');
+    await mkdir(join(profile, 'Default'), { recursive: true });
+    const prefs = { webrtc: { ip_handling_policy: 'disable_non_proxied_udp' } };
+    await writeFile(join(profile, 'Default', 'Preferences'), JSON.stringify(prefs));
+  }
+
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args,
+    viewport: { width: 1280, height: 900 },
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(30_000);
+    page.on('console', (m) => {
+      if (m.type() !== 'error') return;
+      const loc = m.location();
+      const text = `${m.text()}${loc?.url ? ` (${loc.url}:${loc.lineNumber})` : ''}`;
+      // Logged out, the API answers 401 (GET /api/auth/me first): expected until logged in.
+      if (!loggedIn && /status of 401/.test(text) && /\/api\//.test(loc?.url ?? '')) result.expectedErrors.push(text);
+      else result.consoleErrors.push(text);
+    });
+    page.on('pageerror', (e) => result.pageErrors.push(String(e?.stack ?? e)));
+    page.on('dialog', (d) => {
+      result.dialogs.push(`${d.type()}: ${d.message()}`);
+      d.dismiss().catch(() => {});
+    });
+
+    await page.goto(`${BASE_URL}/`, { waitUntil: 'load' });
+    if (env.USERNAME && env.PASSWORD) await logIn(page, env.USERNAME, env.PASSWORD);
+
+    const row = await submit(page);
+    if (MODE === 'xss') await checkXss(page, row);
+    else await playThrough(page, row);
+  } finally {
+    await context.close().catch(() => {});
+    await rm(profile, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+async function logIn(page, username, password) {
+  // index.ts marks <body data-account="off|out|in"> once it knows; log in only when "out".
+  await page.locator('body[data-account]').waitFor({ state: 'attached', timeout: remaining() });
+  if ((await page.locator('body').getAttribute('data-account')) !== 'out') {
+    loggedIn = true;
+    return;
+  }
+  await page.locator('#login-username').fill(username, { timeout: remaining() });
+  await page.locator('#login-password').fill(password);
+  await page.locator('#login').click();
+  await page.locator('#account', { hasText: username }).waitFor({ timeout: 30_000 });
+  loggedIn = true;
+}
+
+/** Submits MAGNET; returns the locator of its task row. */
+async function submit(page) {
+  await page.locator('#magnet').fill(MAGNET, { timeout: remaining() });
+  const answer = page.waitForResponse((r) => r.url().endsWith('/api/tasks/submit'), { timeout: remaining() });
+  await page.locator('#submit').click();
+  const response = await answer;
+  const body = await response.json().catch(() => null);
+  if (!response.ok() || !body?.success) fail(`submit failed: ${response.status()} ${body?.error ?? ''}`);
+  const id = body?.data?.id;
+  result.taskId = id ?? null;
+  const row = id ? page.locator(`[data-task-id="${id}"]`) : page.locator('[data-task-id]').first();
+  await row.waitFor({ timeout: remaining() });
+  return row;
+}
+
+async function playThrough(page, row) {
+  // Sample the progress bar in the page every 100 ms, keeping the distinct values.
+  await row.evaluate((el) => {
+    const seen = (window.__progressSeen = []);
+    const sample = () => {
+      const bar = el.querySelector('progress.task-progress');
+      if (bar && !seen.includes(bar.value)) seen.push(bar.value);
+    };
+    sample();
+    window.__progressTimer = setInterval(sample, 100);
+  });
+  try {
+    await page.waitForFunction(
+      (el) => ['ready', 'error'].includes(el.getAttribute('data-status')),
+      await row.elementHandle(),
+      { timeout: remaining(), polling: 100 },
+    );
+  } finally {
+    result.progressSeen = await page.evaluate(() => {
+      clearInterval(window.__progressTimer);
+      return window.__progressSeen ?? [];
+    });
+  }
+  const status = await row.getAttribute('data-status');
+  if (status === 'error') {
+    const text = (await row.locator('.task-error').textContent().catch(() => '')) || '(no error text)';
+    fail(`the task failed: ${text}`);
+  }
+  result.reachedReady = true;
+  await page.screenshot({ path: join(OUT_DIR, 'index.png'), fullPage: true });
+
+  await Promise.all([page.waitForURL(/\/player\?/, { timeout: remaining() }), row.locator('a.play').click()]);
+  try {
+    await page.waitForFunction(() => document.querySelector('#video')?.currentTime > 2, null, {
+      timeout: remaining(),
+      polling: 250,
+    });
+  } finally {
+    await readPlayer(page);
+    await page.screenshot({ path: join(OUT_DIR, 'player.png'), fullPage: true }).catch(() => {});
+  }
+}
+
+async function readPlayer(page) {
+  const p = await page
+    .evaluate(() => ({ player: window.__player ?? null, currentTime: document.querySelector('#video')?.currentTime ?? 0 }))
+    .catch(() => null);
+  if (!p) return;
+  result.currentTime = p.currentTime;
+  result.transport = p.player?.transport ?? null;
+  result.fallbackReason = p.player?.fallbackReason ?? null;
+  result.bytes = p.player?.bytes ?? 0;
+}
+
+async function checkXss(page, row) {
+  // The name arrives with the torrent's metadata; until then the row shows the magnet.
+  await row.locator('.task-name[data-source="torrent"]').waitFor({ timeout: remaining() });
+  const text = (await row.textContent()) ?? '';
+  const images = await page.evaluate(() => document.querySelectorAll('img[src="x"]').length);
+  await page.screenshot({ path: join(OUT_DIR, 'xss.png'), fullPage: true });
+  if (!text.includes(XSS_NAME)) fail(`the row does not show the name literally: ${JSON.stringify(text)}`);
+  if (images !== 0) fail(`${images} <img src="x"> element(s) were injected`);
+}
+
+function verdict() {
+  const problems = [];
+  if (result.error) problems.push(result.error);
+  if (result.consoleErrors.length) problems.push(`${result.consoleErrors.length} console error(s)`);
+  if (result.pageErrors.length) problems.push(`${result.pageErrors.length} page error(s)`);
+  if (result.dialogs.length) problems.push(`${result.dialogs.length} dialog(s)`);
+  if (MODE !== 'xss') {
+    if (!result.reachedReady) problems.push('the task never became ready');
+    if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);
+    if (result.transport !== MODE) problems.push(`transport is ${result.transport}, not ${MODE}`);
+    if (new Set(result.progressSeen).size < 2) problems.push(`progress showed ${result.progressSeen.length} distinct value(s)`);
+  }
+  return problems;
+}
+
+try {
+  await main();
+} catch (e) {
+  // Playwright's messages carry terminal colours.
+  result.error = (e instanceof Error ? e.message : String(e)).replace(/\x1b\[[0-9;]*m/g, '');
+}
+const problems = verdict();
+result.ok = problems.length === 0;
+if (!result.ok) result.problems = problems;
+await mkdir(OUT_DIR, { recursive: true }).catch(() => {});
+await writeFile(join(OUT_DIR, 'result.json'), JSON.stringify(result, null, 2)).catch(() => {});
+console.log(JSON.stringify(result));
+process.exit(result.ok ? 0 : 1);

@@ -1,0 +1,140 @@
+// The gateway's HTTP API as the pages use it (docs/api.md): the shapes of its answers and
+// one `request` helper that turns `{"success": false, "error"}` into an `ApiError`.
+
+export interface User {
+  id: number | string;
+  username: string;
+  role: 'admin' | 'user';
+  is_banned: boolean;
+  created_at: string;
+}
+
+export interface NodeResources {
+  max_downloads: number;
+  max_transcodes: number;
+  disk_space_gb: number;
+  disk_free_gb?: number;
+}
+
+export interface GatewayNode {
+  id: string;
+  name: string;
+  address: string;
+  status: string;
+  last_seen: string;
+  capabilities: string[];
+  resources: NodeResources;
+  metadata?: { version?: string; arch?: string };
+  active_tasks?: number;
+}
+
+export type TaskStatus =
+  | 'pending'
+  | 'downloading'
+  | 'downloaded'
+  | 'transcoding'
+  | 'ready'
+  | 'error'
+  | 'cancelled';
+
+export interface Task {
+  id: string;
+  magnet_url: string;
+  status: TaskStatus | string;
+  progress: number;
+  speed: number;
+  size: number;
+  downloaded: number;
+  files?: string[];
+  torrent_name: string;
+  m3u8_path?: string;
+  srts?: string[];
+  created_at: string;
+  updated_at?: string;
+  worker_id: string;
+  error?: string;
+  detail?: string;
+  transcode_path?: string;
+  peers?: number;
+}
+
+/** One `task` event of `GET /api/events`: a partial task, merged into the one shown. */
+export type TaskEvent = Partial<Task> & { id: string };
+
+export interface IceServersAnswer {
+  iceServers: RTCIceServer[];
+  ttl?: number;
+}
+
+/** A failed call: the HTTP status (0 when the network failed) and the server's `error` text. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+type Body = Record<string, unknown> & { success?: boolean; error?: string };
+
+/** Calls the API; resolves with the whole JSON answer or rejects with an `ApiError`. */
+export async function request<T extends object>(
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+  path: string,
+  body?: unknown,
+): Promise<T & Body> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      credentials: 'same-origin',
+      headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, `network error: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  let json: Body | null = null;
+  try {
+    json = (await res.json()) as Body;
+  } catch {
+    // Not JSON (a proxy's error page, an empty body): the status says what happened.
+  }
+  if (!res.ok || !json || json.success === false) {
+    const text = json && typeof json.error === 'string' ? json.error : `${res.status} ${res.statusText}`.trim();
+    throw new ApiError(res.status, text);
+  }
+  return json as T & Body;
+}
+
+export const api = {
+  /** `null` when accounts are on and nobody is logged in (401). */
+  async me(): Promise<{ user: User; authEnabled: boolean } | null> {
+    try {
+      const r = await request<{ data: User; auth_enabled?: boolean }>('GET', '/api/auth/me');
+      return { user: r.data, authEnabled: r.auth_enabled !== false };
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return null;
+      throw e;
+    }
+  },
+  login: (username: string, password: string) =>
+    request<{ data: User }>('POST', '/api/auth/login', { username, password }),
+  register: (username: string, password: string) =>
+    request<{ data: User }>('POST', '/api/auth/register', { username, password }),
+  logout: () => request<object>('POST', '/api/auth/logout'),
+  users: async () => (await request<{ data: User[] }>('GET', '/api/admin/users')).data ?? [],
+  setBanned: (id: User['id'], banned: boolean) =>
+    request<object>('PATCH', `/api/admin/users/${encodeURIComponent(String(id))}/ban`, { banned }),
+  nodes: async () => (await request<{ data: GatewayNode[] | null }>('GET', '/api/nodes')).data ?? [],
+  tasks: async () => (await request<{ data: { tasks: Task[] | null } }>('GET', '/api/tasks')).data?.tasks ?? [],
+  task: async (id: string) => (await request<{ data: Task }>('GET', `/api/tasks/${encodeURIComponent(id)}`)).data,
+  submit: (magnetUrl: string, workerId: string) =>
+    request<{ data?: Task; message?: string }>('POST', '/api/tasks/submit', {
+      worker_id: workerId,
+      magnet_url: magnetUrl,
+    }),
+  deleteTask: (id: string) => request<object>('DELETE', `/api/tasks/${encodeURIComponent(id)}`),
+  iceServers: async () => (await request<IceServersAnswer>('GET', '/api/webrtc/ice-servers')).iceServers ?? [],
+};
