@@ -98,12 +98,15 @@ impl Drop for InProcess {
 
 /// Path of one of our binaries, built next to the test executable.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    // Tests run from `target/<profile>/deps/`, the bench binary from `target/<profile>/`.
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test executable has no target dir")?;
-    let path = dir.join(name);
+    let here = exe.parent().context("executable has no folder")?;
+    let path = [Some(here), here.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| here.join(name));
     if !path.exists() {
         bail!(
             "{} is missing: build it first (`cargo build -p {name}`; `cargo xtask test` does)",

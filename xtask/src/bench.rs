@@ -3,7 +3,7 @@
 
 use crate::system::{self, cargo};
 
-const ALL: &[&str] = &["download", "transcode", "datachannel"];
+const ALL: &[&str] = &["download", "transcode", "datachannel", "gateway"];
 
 pub fn run(names: &[String]) -> anyhow::Result<()> {
     system::ensure_programs()?;
@@ -16,6 +16,11 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
         if !ALL.contains(name) {
             anyhow::bail!("unknown benchmark {name:?}; known: {}", ALL.join(", "));
         }
+    }
+    if names.contains(&"gateway") {
+        // The gateway benchmark runs the services as processes, the UI embedded.
+        crate::web::build(false)?;
+        system::run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
     }
     system::run(
         cargo()

@@ -27,7 +27,7 @@ enum Command {
     },
     /// Runs benchmarks in release mode; each prints one `bench <name>: …` line.
     Bench {
-        /// Which benchmarks (default: all). Known: download, transcode, datachannel.
+        /// Which benchmarks (default: all). Known: download, transcode, datachannel, gateway.
         names: Vec<String>,
     },
     /// Builds the web UI (`web/` with npm) into `web/dist`, which the gateway serves.

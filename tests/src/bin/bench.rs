@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
             "download" => download().await?,
             "transcode" => transcode().await?,
             "datachannel" => datachannel().await?,
+            "gateway" => gateway().await?,
             other => anyhow::bail!("unknown benchmark {other:?}"),
         }
     }
@@ -365,4 +366,100 @@ async fn datachannel() -> anyhow::Result<()> {
         b / h
     );
     Ok(())
+}
+
+/// Concurrent connections of the gateway benchmark.
+const GATEWAY_CONNECTIONS: usize = 50;
+/// How long each route is loaded.
+const GATEWAY_SECONDS: u64 = 5;
+
+/// `GET /api/nodes` and `GET /api/tasks` (a node with 5 tasks) with 50 keep-alive
+/// connections, next to a static file (`/favicon.svg`) served by the same gateway, the whole
+/// system running as processes (magnet-stack).
+async fn gateway() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let stack = magnet_tests::stack::start(dir.path(), 1, |_| {})?;
+    let base = stack.gateway_url();
+    let http = reqwest::Client::new();
+    magnet_tests::eventually(Duration::from_secs(15), "node listed", || async {
+        let v: serde_json::Value = http
+            .get(format!("{base}/api/nodes"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["data"].as_array().filter(|a| !a.is_empty()).map(|_| ())
+    })
+    .await?;
+    for i in 0..5u8 {
+        let magnet = format!(
+            "magnet:?xt=urn:btih:{}&dn=bench-{i}",
+            format!("{i:02x}").repeat(20)
+        );
+        let r = http
+            .post(format!("{base}/api/tasks/submit"))
+            .json(&serde_json::json!({ "magnet_url": magnet }))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "submit: {}", r.text().await?);
+    }
+    let mut results = Vec::new();
+    for path in ["/favicon.svg", "/api/nodes", "/api/tasks"] {
+        let (rps, p99) = load(&format!("{base}{path}")).await?;
+        eprintln!("  {path:<14} {rps:>8.0} req/s  p99 {p99:.2} ms");
+        results.push((rps, p99));
+    }
+    stack.stop();
+    let [
+        (static_rps, _),
+        (nodes_rps, nodes_p99),
+        (tasks_rps, tasks_p99),
+    ] = results[..]
+    else {
+        anyhow::bail!("missing results");
+    };
+    println!(
+        "bench gateway: nodes_rps={nodes_rps:.0} tasks_rps={tasks_rps:.0} static_rps={static_rps:.0} p99_ms={:.2} nodes_over_static={:.2} tasks_over_static={:.2} connections={GATEWAY_CONNECTIONS}",
+        nodes_p99.max(tasks_p99),
+        nodes_rps / static_rps,
+        tasks_rps / static_rps,
+    );
+    Ok(())
+}
+
+/// Requests per second and the 99th percentile latency (ms) of `url` under
+/// [`GATEWAY_CONNECTIONS`] concurrent keep-alive connections for [`GATEWAY_SECONDS`].
+async fn load(url: &str) -> anyhow::Result<(f64, f64)> {
+    let until = Instant::now() + Duration::from_secs(GATEWAY_SECONDS);
+    let workers = (0..GATEWAY_CONNECTIONS).map(|_| {
+        let url = url.to_owned();
+        tokio::spawn(async move {
+            // One client per worker: its own keep-alive connection.
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let start = Instant::now();
+                let r = http.get(&url).send().await?;
+                anyhow::ensure!(r.status().is_success(), "{url}: {}", r.status());
+                r.bytes().await?;
+                latencies.push(start.elapsed());
+            }
+            anyhow::Ok(latencies)
+        })
+    });
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for w in futures::future::join_all(workers).await {
+        all.extend(w??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let p99 = all
+        .get((all.len() * 99 / 100).min(all.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    Ok((all.len() as f64 / elapsed, p99))
 }
