@@ -1,15 +1,24 @@
 //! `cargo xtask up`: the local stack on one machine — nats-server with JetStream under
 //! `./data/nats` and, through the same launcher as the browser tests (magnet-stack), the
-//! services of `--workers` nodes, logs under `./data/logs/`. Ctrl-C stops everything (SIGTERM
-//! in reverse start order, SIGKILL after a grace period); no process is left behind.
+//! services of `--workers` nodes, configured by `magnetm3u8.toml`, logs under `./data/logs/`.
+//! Accounts are on, with an admin whose generated password is kept in `./data/admin-password`.
+//! Ctrl-C stops everything (SIGTERM in reverse start order, SIGKILL after a grace period); no
+//! process is left behind.
+//!
+//! `cargo xtask demo`: the same, plus a sample video seeded from a local BitTorrent session
+//! (`demo-seed`), its magnet submitted through the API, a progress bar until it is ready, and
+//! the player's URL.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use magnet_stack::{Logs, Nats, Stack, Worker};
+use serde_json::{Value, json};
 
 use crate::system::{self, cargo};
 
@@ -18,6 +27,9 @@ pub struct Options {
     /// Folder of the local stack's state.
     #[arg(long, default_value = "data")]
     data_dir: PathBuf,
+    /// The settings every service reads.
+    #[arg(long, default_value = "magnetm3u8.toml")]
+    config: PathBuf,
     /// Port of the web UI and API.
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -33,49 +45,79 @@ pub struct Options {
     /// NATS client port (0: a free one).
     #[arg(long, default_value_t = 0)]
     nats_port: u16,
+    /// Run without accounts (anyone who reaches the port may submit).
+    #[arg(long)]
+    no_auth: bool,
+    /// Print the admin's password again.
+    #[arg(long)]
+    show_admin: bool,
     /// Build and run debug binaries (faster to build, slower to run).
     #[arg(long)]
     debug: bool,
+    /// Use the binaries already built (no npm, no cargo build).
+    #[arg(long)]
+    no_build: bool,
 }
 
-/// The services' binaries.
-const SERVICES: [&str; 5] = [
-    "downloader",
-    "transcoder",
-    "streamer",
-    "signaling",
-    "gateway",
-];
+/// Where the admin's generated password is kept, under the data folder.
+const ADMIN_PASSWORD_FILE: &str = "admin-password";
+const ADMIN: &str = "admin";
 
 pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
-    if demo {
-        bail!("`cargo xtask demo` is not there yet; `cargo xtask up` runs the system");
-    }
     if opts.workers == 0 || opts.transcoders == 0 {
         bail!("--workers and --transcoders must be at least 1");
     }
     system::ensure_programs()?;
-    // The UI is embedded in release binaries, so it is built first.
-    crate::web::build(false)?;
-    let mut build = cargo();
-    build.args(["build", "--bins"]);
-    for service in SERVICES {
-        build.args(["-p", &format!("magnet-{service}")]);
+    let config = std::path::absolute(&opts.config)?;
+    if !config.exists() {
+        bail!(
+            "{} does not exist (the repository's magnetm3u8.toml is the template)",
+            config.display()
+        );
     }
-    if !opts.debug {
-        build.arg("--release");
+    let profile = if opts.debug { "debug" } else { "release" };
+    if !opts.no_build {
+        // The UI is embedded in release binaries, so it is built first. The same cargo
+        // command as `cargo xtask test` (the whole workspace), so no feature set differs.
+        crate::web::build(false)?;
+        let mut build = cargo();
+        build.args(["build", "--workspace", "--bins"]);
+        if !opts.debug {
+            build.arg("--release");
+        }
+        system::run(&mut build)?;
     }
-    system::run(&mut build)?;
-    let bin_dir = target_dir()?.join(if opts.debug { "debug" } else { "release" });
+    let bin_dir = target_dir()?.join(profile);
 
     let data = std::path::absolute(&opts.data_dir)?;
+    std::fs::create_dir_all(&data)?;
     let logs = data.join("logs");
+    let password = if opts.no_auth {
+        None
+    } else {
+        let (password, created) = admin_password(&data)?;
+        if created || opts.show_admin {
+            println!(
+                "Admin account: user {ADMIN:?}, password {password:?}{}",
+                if created {
+                    format!(
+                        " (shown once; kept in {}; `cargo xtask up --show-admin` shows it again)",
+                        data.join(ADMIN_PASSWORD_FILE).display()
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Some(password)
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("cannot catch Ctrl-C")?;
 
-    let mut stack_opts = magnet_stack::Options::new(bin_dir, &data);
+    let mut stack_opts = magnet_stack::Options::new(&bin_dir, &data);
+    stack_opts.config = Some(config);
     stack_opts.nats = Nats::Spawn {
         port: opts.nats_port,
     };
@@ -90,6 +132,20 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
     stack_opts.own_process_group = true;
     stack_opts.torrent_port_base = Some(opts.torrent_port);
     stack_opts.env = vec![("RUST_LOG".into(), "info,librqbit=warn,sqlx=warn".into())];
+    if password.is_some() {
+        stack_opts.env.extend([
+            ("MAGNET__GATEWAY__AUTH__ENABLED".into(), "true".into()),
+            ("MAGNET__GATEWAY__AUTH__ADMIN_USERNAME".into(), ADMIN.into()),
+            (
+                "MAGNET__GATEWAY__AUTH__ADMIN_PASSWORD_FILE".into(),
+                data.join(ADMIN_PASSWORD_FILE).display().to_string(),
+            ),
+        ]);
+    } else {
+        stack_opts
+            .env
+            .push(("MAGNET__GATEWAY__AUTH__ENABLED".into(), "false".into()));
+    }
     println!("starting (logs: {})", logs.display());
     let mut stack = Stack::start(stack_opts).with_context(|| {
         format!(
@@ -101,23 +157,43 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
         println!("  ok  {name:<24} pid {pid}");
     }
     println!("  nats {}", stack.nats_url);
+    let url = stack.gateway_url();
     println!(
-        "\nOpen {}  (API: {}/api/nodes). Ctrl-C stops everything.",
-        stack.gateway_url(),
-        stack.gateway_url()
+        "\nOpen {url}{}  (API: {url}/api/nodes). Ctrl-C stops everything.",
+        if password.is_some() {
+            format!(" and log in as {ADMIN:?}")
+        } else {
+            String::new()
+        }
     );
+
+    let mut seeder = None;
+    if demo {
+        match run_demo(&bin_dir, &data, &url, password.as_deref(), &stop) {
+            Ok(child) => seeder = Some(child),
+            Err(e) => {
+                println!("\ndemo failed: {e:#}");
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
 
     while !stop.load(Ordering::Relaxed) {
         if let Some((name, status)) = stack.exited() {
             println!(
                 "  !!  {name} exited with {status}; stopping the stack (see {})",
-                log_of(&logs, &name).display()
+                logs.join(format!("{name}.log")).display()
             );
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("\nstopping…");
+    if let Some(mut s) = seeder {
+        let _ = s.kill();
+        let _ = s.wait();
+        println!("  stopped the demo seeder");
+    }
     let killed = stack.stop();
     if killed.is_empty() {
         println!("stopped cleanly");
@@ -127,8 +203,147 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn log_of(logs: &Path, name: &str) -> PathBuf {
-    logs.join(format!("{name}.log"))
+/// The admin's password from the data folder, or a new random one stored there (mode 0600).
+/// Also says whether it was just created.
+fn admin_password(data: &Path) -> anyhow::Result<(String, bool)> {
+    let path = data.join(ADMIN_PASSWORD_FILE);
+    if let Ok(p) = std::fs::read_to_string(&path) {
+        let p = p.trim().to_owned();
+        if p.len() >= 8 {
+            return Ok((p, false));
+        }
+    }
+    let mut bytes = [0u8; 15];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let password: String = bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
+        .collect();
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut f, password.as_bytes())?;
+    Ok((password, true))
+}
+
+/// Seeds the sample, submits its magnet, shows progress until it is ready and prints the
+/// player's URL. Returns the seeder process, which must keep running.
+fn run_demo(
+    bin_dir: &Path,
+    data: &Path,
+    url: &str,
+    password: Option<&str>,
+    stop: &AtomicBool,
+) -> anyhow::Result<Child> {
+    println!("\ndemo: preparing the sample video and seeding it on loopback…");
+    let mut seeder = Command::new(bin_dir.join("demo-seed"))
+        .arg(data.join("demo"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start demo-seed")?;
+    let stdout = seeder.stdout.take().context("demo-seed stdout")?;
+    let magnet = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("magnet: ").map(str::to_owned));
+    let Some(magnet) = magnet else {
+        let _ = seeder.kill();
+        bail!("demo-seed ended without a magnet link");
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut auth = String::new();
+    if let Some(password) = password {
+        let v = call(
+            agent
+                .post(format!("{url}/api/auth/login"))
+                .send_json(json!({ "username": ADMIN, "password": password })),
+        )?;
+        auth = format!("Bearer {}", v["token"].as_str().unwrap_or_default());
+    }
+    let v = call(
+        agent
+            .post(format!("{url}/api/tasks/submit"))
+            .header("authorization", &auth)
+            .send_json(json!({ "magnet_url": magnet })),
+    )?;
+    let id = v["data"]["id"].as_str().unwrap_or_default().to_owned();
+    println!("demo: submitted {id}");
+    let bar = indicatif::ProgressBar::new(100).with_style(
+        indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos:>3}%  {msg}")?
+            .progress_chars("=> "),
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut phase = String::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            bar.abandon();
+            return Ok(seeder);
+        }
+        if Instant::now() > deadline {
+            bar.abandon();
+            bail!("{id} not ready after 10 minutes; see the logs");
+        }
+        let t = call(
+            agent
+                .get(format!("{url}/api/tasks/{id}"))
+                .header("authorization", &auth)
+                .call(),
+        )?;
+        let t = &t["data"];
+        let status = t["status"].as_str().unwrap_or_default().to_owned();
+        if status != phase {
+            if !phase.is_empty() && status != "ready" {
+                bar.set_position(0);
+            }
+            bar.set_prefix(status.clone());
+            phase = status.clone();
+        }
+        bar.set_position(t["progress"].as_u64().unwrap_or(0));
+        let speed = t["speed"].as_u64().unwrap_or(0);
+        bar.set_message(match t["detail"].as_str() {
+            Some(d) if !d.is_empty() => d.to_owned(),
+            _ if speed > 0 => format!("{:.1} MB/s", speed as f64 / 1e6),
+            _ => String::new(),
+        });
+        match status.as_str() {
+            "ready" => {
+                bar.finish();
+                println!("\ndemo: ready. Play it: {url}/player?taskId={id}");
+                return Ok(seeder);
+            }
+            "error" => {
+                bar.abandon();
+                bail!("{id} failed: {}", t["error"].as_str().unwrap_or_default());
+            }
+            _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// The JSON of a successful API answer, else the API's error text.
+fn call(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Result<Value> {
+    let mut r = r?;
+    let status = r.status();
+    let v: Value = r.body_mut().read_json()?;
+    if !status.is_success() || v["success"] != true {
+        bail!(
+            "{status}: {}",
+            v["error"].as_str().unwrap_or("unexpected answer")
+        );
+    }
+    Ok(v)
 }
 
 fn target_dir() -> anyhow::Result<PathBuf> {

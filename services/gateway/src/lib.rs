@@ -22,7 +22,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, patch, post};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use magnet_core::ErrorCode;
+use magnet_proto::v1 as pb;
 use magnet_proto::v1::file_service_client::FileServiceClient;
 use magnet_proto::v1::task_service_client::TaskServiceClient;
 use magnet_runtime::admin::Admin;
@@ -64,7 +67,12 @@ pub struct AppState {
     /// Cancelled on shutdown: long-lived answers (events, WebSockets) end with it.
     pub shutdown: CancellationToken,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// `List` calls in flight, per node, shared by concurrent `GET /api/tasks`.
+    listing: Arc<Mutex<HashMap<String, NodeTasks>>>,
 }
+
+/// One node's task list being fetched; `None` if the node failed or was too slow.
+type NodeTasks = Shared<BoxFuture<'static, Option<Arc<Vec<pb::Task>>>>>;
 
 impl AppState {
     /// A lazily connected channel per endpoint, reused across requests.
@@ -92,6 +100,51 @@ impl AppState {
 
     pub fn streamer(&self, endpoint: &str) -> Result<FileServiceClient<Channel>, ApiError> {
         Ok(FileServiceClient::new(self.channel(endpoint)?))
+    }
+
+    /// The tasks of node `n`: joins the `List` call already in flight for that node, else
+    /// starts one (bounded by `node_timeout`). Many browsers polling at once cost the node
+    /// one call per round trip instead of one per browser.
+    pub async fn node_tasks(&self, n: &pb::NodeRecord) -> Option<Arc<Vec<pb::Task>>> {
+        let call = {
+            let mut listing = self.listing.lock().unwrap_or_else(|p| p.into_inner());
+            match listing.get(&n.id) {
+                Some(call) => call.clone(),
+                None => {
+                    let call = self.list_call(n).boxed().shared();
+                    listing.insert(n.id.clone(), call.clone());
+                    call
+                }
+            }
+        };
+        let tasks = call.clone().await;
+        let mut listing = self.listing.lock().unwrap_or_else(|p| p.into_inner());
+        if listing.get(&n.id).is_some_and(|c| c.ptr_eq(&call)) {
+            listing.remove(&n.id);
+        }
+        tasks
+    }
+
+    fn list_call(
+        &self,
+        n: &pb::NodeRecord,
+    ) -> impl std::future::Future<Output = Option<Arc<Vec<pb::Task>>>> + Send + 'static {
+        let client = self.downloader(&n.downloader_endpoint).ok();
+        let (timeout, node) = (self.node_timeout, n.id.clone());
+        async move {
+            let mut client = client?;
+            match tokio::time::timeout(timeout, client.list(pb::ListRequest {})).await {
+                Ok(Ok(r)) => Some(Arc::new(r.into_inner().tasks)),
+                Ok(Err(e)) => {
+                    tracing::warn!(%node, error = %e, "node did not list its tasks");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(%node, "node too slow to list its tasks");
+                    None
+                }
+            }
+        }
     }
 
     pub fn signaling(&self) -> Result<Channel, ApiError> {
@@ -207,6 +260,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         webrtc: webrtc::Sessions::default(),
         shutdown: shutdown.clone(),
         channels: Arc::default(),
+        listing: Arc::default(),
     };
     let app = router(
         state,

@@ -43,36 +43,15 @@ pub async fn node(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 }
 
 /// Tasks of every online node, each asked with a time limit so that one slow node does not
-/// stall the answer (its tasks are missing until it answers again).
+/// stall the answer (its tasks are missing until it answers again). Concurrent requests share
+/// one `List` call per node ([`AppState::node_tasks`]).
 pub async fn tasks(State(s): State<AppState>) -> Json<Value> {
     let nodes = s.registry.online().await;
-    let asks = nodes.iter().map(|n| {
-        let s = s.clone();
-        let n = n.clone();
-        async move {
-            let mut client = s.downloader(&n.downloader_endpoint).ok()?;
-            let call = client.list(pb::ListRequest {});
-            match tokio::time::timeout(s.node_timeout, call).await {
-                Ok(Ok(r)) => Some(r.into_inner().tasks),
-                Ok(Err(e)) => {
-                    tracing::warn!(node = %n.id, error = %e, "node did not list its tasks");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(node = %n.id, "node too slow to list its tasks");
-                    None
-                }
-            }
-        }
-    });
-    let mut all: Vec<pb::Task> = futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .flatten()
-        .collect();
+    let asks = nodes.iter().map(|n| s.node_tasks(n));
+    let lists = futures::future::join_all(asks).await;
+    let mut all: Vec<&pb::Task> = lists.iter().flatten().flat_map(|l| l.iter()).collect();
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-    ok(json!({ "tasks": all.iter().map(convert::task).collect::<Vec<_>>() }))
+    ok(json!({ "tasks": all.into_iter().map(convert::task).collect::<Vec<_>>() }))
 }
 
 /// Finds which online node holds a task.

@@ -188,6 +188,7 @@ impl Stack {
             let node = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
                 let mut v = vec![
                     ("NODE__ID", w.id.clone()),
+                    ("NODE__NAME", w.id.clone()),
                     ("STORAGE__DATA_DIR", data.clone()),
                 ];
                 if let Some(base) = opts.torrent_port_base {

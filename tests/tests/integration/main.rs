@@ -4,6 +4,7 @@
 mod accounts;
 mod downloader;
 mod gateway;
+mod local;
 mod stack;
 mod streamer;
 mod transcoder;
