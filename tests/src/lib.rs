@@ -42,3 +42,14 @@ pub fn init_logging() {
         .with_test_writer()
         .try_init();
 }
+
+/// Status and JSON body of an HTTP answer; fails with the text if the body is not JSON.
+pub async fn json_of(
+    r: reqwest::Response,
+) -> anyhow::Result<(reqwest::StatusCode, serde_json::Value)> {
+    let status = r.status();
+    let text = r.text().await?;
+    let body = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{status}: not JSON ({e}): {text:?}"))?;
+    Ok((status, body))
+}

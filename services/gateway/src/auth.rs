@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, JsonBody, json_body};
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "magnet_session";
@@ -381,17 +381,6 @@ pub struct Credentials {
     password: String,
 }
 
-type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-
-fn body<T>(b: Body<T>) -> ApiResult<T> {
-    b.map(|Json(v)| v).map_err(|e| {
-        ApiError::body(
-            e.status().as_u16(),
-            format!("invalid request body: {}", e.body_text()),
-        )
-    })
-}
-
 /// A cookie for `token`, Secure when configured or when the request came over TLS.
 fn session_cookie(
     s: &AppState,
@@ -417,7 +406,7 @@ fn session_cookie(
 }
 
 /// `POST /api/auth/register {username, password}` → 201 `{success, data: User}`.
-pub async fn register(State(s): State<AppState>, b: Body<Credentials>) -> ApiResult<Response> {
+pub async fn register(State(s): State<AppState>, b: JsonBody<Credentials>) -> ApiResult<Response> {
     let a = accounts(&s)?;
     if !a.settings.allow_register {
         return Err(ApiError::new(
@@ -425,7 +414,7 @@ pub async fn register(State(s): State<AppState>, b: Body<Credentials>) -> ApiRes
             "registration is closed on this gateway",
         ));
     }
-    let c = body(b)?;
+    let c = json_body(b)?;
     let id = check_username(&c.username)?;
     check_password(&c.password)?;
     let user = User {
@@ -459,10 +448,10 @@ pub async fn login(
     State(s): State<AppState>,
     headers: HeaderMap,
     jar: CookieJar,
-    b: Body<Credentials>,
+    b: JsonBody<Credentials>,
 ) -> ApiResult<(CookieJar, Json<Value>)> {
     let a = accounts(&s)?;
-    let c = body(b)?;
+    let c = json_body(b)?;
     let wrong = || ApiError::new(ErrorCode::Unauthenticated, "wrong username or password");
     let id = check_username(&c.username).map_err(|_| wrong())?;
     let Some(user) = a.user(&id).await? else {
@@ -547,11 +536,11 @@ pub async fn ban(
     State(s): State<AppState>,
     axum::Extension(me): axum::Extension<User>,
     Path(id): Path<String>,
-    b: Body<Ban>,
+    b: JsonBody<Ban>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&me)?;
     let a = accounts(&s)?;
-    let Ban { banned } = body(b)?;
+    let Ban { banned } = json_body(b)?;
     let id = check_username(&id).map_err(|_| ApiError::not_found("User not found"))?;
     if id == me.id && banned {
         return Err(ApiError::bad_request("you cannot ban yourself"));

@@ -66,3 +66,16 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// A JSON request body as handlers take it, so that a bad body gets our error shape.
+pub type JsonBody<T> = Result<axum::Json<T>, axum::extract::rejection::JsonRejection>;
+
+/// The body, or a 400/413/415 `ApiError` saying what is wrong with it.
+pub fn json_body<T>(b: JsonBody<T>) -> ApiResult<T> {
+    b.map(|axum::Json(v)| v).map_err(|e| {
+        ApiError::body(
+            e.status().as_u16(),
+            format!("invalid request body: {}", e.body_text()),
+        )
+    })
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::{self, User};
 use crate::convert;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, JsonBody, json_body};
 
 fn ok(data: Value) -> Json<Value> {
     Json(json!({ "success": true, "data": data }))
@@ -97,14 +97,9 @@ pub struct Submit {
 pub async fn submit(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
-    body: Result<Json<Submit>, axum::extract::rejection::JsonRejection>,
+    body: JsonBody<Submit>,
 ) -> ApiResult<Json<Value>> {
-    let Json(req) = body.map_err(|e| {
-        ApiError::body(
-            e.status().as_u16(),
-            format!("invalid request body: {}", e.body_text()),
-        )
-    })?;
+    let req = json_body(body)?;
     auth::may_change(&user)?;
     // Refuse bad magnets here too, with the same message, before touching any node.
     Magnet::parse(&req.magnet_url)

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, JsonBody, json_body};
 
 /// A session with no call for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(120);
@@ -57,17 +57,6 @@ impl Sessions {
     }
 }
 
-type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-
-fn body<T>(b: Body<T>) -> ApiResult<T> {
-    b.map(|Json(v)| v).map_err(|e| {
-        ApiError::body(
-            e.status().as_u16(),
-            format!("invalid request body: {}", e.body_text()),
-        )
-    })
-}
-
 fn session_id(raw: &str) -> ApiResult<String> {
     SessionId::parse(raw)
         .map(|s| s.as_str().to_owned())
@@ -85,8 +74,8 @@ pub struct Offer {
     worker_id: String,
 }
 
-pub async fn offer(State(s): State<AppState>, b: Body<Offer>) -> ApiResult<Json<Value>> {
-    let o = body(b)?;
+pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<Json<Value>> {
+    let o = json_body(b)?;
     if o.sdp.is_empty() {
         return Err(ApiError::bad_request("sdp is required"));
     }
@@ -196,8 +185,8 @@ pub struct Ice {
     sdp_mline_index: Option<u32>,
 }
 
-pub async fn ice(State(s): State<AppState>, b: Body<Ice>) -> ApiResult<Json<Value>> {
-    let i = body(b)?;
+pub async fn ice(State(s): State<AppState>, b: JsonBody<Ice>) -> ApiResult<Json<Value>> {
+    let i = json_body(b)?;
     let id = session_id(&i.session_id)?;
     let tx = {
         let mut sessions = s.webrtc.lock();
@@ -221,8 +210,8 @@ pub struct Answer {
     session_id: String,
 }
 
-pub async fn answer(State(s): State<AppState>, b: Body<Answer>) -> ApiResult<Json<Value>> {
-    let a = body(b)?;
+pub async fn answer(State(s): State<AppState>, b: JsonBody<Answer>) -> ApiResult<Json<Value>> {
+    let a = json_body(b)?;
     let id = session_id(&a.session_id)?;
     let mut sessions = s.webrtc.lock();
     let session = sessions.get_mut(&id).ok_or_else(unknown)?;

@@ -6,23 +6,14 @@ use std::time::Duration;
 
 use magnet_tests::nats::NatsServer;
 use magnet_tests::services::{InProcess, offline_node};
-use magnet_tests::{eventually, init_logging};
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use magnet_tests::{eventually, init_logging, json_of};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 const NODE: &str = "worker-auth";
 const ADMIN_PASSWORD: &str = "correct horse battery";
 const API_TOKEN: &str = "api-token-0123456789abcdef";
 const MAGNET: &str = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567&dn=x";
-
-async fn json_of(r: reqwest::Response) -> anyhow::Result<(StatusCode, Value)> {
-    let status = r.status();
-    let text = r.text().await?;
-    let body = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{status}: not JSON ({e}): {text:?}"))?;
-    Ok((status, body))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {

@@ -25,20 +25,7 @@ async fn xtask_up_runs_a_task_to_ready_and_stops_cleanly() -> anyhow::Result<()>
         .port();
     let (mut up, rx) = start_up(dir.path(), &repo, torrent_port)?;
     // Its report: the admin's password, a line per process, the URL.
-    let mut lines = Vec::new();
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| anyhow::anyhow!("xtask up did not say its URL: {lines:?}"))?;
-        if let Some(rest) = line.strip_prefix("Open ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-        lines.push(line);
-    };
+    let (url, lines) = report(&rx)?;
     let password = lines
         .iter()
         .find_map(|l| l.strip_prefix("Admin account: user \"admin\", password \""))
@@ -134,20 +121,7 @@ async fn xtask_up_runs_a_task_to_ready_and_stops_cleanly() -> anyhow::Result<()>
     // A second `up` on the same data folder: same admin (not printed again), the task is
     // still there and ready.
     let (mut again, rx) = start_up(dir.path(), &repo, torrent_port)?;
-    let mut lines = Vec::new();
-    let url = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(120))
-            .map_err(|_| anyhow::anyhow!("second xtask up did not say its URL: {lines:?}"))?;
-        if let Some(rest) = line.strip_prefix("Open ") {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-        }
-        lines.push(line);
-    };
+    let (url, lines) = report(&rx)?;
     assert!(!lines.iter().any(|l| l.contains("password")), "{lines:?}");
     let login: Value = http
         .post(format!("{url}/api/auth/login"))
@@ -176,6 +150,25 @@ async fn xtask_up_runs_a_task_to_ready_and_stops_cleanly() -> anyhow::Result<()>
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
     assert!(status.success(), "second xtask up exited with {status}");
     Ok(())
+}
+
+/// What `xtask up` printed up to its URL, and the URL.
+fn report(rx: &std::sync::mpsc::Receiver<String>) -> anyhow::Result<(String, Vec<String>)> {
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| anyhow::anyhow!("xtask up did not say its URL: {lines:?}"))?;
+        if let Some(rest) = line.strip_prefix("Open ") {
+            let url = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            return Ok((url, lines));
+        }
+        lines.push(line);
+    }
 }
 
 /// Starts `xtask up` on `data` and returns it with its stdout lines.

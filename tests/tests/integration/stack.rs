@@ -9,17 +9,9 @@ use futures::StreamExt;
 use magnet_tests::peer::Client;
 use magnet_tests::seeder::Seeder;
 use magnet_tests::video::{Codec, generate};
-use magnet_tests::{eventually, init_logging, stack};
+use magnet_tests::{eventually, init_logging, json_of, stack};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-async fn json_of(r: reqwest::Response) -> anyhow::Result<(StatusCode, Value)> {
-    let status = r.status();
-    let text = r.text().await?;
-    let body = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{status}: not JSON ({e}): {text:?}"))?;
-    Ok((status, body))
-}
 
 /// The error shape of every refusal: `{"success": false, "error": "<text>"}`.
 fn assert_error(status: StatusCode, body: &Value, want: u16, says: &str) {
