@@ -2,6 +2,7 @@
 //! is a module.
 
 mod bench;
+mod chart;
 mod system;
 mod test;
 mod up;
@@ -30,6 +31,17 @@ enum Command {
         /// Which benchmarks (default: all). Known: download, transcode, datachannel, gateway.
         names: Vec<String>,
     },
+    /// Checks the Helm chart (lint, render, validate, assertions) and lints the Dockerfile.
+    Chart,
+    /// Prints the commands that build and push the container images.
+    Images {
+        /// Registry to tag for.
+        #[arg(long, default_value = "ghcr.io/magnetm3u8")]
+        registry: String,
+        /// Image tag (default: the workspace version).
+        #[arg(long)]
+        tag: Option<String>,
+    },
     /// Builds the web UI (`web/` with npm) into `web/dist`, which the gateway serves.
     Web,
     /// Runs the system locally: nats-server and the services of one worker node.
@@ -43,7 +55,30 @@ fn main() -> anyhow::Result<()> {
         Command::Test { args } => test::run(&args),
         Command::Bench { names } => bench::run(&names),
         Command::Web => web::build(true),
+        Command::Chart => chart::run(),
+        Command::Images { registry, tag } => {
+            images(
+                &registry,
+                tag.as_deref().unwrap_or(env!("CARGO_PKG_VERSION")),
+            );
+            Ok(())
+        }
         Command::Up(opts) => up::run(opts, false),
         Command::Demo(opts) => up::run(opts, true),
+    }
+}
+
+/// The docker commands for the five images (one Dockerfile, a target per service).
+fn images(registry: &str, tag: &str) {
+    for service in [
+        "gateway",
+        "signaling",
+        "downloader",
+        "transcoder",
+        "streamer",
+    ] {
+        let image = format!("{registry}/magnetm3u8-{service}:{tag}");
+        println!("docker build -f deploy/Dockerfile --target {service} -t {image} .");
+        println!("docker push {image}");
     }
 }

@@ -39,6 +39,21 @@ pub fn ensure_node() -> anyhow::Result<()> {
     ensure(&[("node", "nodejs"), ("npm", "npm")])
 }
 
+/// Python 3 with venv and pip, for the chart tools (Debian splits venv off).
+pub fn ensure_python_venv() -> anyhow::Result<()> {
+    ensure(&[("python3", "python3")])?;
+    let ok = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        install(&["python3-venv"])?;
+    }
+    Ok(())
+}
+
 /// Chromium, for the browser tests.
 pub fn ensure_chromium() -> anyhow::Result<()> {
     ensure(&[("chromium", "chromium")])
@@ -55,6 +70,11 @@ fn ensure(programs: &[(&str, &str)]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    install(&missing)
+}
+
+/// Installs Debian packages with apt-get as root, else says exactly what to run.
+fn install(missing: &[&str]) -> anyhow::Result<()> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -72,7 +92,7 @@ fn ensure(programs: &[(&str, &str)]) -> anyhow::Result<()> {
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq"])
-        .args(&missing)
+        .args(missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `cargo xtask test`: everything the tests need (programs, the web UI), then every test of
-//! the workspace with nextest (a process per test suits tests that spawn servers).
+//! `cargo xtask test`: everything the tests need (programs, the web UI), the chart checks
+//! (`cargo xtask chart`), then every test of the workspace with nextest (a process per test suits tests that spawn servers).
 
 use crate::system::{self, cargo};
 
@@ -11,6 +11,10 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     crate::web::build(true)?;
     // Tests that run our services as child processes need the binaries built.
     system::run(cargo().args(["build", "--workspace", "--bins"]))?;
+    // The Helm chart and the Dockerfile (skipped when only some tests are asked for).
+    if extra.is_empty() {
+        crate::chart::run()?;
+    }
     let mut cmd = cargo();
     cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     if std::env::var_os("CI").is_some() {

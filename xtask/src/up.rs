@@ -346,7 +346,7 @@ fn call(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> anyhow::Res
     Ok(v)
 }
 
-fn target_dir() -> anyhow::Result<PathBuf> {
+pub fn target_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return Ok(PathBuf::from(dir));
     }

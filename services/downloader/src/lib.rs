@@ -157,13 +157,16 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         .advertise
         .clone()
         .unwrap_or_else(|| format!("http://{}:{}", settings.node.address, grpc_addr.port()));
+    let endpoints = registry::Endpoints {
+        downloader: endpoint.clone(),
+    };
+    // Registered before ready: whoever waits for "ready" finds the node in the registry.
+    registry::put_record(&bucket, &tasks, &settings, &endpoints).await;
     let heartbeat = tokio::spawn(registry::heartbeat(
         bucket,
         tasks.clone(),
         settings.clone(),
-        registry::Endpoints {
-            downloader: endpoint.clone(),
-        },
+        endpoints,
         Duration::from_secs(settings.nats.heartbeat_secs),
         shutdown.clone(),
     ));

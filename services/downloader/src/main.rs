@@ -19,6 +19,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut settings = Settings::load("downloader", &args.common)?;
+    if args.common.check_config {
+        println!("configuration ok");
+        return Ok(());
+    }
     if let Some(addr) = args.grpc_listen {
         settings.downloader.grpc_listen = addr;
     }

@@ -51,7 +51,29 @@ pub fn record(
     }
 }
 
-/// Puts the record every `every` until shutdown, then deletes it.
+/// Puts the node's current record once.
+pub async fn put_record(
+    bucket: &kv::Store,
+    tasks: &Tasks,
+    settings: &magnet_runtime::Settings,
+    endpoints: &Endpoints,
+) {
+    let rec = record(
+        settings,
+        endpoints,
+        tasks.disk_free(),
+        tasks.active_downloads().await,
+    );
+    if let Err(e) = bucket
+        .put(&settings.node.id, rec.encode_to_vec().into())
+        .await
+    {
+        tracing::warn!(error = %e, "node registry heartbeat failed");
+    }
+}
+
+/// Puts the record every `every` until shutdown (the first put is the caller's, before the
+/// node says it is ready), then deletes it.
 pub async fn heartbeat(
     bucket: kv::Store,
     tasks: Arc<Tasks>,
@@ -62,19 +84,11 @@ pub async fn heartbeat(
 ) {
     let key = settings.node.id.clone();
     loop {
-        let rec = record(
-            &settings,
-            &endpoints,
-            tasks.disk_free(),
-            tasks.active_downloads().await,
-        );
-        if let Err(e) = bucket.put(&key, rec.encode_to_vec().into()).await {
-            tracing::warn!(error = %e, "node registry heartbeat failed");
-        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.cancelled() => break,
         }
+        put_record(&bucket, &tasks, &settings, &endpoints).await;
     }
     match bucket.delete(&key).await {
         Ok(()) => tracing::info!(node = %key, "node record removed from the registry"),

@@ -38,6 +38,10 @@ pub struct CommonArgs {
     #[arg(long)]
     #[serde(skip)]
     pub admin_listen: Option<SocketAddr>,
+    /// Load and check the configuration (file, environment, flags), say so, and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub check_config: bool,
 }
 
 impl CommonArgs {

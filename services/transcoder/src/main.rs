@@ -19,6 +19,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut settings = Settings::load("transcoder", &args.common)?;
+    if args.common.check_config {
+        println!("configuration ok");
+        return Ok(());
+    }
     if args.replica_id.is_some() {
         settings.transcoder.replica_id = args.replica_id;
     }

@@ -1,0 +1,154 @@
+"""Assertions on the chart's rendered objects, run by `cargo xtask chart` (python -m unittest)
+with HELM (the helm binary), CHART (the chart folder), RENDERED (folder of `helm template`
+outputs, one <values-name>.yaml each) and BIN_DIR (our service binaries) in the environment.
+"""
+import os
+import subprocess
+import unittest
+
+import yaml
+
+HELM = os.environ["HELM"]
+CHART = os.environ["CHART"]
+RENDERED = os.environ["RENDERED"]
+BIN_DIR = os.environ["BIN_DIR"]
+OURS = {"gateway", "signaling", "downloader", "transcoder", "streamer"}
+
+
+def objects(name):
+    with open(os.path.join(RENDERED, name + ".yaml")) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def find(objs, kind, name):
+    hits = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    if len(hits) != 1:
+        raise AssertionError(f"{kind}/{name}: {len(hits)} found")
+    return hits[0]
+
+
+def claims(pod_spec):
+    return {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod_spec.get("volumes", [])
+        if "persistentVolumeClaim" in v
+    }
+
+
+class Chart(unittest.TestCase):
+    def test_each_worker_mounts_one_claim_in_all_three_services(self):
+        for values, workers in [("default", ["worker-a"]), ("two-workers", ["worker-a", "worker-b"])]:
+            objs = objects(values)
+            for w in workers:
+                sts = find(objs, "StatefulSet", f"mm-{w}-downloader")
+                [template] = sts["spec"]["volumeClaimTemplates"]
+                claim = f"{template['metadata']['name']}-mm-{w}-downloader-0"
+                mounts = {m["name"]: m for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+                self.assertEqual(mounts[template["metadata"]["name"]]["mountPath"], "/data")
+                for kind in ("transcoder", "streamer"):
+                    spec = find(objs, "Deployment", f"mm-{w}-{kind}")["spec"]["template"]["spec"]
+                    self.assertEqual(claims(spec), {claim}, f"{values} {w} {kind}")
+                streamer = find(objs, "Deployment", f"mm-{w}-streamer")["spec"]["template"]["spec"]
+                self.assertTrue(
+                    all(m.get("readOnly") for m in streamer["containers"][0]["volumeMounts"] if m["name"] == "data"),
+                    "the streamer only reads the volume",
+                )
+
+    def test_transcoder_replicas_follow_values(self):
+        objs = objects("two-workers")
+        self.assertEqual(find(objs, "Deployment", "mm-worker-a-transcoder")["spec"]["replicas"], 3)
+        self.assertEqual(find(objs, "Deployment", "mm-worker-b-transcoder")["spec"]["replicas"], 1)
+        self.assertEqual(find(objects("rwx-p2p"), "Deployment", "mm-worker-a-transcoder")["spec"]["replicas"], 4)
+
+    def test_pods_follow_their_volume_only_when_it_is_read_write_once(self):
+        rwo = find(objects("default"), "Deployment", "mm-worker-a-transcoder")["spec"]["template"]["spec"]
+        terms = rwo["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        self.assertEqual(terms[0]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"], "downloader")
+        self.assertEqual(terms[0]["labelSelector"]["matchLabels"]["magnetm3u8.io/worker"], "worker-a")
+        rwx = find(objects("rwx-p2p"), "Deployment", "mm-worker-a-transcoder")["spec"]["template"]["spec"]
+        self.assertNotIn("affinity", rwx)
+
+    def test_no_rbac_and_no_service_account_tokens(self):
+        # No service needs the Kubernetes API yet: no Role, no binding, no token mounted.
+        for values in ("default", "two-workers", "external-nats", "rwx-p2p"):
+            objs = objects(values)
+            kinds = {o["kind"] for o in objs}
+            self.assertFalse(kinds & {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}, values)
+            for o in objs:
+                if o["kind"] in ("Deployment", "StatefulSet"):
+                    self.assertIs(o["spec"]["template"]["spec"]["automountServiceAccountToken"], False, o["metadata"]["name"])
+
+    def test_hardened_pods(self):
+        for o in objects("two-workers"):
+            if o["kind"] not in ("Deployment", "StatefulSet"):
+                continue
+            spec = o["spec"]["template"]["spec"]
+            self.assertTrue(spec["securityContext"]["runAsNonRoot"], o["metadata"]["name"])
+            for c in spec["containers"]:
+                sc = c["securityContext"]
+                self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+                self.assertTrue(sc["readOnlyRootFilesystem"])
+                self.assertFalse(sc["allowPrivilegeEscalation"])
+                self.assertIn("readinessProbe", c)
+                self.assertIn("livenessProbe", c)
+            labels = o["metadata"]["labels"]
+            for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+                        "app.kubernetes.io/version", "app.kubernetes.io/managed-by"):
+                self.assertIn(key, labels)
+
+    def test_external_nats_replaces_the_bundled_one(self):
+        objs = objects("external-nats")
+        self.assertFalse([o for o in objs if o["metadata"]["name"].startswith("mm-nats")])
+        gw = find(objs, "Deployment", "mm-gateway")["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in gw["env"]}
+        self.assertEqual(env["MAGNET__NATS__URL"]["valueFrom"]["secretKeyRef"]["name"], "nats-credentials")
+        self.assertEqual(env["MAGNET__GATEWAY__AUTH__ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"], "magnetm3u8-admin")
+        self.assertFalse([o for o in objs if o["kind"] == "Secret"], "an existing Secret is used, none is made")
+
+    def test_streamer_ports_when_exposed(self):
+        spec = find(objects("rwx-p2p"), "Deployment", "mm-worker-a-streamer")["spec"]["template"]["spec"]
+        udp = [p for p in spec["containers"][0]["ports"] if p.get("protocol") == "UDP"]
+        self.assertEqual([p["hostPort"] for p in udp], [50000, 50001, 50002, 50003])
+        none = find(objects("default"), "Deployment", "mm-worker-a-streamer")["spec"]["template"]["spec"]
+        self.assertFalse([p for p in none["containers"][0]["ports"] if p.get("protocol") == "UDP"])
+
+    def test_every_service_accepts_the_rendered_config(self):
+        for values in ("default", "two-workers", "external-nats", "rwx-p2p"):
+            objs = objects(values)
+            config = find(objs, "ConfigMap", "mm-config")["data"]["config.json"]
+            path = os.path.join(RENDERED, values + ".config.json")
+            with open(path, "w") as f:
+                f.write(config)
+            for service in sorted(OURS):
+                out = subprocess.run(
+                    [os.path.join(BIN_DIR, "magnet-" + service), "--config", path, "--check-config"],
+                    capture_output=True, text=True,
+                    env={"PATH": os.environ.get("PATH", ""), "MAGNET__NODE__ID": "worker-a"},
+                )
+                self.assertEqual(out.returncode, 0, f"{values} {service}: {out.stderr}")
+
+    def test_notes_say_how_to_reach_and_scale(self):
+        out = subprocess.run(
+            [HELM, "install", "mm", CHART, "--dry-run=client", "--namespace", "media", "-f",
+             os.path.join(CHART, "ci", "two-workers.yaml")],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        notes = out.split("NOTES:", 1)[1]
+        self.assertIn("kubectl --namespace media port-forward svc/mm-gateway 8080:8080", notes)
+        self.assertIn("kubectl --namespace media scale deployment mm-worker-a-transcoder --replicas=4", notes)
+        self.assertIn("kubectl --namespace media scale deployment mm-worker-b-transcoder --replicas=4", notes)
+
+    def test_schema_rejects_misspelt_keys_and_wrong_types(self):
+        for flag, says in [
+            ("gateway.replica=3", "additional properties 'replica' not allowed"),
+            ("workers[0].storage.acessMode=ReadWriteOnce", "additional properties 'acessMode' not allowed"),
+            ("gateway.replicas=many", "want integer"),
+            ("streamer.exposure=public", "streamer/exposure"),
+        ]:
+            out = subprocess.run([HELM, "template", "mm", CHART, "--set", flag], capture_output=True, text=True)
+            self.assertNotEqual(out.returncode, 0, flag)
+            self.assertIn(says, out.stderr, flag)
+
+
+if __name__ == "__main__":
+    unittest.main()
