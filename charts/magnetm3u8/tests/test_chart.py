@@ -58,7 +58,8 @@ class Chart(unittest.TestCase):
         objs = objects("two-workers")
         self.assertEqual(find(objs, "Deployment", "mm-worker-a-transcoder")["spec"]["replicas"], 3)
         self.assertEqual(find(objs, "Deployment", "mm-worker-b-transcoder")["spec"]["replicas"], 1)
-        self.assertEqual(find(objects("rwx-p2p"), "Deployment", "mm-worker-a-transcoder")["spec"]["replicas"], 4)
+        autoscaled = find(objects("rwx-p2p"), "Deployment", "mm-worker-a-transcoder")
+        self.assertNotIn("replicas", autoscaled["spec"], "the autoscaler owns the replicas")
 
     def test_pods_follow_their_volume_only_when_it_is_read_write_once(self):
         rwo = find(objects("default"), "Deployment", "mm-worker-a-transcoder")["spec"]["template"]["spec"]
@@ -68,15 +69,35 @@ class Chart(unittest.TestCase):
         rwx = find(objects("rwx-p2p"), "Deployment", "mm-worker-a-transcoder")["spec"]["template"]["spec"]
         self.assertNotIn("affinity", rwx)
 
-    def test_no_rbac_and_no_service_account_tokens(self):
-        # No service needs the Kubernetes API yet: no Role, no binding, no token mounted.
-        for values in ("default", "two-workers", "external-nats", "rwx-p2p"):
+    def test_rbac_only_for_the_autoscaler_and_only_its_scale(self):
+        # Without the autoscaler no service needs the Kubernetes API: no RBAC, no token.
+        for values in ("default", "two-workers", "external-nats"):
             objs = objects(values)
             kinds = {o["kind"] for o in objs}
-            self.assertFalse(kinds & {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}, values)
+            self.assertFalse(kinds & {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ServiceAccount"}, values)
             for o in objs:
                 if o["kind"] in ("Deployment", "StatefulSet"):
                     self.assertIs(o["spec"]["template"]["spec"]["automountServiceAccountToken"], False, o["metadata"]["name"])
+        objs = objects("rwx-p2p")
+        self.assertFalse([o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding")])
+        [role] = [o for o in objs if o["kind"] == "Role"]
+        self.assertEqual(role["rules"], [{
+            "apiGroups": ["apps"], "resources": ["deployments/scale"],
+            "resourceNames": ["mm-worker-a-transcoder"], "verbs": ["get", "patch"],
+        }])
+        [binding] = [o for o in objs if o["kind"] == "RoleBinding"]
+        self.assertEqual(binding["roleRef"]["name"], role["metadata"]["name"])
+        self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "mm-worker-a-downloader", "namespace": "media"}])
+        dl = find(objs, "StatefulSet", "mm-worker-a-downloader")["spec"]["template"]["spec"]
+        self.assertEqual(dl["serviceAccountName"], "mm-worker-a-downloader")
+        self.assertIs(dl["automountServiceAccountToken"], True)
+        env = {e["name"]: e.get("value") for e in dl["containers"][0]["env"]}
+        self.assertEqual(env["MAGNET__DOWNLOADER__AUTOSCALE__DEPLOYMENT"], "mm-worker-a-transcoder")
+        self.assertEqual((env["MAGNET__DOWNLOADER__AUTOSCALE__MIN"], env["MAGNET__DOWNLOADER__AUTOSCALE__MAX"]), ("1", "6"))
+        self.assertEqual(env["MAGNET__DOWNLOADER__AUTOSCALE__JOBS_PER_REPLICA"], "2")
+        for o in objs:
+            if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] != "mm-worker-a-downloader":
+                self.assertIs(o["spec"]["template"]["spec"]["automountServiceAccountToken"], False, o["metadata"]["name"])
 
     def test_hardened_pods(self):
         for o in objects("two-workers"):
@@ -120,10 +141,16 @@ class Chart(unittest.TestCase):
             with open(path, "w") as f:
                 f.write(config)
             for service in sorted(OURS):
+                # The config file plus the environment the chart gives the pods.
+                env = {"PATH": os.environ.get("PATH", "")}
+                for o in objs:
+                    if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["labels"]["app.kubernetes.io/component"] == service:
+                        env.update({e["name"]: e["value"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e})
+                        break
+                env.pop("MAGNET_CONFIG", None)
                 out = subprocess.run(
                     [os.path.join(BIN_DIR, "magnet-" + service), "--config", path, "--check-config"],
-                    capture_output=True, text=True,
-                    env={"PATH": os.environ.get("PATH", ""), "MAGNET__NODE__ID": "worker-a"},
+                    capture_output=True, text=True, env=env,
                 )
                 self.assertEqual(out.returncode, 0, f"{values} {service}: {out.stderr}")
 

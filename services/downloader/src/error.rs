@@ -27,6 +27,8 @@ pub enum Error {
     Stalled(u64),
     #[error("BitTorrent: {0}")]
     Torrent(String),
+    #[error("transcoder autoscaler: {0}")]
+    Autoscale(String),
     #[error("task store: {0}")]
     Store(#[from] sqlx::Error),
     #[error("task store migration: {0}")]
@@ -58,7 +60,7 @@ impl Error {
             }
             Self::TaskNotFound(_) => ErrorCode::NotFound,
             Self::DiskFull { .. } => ErrorCode::ResourceExhausted,
-            Self::Nats(_) => ErrorCode::Unavailable,
+            Self::Nats(_) | Self::Autoscale(_) => ErrorCode::Unavailable,
             Self::NoMetadata(_) | Self::Stalled(_) | Self::Torrent(_) | Self::Cancelled => {
                 ErrorCode::Conflict
             }

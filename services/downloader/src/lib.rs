@@ -7,6 +7,7 @@
 //! shutdown token fires, then drains.
 
 pub mod api;
+pub mod autoscale;
 pub mod convert;
 pub mod error;
 pub mod jobs;
@@ -138,6 +139,27 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     .await?;
     tasks.resume().await?;
 
+    let autoscaler = if settings.downloader.autoscale.enabled {
+        let cfg = settings.downloader.autoscale.clone();
+        let namespace = cfg
+            .namespace
+            .clone()
+            .or_else(autoscale::own_namespace)
+            .unwrap_or_else(|| "default".into());
+        let kube = kube::Client::try_default()
+            .await
+            .map_err(|e| Error::Autoscale(format!("no Kubernetes API: {e}")))?;
+        let scaler = autoscale::Scaler::new(kube, &namespace, &cfg.deployment);
+        Some(tokio::spawn(autoscale::run(
+            scaler,
+            js.clone(),
+            settings.node.id.clone(),
+            cfg,
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
     let events = tokio::spawn(jobs::apply_events(
         tasks.clone(),
         js,
@@ -184,6 +206,9 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
             session_token.cancel();
             let _ = heartbeat.await;
             let _ = events.await;
+            if let Some(a) = autoscaler {
+                let _ = a.await;
+            }
             let _ = grpc_task.await;
             drain_tasks.store().close().await;
             let _ = admin_task.await;

@@ -269,6 +269,8 @@ pub struct DownloaderSettings {
     /// from `node.address` and the bound gRPC port.
     pub advertise: Option<String>,
     pub admin_listen: SocketAddr,
+    /// Scaling of the node's transcoder Deployment by its queue (Kubernetes only).
+    pub autoscale: AutoscaleSettings,
 }
 
 impl Default for DownloaderSettings {
@@ -277,6 +279,42 @@ impl Default for DownloaderSettings {
             grpc_listen: ([0, 0, 0, 0], 50051).into(),
             advertise: None,
             admin_listen: ([0, 0, 0, 0], 9101).into(),
+            autoscale: AutoscaleSettings::default(),
+        }
+    }
+}
+
+/// The downloader sets the replicas of its node's transcoder Deployment (the scale
+/// subresource) from the node's pending transcode jobs, within bounds, with a cooldown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AutoscaleSettings {
+    pub enabled: bool,
+    /// The transcoder Deployment's name.
+    pub deployment: String,
+    /// Its namespace; default: the pod's own (from the service account).
+    pub namespace: Option<String>,
+    pub min: u32,
+    pub max: u32,
+    /// Jobs (queued and running) one replica is meant to take.
+    pub jobs_per_replica: u32,
+    /// Time after a change before the next one.
+    pub cooldown_secs: u64,
+    /// How often the queue is looked at.
+    pub interval_secs: u64,
+}
+
+impl Default for AutoscaleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            deployment: String::new(),
+            namespace: None,
+            min: 1,
+            max: 4,
+            jobs_per_replica: 1,
+            cooldown_secs: 60,
+            interval_secs: 10,
         }
     }
 }
@@ -568,6 +606,27 @@ impl Settings {
             && !(adv.starts_with("http://") || adv.starts_with("https://"))
         {
             return bad("downloader.advertise", "must be an http:// or https:// URL");
+        }
+        let scale = &self.downloader.autoscale;
+        if scale.enabled {
+            if scale.deployment.is_empty() {
+                return bad(
+                    "downloader.autoscale.deployment",
+                    "must name the transcoder Deployment",
+                );
+            }
+            if scale.min > scale.max || scale.max == 0 {
+                return bad(
+                    "downloader.autoscale.max",
+                    "must be at least 1 and at least min",
+                );
+            }
+            if scale.jobs_per_replica == 0 || scale.interval_secs == 0 {
+                return bad(
+                    "downloader.autoscale.jobs_per_replica",
+                    "jobs_per_replica and interval_secs must be at least 1",
+                );
+            }
         }
         let auth = &self.gateway.auth;
         if auth.admin_password.as_deref().is_some_and(|p| p.len() < 8) {

@@ -669,3 +669,56 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<Stri
     s.read_to_string(&mut out).await?;
     Ok(out)
 }
+
+/// The autoscaler's measure: a node's jobs still in the work queue, queued or delivered and
+/// not acked; other nodes' jobs do not count.
+#[tokio::test(flavor = "multi_thread")]
+async fn autoscaler_counts_the_nodes_queued_and_running_jobs() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use async_nats::jetstream::consumer::pull;
+
+    init_logging();
+    let nats = NatsServer::start()?;
+    let js = jetstream::new(nats.client().await?);
+    let stream = magnet_runtime::nats::jobs_stream(&js).await?;
+    let count = |node: &'static str| {
+        let js = js.clone();
+        async move { magnet_downloader::autoscale::jobs_in_queue(&js, node).await }
+    };
+    assert_eq!(count("n1").await?, 0);
+    for i in 0..3 {
+        js.publish(subjects::transcode_jobs("n1"), format!("job {i}").into())
+            .await?
+            .await?;
+    }
+    js.publish(subjects::transcode_jobs("n2"), "other".into())
+        .await?
+        .await?;
+    assert_eq!(count("n1").await?, 3);
+    let consumer = stream
+        .create_consumer(pull::Config {
+            durable_name: Some(subjects::transcoder_consumer("n1")),
+            filter_subject: subjects::transcode_jobs("n1"),
+            ..Default::default()
+        })
+        .await?;
+    let mut batch = consumer.fetch().max_messages(2).messages().await?;
+    let first = batch
+        .next()
+        .await
+        .context("first job")?
+        .map_err(anyhow::Error::msg)?;
+    let _running = batch
+        .next()
+        .await
+        .context("second job")?
+        .map_err(anyhow::Error::msg)?;
+    first.ack().await.map_err(anyhow::Error::msg)?;
+    // One done (acked, gone), one running (delivered, not acked), one queued.
+    eventually(Duration::from_secs(5), "acked job gone", || async {
+        (count("n1").await.ok()? == 2).then_some(())
+    })
+    .await?;
+    assert_eq!(count("n2").await?, 1);
+    Ok(())
+}
