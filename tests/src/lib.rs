@@ -4,6 +4,7 @@
 //! The tests themselves are in `tests/integration.rs`.
 
 pub mod nats;
+pub mod otlp;
 pub mod peer;
 pub mod queue;
 pub mod seeder;

@@ -18,6 +18,16 @@ pub fn start(
     workers: usize,
     tune: impl FnOnce(&mut Settings),
 ) -> anyhow::Result<Stack> {
+    start_with_env(dir, workers, tune, &[])
+}
+
+/// [`start`] with extra environment for every service (e.g. the OTLP endpoint).
+pub fn start_with_env(
+    dir: &Path,
+    workers: usize,
+    tune: impl FnOnce(&mut Settings),
+    env: &[(&str, &str)],
+) -> anyhow::Result<Stack> {
     let mut settings = offline_node(dir, "nats://unused", "node-1");
     tune(&mut settings);
     std::fs::create_dir_all(dir)?;
@@ -36,6 +46,8 @@ pub fn start(
         })
         .collect();
     opts.env = vec![("RUST_LOG".into(), "info,librqbit=warn,sqlx=warn".into())];
+    opts.env
+        .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     Stack::start(opts)
 }
 

@@ -35,6 +35,8 @@ pub use error::{Error, Result};
 pub struct Metrics {
     pub submitted: Counter,
     pub completed: Counter,
+    /// Bytes of completed downloads.
+    pub downloaded_bytes: Counter,
     pub active: Gauge,
 }
 
@@ -50,6 +52,11 @@ impl Metrics {
                 "magnet_downloads_completed",
                 "Downloads completed",
                 self.completed.clone(),
+            );
+            r.register(
+                "magnet_downloaded_bytes",
+                "Bytes of completed downloads",
+                self.downloaded_bytes.clone(),
             );
             r.register(
                 "magnet_downloads_active",

@@ -345,6 +345,7 @@ impl Tasks {
         self.store.mark_downloaded(&task.id, total).await?;
         tracing::info!(bytes = total, "download complete");
         self.metrics.completed.inc();
+        self.metrics.downloaded_bytes.inc_by(total);
         let task = self.store.get(&task.id).await?;
         self.publish_progress(&task).await;
         self.publish_job(&task).await

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod convert;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod registry;
 pub mod routes;
 pub mod web;
@@ -30,6 +31,7 @@ use magnet_proto::v1::file_service_client::FileServiceClient;
 use magnet_proto::v1::task_service_client::TaskServiceClient;
 use magnet_runtime::admin::Admin;
 use magnet_runtime::config::IceServerSettings;
+use magnet_runtime::telemetry::{self, GrpcInjectFn, TracedChannel};
 use magnet_runtime::{Settings, nats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -37,7 +39,7 @@ use tonic::transport::Channel;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
 
@@ -66,6 +68,7 @@ pub struct AppState {
     pub webrtc: webrtc::Sessions,
     /// Cancelled on shutdown: long-lived answers (events, WebSockets) end with it.
     pub shutdown: CancellationToken,
+    pub metrics: metrics::HttpMetrics,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// `List` calls in flight, per node, shared by concurrent `GET /api/tasks`.
     listing: Arc<Mutex<HashMap<String, NodeTasks>>>,
@@ -94,12 +97,20 @@ impl AppState {
         Ok(c)
     }
 
-    pub fn downloader(&self, endpoint: &str) -> Result<TaskServiceClient<Channel>, ApiError> {
-        Ok(TaskServiceClient::new(self.channel(endpoint)?))
+    /// A node's downloader; calls carry the current trace context.
+    pub fn downloader(&self, endpoint: &str) -> Result<TaskServiceClient<TracedChannel>, ApiError> {
+        Ok(TaskServiceClient::with_interceptor(
+            self.channel(endpoint)?,
+            telemetry::inject_grpc as GrpcInjectFn,
+        ))
     }
 
-    pub fn streamer(&self, endpoint: &str) -> Result<FileServiceClient<Channel>, ApiError> {
-        Ok(FileServiceClient::new(self.channel(endpoint)?))
+    /// A node's streamer (relay reads); calls carry the current trace context.
+    pub fn streamer(&self, endpoint: &str) -> Result<FileServiceClient<TracedChannel>, ApiError> {
+        Ok(FileServiceClient::with_interceptor(
+            self.channel(endpoint)?,
+            telemetry::inject_grpc as GrpcInjectFn,
+        ))
     }
 
     /// The tasks of node `n`: joins the `List` call already in flight for that node, else
@@ -206,10 +217,17 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         .route("/assets/{*path}", get(web::asset))
         .route("/favicon.svg", get(web::favicon))
         .fallback(routes::not_found)
+        .layer(from_fn_with_state(state.metrics.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(compress)
         .layer(cors(cors_origins))
-        .layer(TraceLayer::new_for_http())
+        // At INFO, so that request spans pass the default filter and reach the OTLP exporter
+        // (each is the root of its trace: submit → downloader → transcoder).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state)
 }
 
@@ -259,6 +277,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         events,
         webrtc: webrtc::Sessions::default(),
         shutdown: shutdown.clone(),
+        metrics: metrics::HttpMetrics::registered(&admin),
         channels: Arc::default(),
         listing: Arc::default(),
     };

@@ -93,7 +93,10 @@ pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<J
         ));
     }
     let (tx, rx) = mpsc::channel::<pb::ClientSignal>(32);
-    let mut client = SignalingClient::new(s.signaling()?);
+    let mut client = SignalingClient::with_interceptor(
+        s.signaling()?,
+        magnet_runtime::telemetry::inject_grpc as magnet_runtime::telemetry::GrpcInjectFn,
+    );
     let mut inbound = client
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await

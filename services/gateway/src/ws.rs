@@ -83,7 +83,10 @@ async fn relay(s: AppState, socket: WebSocket) {
             return;
         }
     };
-    let mut client = SignalingClient::new(channel);
+    let mut client = SignalingClient::with_interceptor(
+        channel,
+        magnet_runtime::telemetry::inject_grpc as magnet_runtime::telemetry::GrpcInjectFn,
+    );
     let mut inbound = match client
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await

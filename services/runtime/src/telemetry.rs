@@ -35,7 +35,8 @@ impl Drop for Telemetry {
 
 /// Sets up logging and tracing for a service. Call once, inside the tokio runtime.
 /// `MAGNET_LOG_FORMAT=json` switches the log lines to JSON.
-pub fn init(service: &'static str) -> Result<Telemetry> {
+/// The resource carries `service.name`, `service.version` and `magnet.node_id` (`node`).
+pub fn init(service: &'static str, node: &str) -> Result<Telemetry> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,librqbit=warn,sqlx=warn"));
@@ -63,7 +64,18 @@ pub fn init(service: &'static str) -> Result<Telemetry> {
                 .map_err(|e| Error::Telemetry(format!("OTLP exporter: {e}")))?;
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name(service).build())
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(service)
+                        .with_attributes([
+                            opentelemetry::KeyValue::new(
+                                "service.version",
+                                env!("CARGO_PKG_VERSION"),
+                            ),
+                            opentelemetry::KeyValue::new("magnet.node_id", node.to_owned()),
+                        ])
+                        .build(),
+                )
                 .build();
             global::set_tracer_provider(provider.clone());
             let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
@@ -146,6 +158,13 @@ impl Extractor for GrpcExtractor<'_> {
             .collect()
     }
 }
+
+/// The type of [`inject_grpc`], for clients' type parameters.
+pub type GrpcInjectFn = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+/// A channel whose requests carry the current span's context.
+pub type TracedChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, GrpcInjectFn>;
 
 /// A tonic client interceptor that sends the current span's context: use with
 /// `XClient::with_interceptor(channel, telemetry::inject_grpc)`.

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = args.grpc_listen {
         settings.streamer.grpc_listen = addr;
     }
-    let _telemetry = telemetry::init(env!("CARGO_PKG_NAME"))?;
+    let _telemetry = telemetry::init(env!("CARGO_PKG_NAME"), &settings.node.id)?;
     let running = magnet_streamer::start(settings, shutdown::on_signal()).await?;
     running.wait().await?;
     Ok(())

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     if args.replica_id.is_some() {
         settings.transcoder.replica_id = args.replica_id;
     }
-    let _telemetry = telemetry::init(env!("CARGO_PKG_NAME"))?;
+    let _telemetry = telemetry::init(env!("CARGO_PKG_NAME"), &settings.node.id)?;
     let running = magnet_transcoder::start(settings, shutdown::on_signal()).await?;
     running.wait().await?;
     Ok(())

@@ -5,6 +5,7 @@ mod accounts;
 mod downloader;
 mod gateway;
 mod local;
+mod observability;
 mod stack;
 mod streamer;
 mod transcoder;
