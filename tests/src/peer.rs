@@ -407,8 +407,10 @@ impl Client {
         Ok(())
     }
 
+    /// Closes the peer connection and ends the signaling (the WebSocket or stream closes).
     pub async fn close(&self) {
         let _ = self.pc.close().await;
+        self._signal.abort();
     }
 }
 

@@ -1,7 +1,8 @@
 //! Observability across processes: with an OTLP endpoint configured, one task's life (submit
 //! at the gateway → downloader → transcode job → transcoder → result applied) is one trace
 //! with spans from the gateway, the downloader and the transcoder, each span's parent in the
-//! same trace; and every service's `/metrics` is Prometheus text whose counters moved.
+//! same trace; a playback session is one trace across gateway, signaling and streamer; and
+//! every service's `/metrics` is Prometheus text whose counters moved.
 //! The collector is in-process (`magnet_tests::otlp`); the services are processes.
 
 use std::collections::{HashMap, HashSet};
@@ -14,7 +15,7 @@ use magnet_tests::{eventually, init_logging, json_of, stack};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn one_task_is_one_trace_across_gateway_downloader_and_transcoder() -> anyhow::Result<()> {
+async fn one_task_and_one_playback_are_each_one_trace_and_metrics_move() -> anyhow::Result<()> {
     init_logging();
     let collector = Collector::start().await?;
     let endpoint = format!("http://{}", collector.addr);
@@ -113,6 +114,55 @@ async fn one_task_is_one_trace_across_gateway_downloader_and_transcoder() -> any
             s.name
         );
     }
+    // A browser playback session (the original's WebSocket) is one trace across the
+    // gateway, signaling and the streamer.
+    let peer = magnet_tests::peer::Client::connect_ws(
+        stack.gateway,
+        "node-1",
+        "client-1700000000000-traceplay",
+    )
+    .await?;
+    let playlist = peer.hijack(&format!("/video/{id}/index.m3u8")).await?;
+    assert!(playlist.starts_with(b"#EXTM3U"));
+    peer.close().await;
+    eventually(
+        Duration::from_secs(15),
+        "a playback trace across gateway, signaling, streamer",
+        || async {
+            let spans = collector.spans();
+            let traces: HashSet<&[u8]> = spans
+                .iter()
+                .filter(|s| s.service == "magnet-streamer")
+                .map(|s| s.trace_id.as_slice())
+                .collect();
+            traces.into_iter().find_map(|t| {
+                let services: HashSet<&str> = spans
+                    .iter()
+                    .filter(|s| s.trace_id == t)
+                    .map(|s| s.service.as_str())
+                    .collect();
+                services
+                    .is_superset(&HashSet::from([
+                        "magnet-gateway",
+                        "magnet-signaling",
+                        "magnet-streamer",
+                    ]))
+                    .then_some(())
+            })
+        },
+    )
+    .await
+    .map_err(|e| {
+        let spans = collector.spans();
+        let mut by: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &spans {
+            by.entry(format!("{:02x?}", &s.trace_id[..4]))
+                .or_default()
+                .push(format!("{}:{}", s.service, s.name));
+        }
+        anyhow::anyhow!("{e}; traces seen: {by:#?}")
+    })?;
+
     // Every service's /metrics is Prometheus text, and the run moved the counters.
     let size = std::fs::metadata(&video)?.len() as f64;
     let mut admins = vec![
