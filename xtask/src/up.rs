@@ -54,6 +54,10 @@ pub struct Options {
     /// Build and run debug binaries (faster to build, slower to run).
     #[arg(long)]
     debug: bool,
+    /// Send traces to an OTLP/gRPC collector (default http://127.0.0.1:4317) when one answers
+    /// there.
+    #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, default_missing_value = "http://127.0.0.1:4317")]
+    otel: Option<String>,
     /// Use the binaries already built (no npm, no cargo build).
     #[arg(long)]
     no_build: bool,
@@ -146,6 +150,16 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
             .env
             .push(("MAGNET__GATEWAY__AUTH__ENABLED".into(), "false".into()));
     }
+    if let Some(endpoint) = &opts.otel {
+        if collector_answers(endpoint) {
+            println!("traces go to {endpoint}");
+            stack_opts
+                .env
+                .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.clone()));
+        } else {
+            println!("no OTLP collector answers at {endpoint}; running without traces");
+        }
+    }
     println!("starting (logs: {})", logs.display());
     let mut stack = Stack::start(stack_opts).with_context(|| {
         format!(
@@ -201,6 +215,22 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
         println!("had to kill: {}", killed.join(", "));
     }
     Ok(())
+}
+
+/// Whether something accepts TCP connections at the endpoint's host and port.
+fn collector_answers(endpoint: &str) -> bool {
+    let authority = endpoint
+        .split("://")
+        .nth(1)
+        .unwrap_or(endpoint)
+        .trim_end_matches('/');
+    use std::net::ToSocketAddrs;
+    authority
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_ok())
 }
 
 /// The admin's password from the data folder, or a new random one stored there (mode 0600).

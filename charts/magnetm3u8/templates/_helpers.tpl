@@ -54,6 +54,19 @@ magnetm3u8.io/worker: {{ .worker }}
   value: /etc/magnetm3u8/config.json
 - name: RUST_LOG
   value: info,librqbit=warn,sqlx=warn
+{{- if .Values.tracing.enabled }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ required "tracing.otlpEndpoint is required when tracing.enabled" .Values.tracing.otlpEndpoint | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Scrape annotations, when no ServiceMonitor does the job. */}}
+{{- define "mm.scrape" -}}
+{{- if not .root.Values.serviceMonitor.enabled }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
 {{- end -}}
 
 {{- define "mm.podSecurity" -}}

@@ -2,10 +2,12 @@
 with HELM (the helm binary), CHART (the chart folder), RENDERED (folder of `helm template`
 outputs, one <values-name>.yaml each) and BIN_DIR (our service binaries) in the environment.
 """
+import json
 import os
 import subprocess
 import unittest
 
+import jsonschema
 import yaml
 
 HELM = os.environ["HELM"]
@@ -134,7 +136,7 @@ class Chart(unittest.TestCase):
         self.assertFalse([p for p in none["containers"][0]["ports"] if p.get("protocol") == "UDP"])
 
     def test_every_service_accepts_the_rendered_config(self):
-        for values in ("default", "two-workers", "external-nats", "rwx-p2p"):
+        for values in ("default", "two-workers", "external-nats", "rwx-p2p", "observability"):
             objs = objects(values)
             config = find(objs, "ConfigMap", "mm-config")["data"]["config.json"]
             path = os.path.join(RENDERED, values + ".config.json")
@@ -153,6 +155,37 @@ class Chart(unittest.TestCase):
                     capture_output=True, text=True, env=env,
                 )
                 self.assertEqual(out.returncode, 0, f"{values} {service}: {out.stderr}")
+
+    def test_observability_values(self):
+        objs = objects("observability")
+        with open(os.path.join(os.path.dirname(__file__), "servicemonitor.schema.json")) as f:
+            schema = json.load(f)
+        monitors = [o for o in objs if o["kind"] == "ServiceMonitor"]
+        self.assertEqual(sorted(m["metadata"]["name"] for m in monitors),
+                         ["mm-downloader", "mm-gateway", "mm-signaling", "mm-streamer", "mm-transcoder"])
+        services = [o for o in objs if o["kind"] == "Service"]
+        for m in monitors:
+            jsonschema.validate(m, schema)
+            self.assertEqual(m["metadata"]["labels"]["release"], "prometheus")
+            # Each selects at least one Service that has the admin port it scrapes.
+            want = m["spec"]["selector"]["matchLabels"]
+            hits = [s for s in services if all(s["metadata"]["labels"].get(k) == v for k, v in want.items())]
+            self.assertTrue(hits, m["metadata"]["name"])
+            for s in hits:
+                self.assertIn("admin", [p["name"] for p in s["spec"]["ports"]], s["metadata"]["name"])
+        for o in objs:
+            if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] != "mm-nats":
+                spec = o["spec"]["template"]
+                env = {e["name"]: e.get("value") for e in spec["spec"]["containers"][0]["env"]}
+                self.assertEqual(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel-collector.observability:4317")
+                self.assertNotIn("prometheus.io/scrape", spec["metadata"].get("annotations", {}))
+        # Without ServiceMonitors, pods carry scrape annotations for their admin port.
+        for o in objects("default"):
+            if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] != "mm-nats":
+                ann = o["spec"]["template"]["metadata"]["annotations"]
+                ports = {p["name"]: p["containerPort"] for p in o["spec"]["template"]["spec"]["containers"][0]["ports"]}
+                self.assertEqual(ann["prometheus.io/scrape"], "true")
+                self.assertEqual(int(ann["prometheus.io/port"]), ports["admin"])
 
     def test_notes_say_how_to_reach_and_scale(self):
         out = subprocess.run(

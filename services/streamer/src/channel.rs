@@ -21,6 +21,8 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Payload bytes per binary DATA frame (from the negotiated maximum message size).
     pub chunk: usize,
+    /// Counts the bytes sent on the channel (all sessions share it).
+    pub sent: prometheus_client::metrics::counter::Counter,
 }
 
 /// Serves the channel until it closes or `stop` fires. `activity` gets the time (ms since
@@ -35,6 +37,7 @@ pub async fn serve(
     let (tx, mut rx) = mpsc::channel::<Bytes>(32);
     let writer_channel = channel.clone();
     let writer_stop = stop.clone();
+    let sent = limits.sent.clone();
     let writer = tokio::spawn(async move {
         loop {
             let message = tokio::select! {
@@ -47,6 +50,7 @@ pub async fn serve(
                 writer_stop.cancel();
                 break;
             }
+            sent.inc_by(message.len() as u64);
         }
     });
 

@@ -31,6 +31,8 @@ pub use error::{Error, Result};
 pub struct Metrics {
     pub sessions: Gauge,
     pub refused: Counter,
+    pub datachannel_bytes: Counter,
+    pub relay_bytes: Counter,
 }
 
 impl Metrics {
@@ -45,6 +47,16 @@ impl Metrics {
                 "magnet_streamer_sessions_refused",
                 "Offers refused at the session limit",
                 self.refused.clone(),
+            );
+            r.register(
+                "magnet_datachannel_bytes",
+                "Bytes sent to browsers on data channels (both protocols, framing included)",
+                self.datachannel_bytes.clone(),
+            );
+            r.register(
+                "magnet_relay_bytes",
+                "File bytes read for the gateway's relay (FileService)",
+                self.relay_bytes.clone(),
             );
         });
     }
@@ -86,12 +98,17 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     )
     .await?;
 
-    let sessions = sessions::Sessions::new(settings.clone(), root.clone(), client.clone(), metrics);
+    let sessions = sessions::Sessions::new(
+        settings.clone(),
+        root.clone(),
+        client.clone(),
+        metrics.clone(),
+    );
     let signalling = tokio::spawn(sessions.clone().run(shutdown.clone()));
 
     let (grpc_addr, grpc_task) = grpc::serve(
         settings.streamer.grpc_listen,
-        FileServiceServer::new(relay::Relay::new(root)),
+        FileServiceServer::new(relay::Relay::new(root, metrics.relay_bytes.clone())),
         shutdown.clone(),
     )
     .await?;

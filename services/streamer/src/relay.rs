@@ -16,11 +16,13 @@ const CHUNK: usize = 64 * 1024;
 
 pub struct Relay {
     root: Root,
+    /// Counts the bytes read for the relay.
+    sent: prometheus_client::metrics::counter::Counter,
 }
 
 impl Relay {
-    pub fn new(root: Root) -> Self {
-        Self { root }
+    pub fn new(root: Root, sent: prometheus_client::metrics::counter::Counter) -> Self {
+        Self { root, sent }
     }
 }
 
@@ -62,7 +64,7 @@ impl FileService for Relay {
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         let content_type = file_ref.content_type().to_owned();
-        let stream = async_stream(file, total, length, content_type);
+        let stream = async_stream(file, total, length, content_type, self.sent.clone());
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -73,6 +75,7 @@ fn async_stream(
     total: u64,
     length: u64,
     content_type: String,
+    sent: prometheus_client::metrics::counter::Counter,
 ) -> impl Stream<Item = Result<pb::ReadChunk, Status>> + Send {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
@@ -97,6 +100,7 @@ fn async_stream(
                 }
             };
             left -= n as u64;
+            sent.inc_by(n as u64);
             let chunk = pb::ReadChunk {
                 total_size: if first { total } else { 0 },
                 content_type: if first {

@@ -257,6 +257,7 @@ impl Sessions {
                     let limits = Limits {
                         max_in_flight: self.settings.streamer.max_requests_in_flight,
                         chunk,
+                        sent: self.metrics.datachannel_bytes.clone(),
                     };
                     let (root, activity, stop) =
                         (self.root.clone(), activity.clone(), stop.clone());

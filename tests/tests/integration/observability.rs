@@ -163,6 +163,15 @@ async fn one_task_and_one_playback_are_each_one_trace_and_metrics_move() -> anyh
         anyhow::anyhow!("{e}; traces seen: {by:#?}")
     })?;
 
+    // One relay read, to count.
+    let relayed = http
+        .get(format!("{base}/video/{id}/index.m3u8"))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    assert_eq!(relayed.as_ref(), playlist.as_slice());
+
     // Every service's /metrics is Prometheus text, and the run moved the counters.
     let size = std::fs::metadata(&video)?.len() as f64;
     let mut admins = vec![
@@ -214,6 +223,14 @@ async fn one_task_and_one_playback_are_each_one_trace_and_metrics_move() -> anyh
     assert_eq!(value("downloader", "magnet_downloads_completed_total"), 1.0);
     assert_eq!(value("transcoder", "magnet_transcodes_done_total"), 1.0);
     assert_eq!(value("transcoder", "magnet_transcodes_running"), 0.0);
+    assert_eq!(
+        value("streamer", "magnet_relay_bytes_total"),
+        playlist.len() as f64
+    );
+    assert!(
+        value("streamer", "magnet_datachannel_bytes_total") > playlist.len() as f64,
+        "the playlist went over the data channel (base64 slices in JSON)"
+    );
     let submits = samples["gateway"].iter().any(|s| {
         s.metric == "magnet_http_requests_total"
             && s.labels.get("route") == Some("/api/tasks/submit")
