@@ -23,7 +23,9 @@ use std::time::Duration;
 use magnet_proto::v1::task_service_server::TaskServiceServer;
 use magnet_runtime::admin::Admin;
 use magnet_runtime::{Settings, grpc, nats};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +40,18 @@ pub struct Metrics {
     /// Bytes of completed downloads.
     pub downloaded_bytes: Counter,
     pub active: Gauge,
+    /// Tasks of the node by status (refreshed with each heartbeat).
+    pub tasks: Family<StatusLabel, Gauge>,
+    /// Download speed of the node, bytes/s, and peers connected (each heartbeat).
+    pub speed: Gauge,
+    pub peers: Gauge,
+    /// The node's transcode jobs queued or running (each heartbeat).
+    pub jobs: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
 }
 
 impl Metrics {
@@ -57,6 +71,26 @@ impl Metrics {
                 "magnet_downloaded_bytes",
                 "Bytes of completed downloads",
                 self.downloaded_bytes.clone(),
+            );
+            r.register(
+                "magnet_tasks",
+                "Tasks of this node by status",
+                self.tasks.clone(),
+            );
+            r.register(
+                "magnet_download_speed_bytes_per_second",
+                "Download speed of this node",
+                self.speed.clone(),
+            );
+            r.register(
+                "magnet_peers",
+                "Peers connected to this node's torrents",
+                self.peers.clone(),
+            );
+            r.register(
+                "magnet_transcode_jobs_queued",
+                "This node's transcode jobs queued or running",
+                self.jobs.clone(),
             );
             r.register(
                 "magnet_downloads_active",

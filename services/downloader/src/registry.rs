@@ -89,6 +89,7 @@ pub async fn heartbeat(
             _ = shutdown.cancelled() => break,
         }
         put_record(&bucket, &tasks, &settings, &endpoints).await;
+        tasks.refresh_gauges().await;
     }
     match bucket.delete(&key).await {
         Ok(()) => tracing::info!(node = %key, "node record removed from the registry"),

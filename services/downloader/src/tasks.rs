@@ -214,6 +214,31 @@ impl Tasks {
         Ok(())
     }
 
+    /// Sets the node's gauges: tasks by status, speed, peers, transcode jobs in the queue.
+    pub async fn refresh_gauges(&self) {
+        if let Ok(tasks) = self.store.list().await {
+            for status in TaskStatus::ALL {
+                let n = tasks.iter().filter(|t| t.status == status).count();
+                self.metrics
+                    .tasks
+                    .get_or_create(&crate::StatusLabel {
+                        status: status.as_str().to_owned(),
+                    })
+                    .set(n as i64);
+            }
+            let live = tasks.iter().filter(|t| t.status == TaskStatus::Downloading);
+            let (speed, peers) = live.fold((0u64, 0u64), |(s, p), t| {
+                (s + t.speed, p + u64::from(t.peers))
+            });
+            self.metrics.speed.set(speed as i64);
+            self.metrics.peers.set(peers as i64);
+        }
+        let js = async_nats::jetstream::new(self.nats.clone());
+        if let Ok(n) = crate::autoscale::jobs_in_queue(&js, &self.node_id).await {
+            self.metrics.jobs.set(n as i64);
+        }
+    }
+
     /// Free bytes on the node's volume.
     pub fn disk_free(&self) -> u64 {
         free_bytes(&self.downloads)

@@ -32,9 +32,11 @@ impl Default for Admin {
 
 impl Admin {
     pub fn new() -> Self {
+        let mut registry = Registry::default();
+        crate::metrics::register(&mut registry);
         Self {
             ready: Arc::new(AtomicBool::new(false)),
-            registry: Arc::new(std::sync::RwLock::new(Registry::default())),
+            registry: Arc::new(std::sync::RwLock::new(registry)),
         }
     }
 

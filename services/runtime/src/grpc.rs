@@ -72,6 +72,7 @@ where
         .set_service_status(S::NAME, tonic_health::ServingStatus::Serving)
         .await;
     let server = tonic::transport::Server::builder()
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(

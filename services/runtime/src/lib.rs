@@ -7,6 +7,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod nats;
 pub mod shutdown;
 pub mod subjects;

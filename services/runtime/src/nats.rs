@@ -20,18 +20,28 @@ pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<asy
     let started = std::time::Instant::now();
     let mut attempt = 0u32;
     loop {
+        // The first `Connected` is the connection itself; later ones are reconnections.
+        let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let options = async_nats::ConnectOptions::new()
             .name(service)
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(3))
             .reconnect_delay_callback(backoff)
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    async_nats::Event::Disconnected => {
-                        tracing::warn!("NATS disconnected; reconnecting")
+            .event_callback(move |event| {
+                let connected_before = connected_before.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            if connected_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                                crate::metrics::NATS_RECONNECTS.inc();
+                            }
+                            tracing::info!("NATS connected")
+                        }
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("NATS disconnected; reconnecting")
+                        }
+                        other => tracing::debug!(event = %other, "NATS event"),
                     }
-                    other => tracing::debug!(event = %other, "NATS event"),
                 }
             });
         match options.connect(url).await {

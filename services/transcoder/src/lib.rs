@@ -20,16 +20,31 @@ use magnet_runtime::admin::Admin;
 use magnet_runtime::{Settings, nats};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
     pub done: Counter,
     pub failed: Counter,
     pub running: Gauge,
+    /// Seconds of video made per second of work, per job (× realtime).
+    pub speed: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            done: Counter::default(),
+            failed: Counter::default(),
+            running: Gauge::default(),
+            // 0.25× … 1024× realtime (remuxing runs far above realtime).
+            speed: Histogram::new(exponential_buckets(0.25, 2.0, 13)),
+        }
+    }
 }
 
 impl Metrics {
@@ -44,6 +59,11 @@ impl Metrics {
                 "magnet_transcodes_failed",
                 "Transcode jobs failed for good",
                 self.failed.clone(),
+            );
+            r.register(
+                "magnet_transcode_speed_ratio",
+                "Seconds of video made per second of work, per finished job (x realtime)",
+                self.speed.clone(),
             );
             r.register(
                 "magnet_transcodes_running",

@@ -142,8 +142,15 @@ impl Worker {
             return;
         }
         self.metrics.running.inc();
+        let started = std::time::Instant::now();
         let outcome = self.transcode(message, job, cancel).await;
         self.metrics.running.dec();
+        if let Ok(done) = &outcome {
+            let wall = started.elapsed().as_secs_f64();
+            if wall > 0.0 {
+                self.metrics.speed.observe(done.duration / wall);
+            }
+        }
         match outcome {
             Ok(done) => {
                 let event = kind_ready(&done, &self.replica);

@@ -172,7 +172,25 @@ async fn one_task_and_one_playback_are_each_one_trace_and_metrics_move() -> anyh
         .await?;
     assert_eq!(relayed.as_ref(), playlist.as_slice());
 
-    // Every service's /metrics is Prometheus text, and the run moved the counters.
+    // Every service's /metrics is Prometheus text, and the run moved the counters. The node's
+    // gauges follow its heartbeat (1 s here).
+    let downloader_admin = stack.nodes[0].downloader_admin;
+    eventually(
+        Duration::from_secs(10),
+        "tasks gauge says one ready",
+        || async {
+            let text = reqwest::get(format!("http://{downloader_admin}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .any(|l| l == "magnet_tasks{status=\"ready\"} 1")
+                .then_some(())
+        },
+    )
+    .await?;
     let size = std::fs::metadata(&video)?.len() as f64;
     let mut admins = vec![
         ("gateway", stack.gateway_admin),
@@ -223,6 +241,44 @@ async fn one_task_and_one_playback_are_each_one_trace_and_metrics_move() -> anyh
     assert_eq!(value("downloader", "magnet_downloads_completed_total"), 1.0);
     assert_eq!(value("transcoder", "magnet_transcodes_done_total"), 1.0);
     assert_eq!(value("transcoder", "magnet_transcodes_running"), 0.0);
+    assert_eq!(value("downloader", "magnet_transcode_jobs_queued"), 0.0);
+    for service in [
+        "gateway",
+        "signaling",
+        "downloader",
+        "streamer",
+        "transcoder",
+    ] {
+        assert!(
+            samples[service]
+                .iter()
+                .any(|s| s.metric == "magnet_nats_reconnects_total"),
+            "{service} counts NATS reconnects"
+        );
+    }
+    let histogram_count = |service: &str, metric: &str, label: Option<(&str, &str)>| -> f64 {
+        samples[service]
+            .iter()
+            .filter(|s| s.metric == metric && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Histogram(ref h) => h.last().map_or(0.0, |b| b.count),
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        histogram_count(
+            "downloader",
+            "magnet_grpc_request_duration_seconds",
+            Some(("method", "/magnet.v1.TaskService/Submit"))
+        ),
+        1.0,
+        "the downloader timed the gateway's Submit"
+    );
+    assert_eq!(
+        histogram_count("transcoder", "magnet_transcode_speed_ratio", None),
+        1.0
+    );
     assert_eq!(
         value("streamer", "magnet_relay_bytes_total"),
         playlist.len() as f64
