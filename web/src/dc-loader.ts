@@ -248,7 +248,15 @@ export function dcLoader(client: DcClient): LoaderClass {
             if (this.requestId !== id) return;
             stats.loading.first = Math.max(performance.now(), stats.loading.start);
             stats.total = length || total;
-            body.start(length);
+            try {
+              body.start(length);
+            } catch (e) {
+              // A length the browser cannot allocate: fail this request, not the page.
+              this.requestId = null;
+              client.cancel(id);
+              this.fail(0, `cannot hold ${length} bytes: ${String(e)}`);
+              return;
+            }
             if (Number.isFinite(maxLoadTimeMs)) this.arm(maxLoadTimeMs - (stats.loading.first - stats.loading.start));
           },
           data: (bytes) => {

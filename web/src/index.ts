@@ -84,6 +84,13 @@ async function refreshAccount(): Promise<void> {
     void refreshTasks();
     void refreshNodes();
   }
+  // The event stream follows the account: a stream refused before login (401) has given up
+  // for good, and one opened for a user who logged out must not keep flowing.
+  if (account.kind === 'out') {
+    disconnectEvents();
+  } else if (events === undefined || events.readyState === EventSource.CLOSED) {
+    connectEvents();
+  }
 }
 
 function renderAccount(): void {
@@ -447,18 +454,29 @@ function stopFallbackPolling(): void {
   fallbackTimer = undefined;
 }
 
+let events: EventSource | undefined;
+
+function disconnectEvents(): void {
+  events?.close();
+  events = undefined;
+  stopFallbackPolling();
+}
+
 function connectEvents(): void {
   if (typeof EventSource === 'undefined') {
     startFallbackPolling();
     return;
   }
-  const events = new EventSource('/api/events');
+  events?.close();
+  events = new EventSource('/api/events');
   events.addEventListener('open', () => {
     stopFallbackPolling();
     void refreshTasks(); // catch up on what happened while the stream was down
   });
   // The browser reconnects by itself after a network error; until then, poll.
-  events.addEventListener('error', () => startFallbackPolling());
+  events.addEventListener('error', () => {
+    if (account.kind !== 'out') startFallbackPolling();
+  });
   events.addEventListener('task', (e) => {
     let update: TaskEvent;
     try {
@@ -510,9 +528,8 @@ function cssToken(s: string | undefined): string {
 
 // ---------------------------------------------------------------- start
 
-void refreshAccount();
+void refreshAccount(); // also opens the event stream once it is known who may read it
 void refreshNodes();
 void refreshTasks();
-connectEvents();
 window.setInterval(() => void refreshNodes(), NODES_EVERY_MS);
 window.setInterval(() => void refreshTasks(), TASKS_EVERY_MS);

@@ -280,12 +280,13 @@ fn run_demo(
         .spawn()
         .context("cannot start demo-seed")?;
     let stdout = seeder.stdout.take().context("demo-seed stdout")?;
+    // Killed if anything below fails; handed back to the caller otherwise.
+    let mut guard = KillOnDrop(Some(seeder));
     let magnet = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
         .find_map(|l| l.strip_prefix("magnet: ").map(str::to_owned));
     let Some(magnet) = magnet else {
-        let _ = seeder.kill();
         bail!("demo-seed ended without a magnet link");
     };
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -319,7 +320,7 @@ fn run_demo(
     loop {
         if stop.load(Ordering::Relaxed) {
             bar.abandon();
-            return Ok(seeder);
+            return guard.0.take().context("demo-seed");
         }
         if Instant::now() > deadline {
             bar.abandon();
@@ -351,13 +352,25 @@ fn run_demo(
             "ready" => {
                 bar.finish();
                 println!("\ndemo: ready. Play it: {url}/player?taskId={id}");
-                return Ok(seeder);
+                return guard.0.take().context("demo-seed");
             }
             "error" => {
                 bar.abandon();
                 bail!("{id} failed: {}", t["error"].as_str().unwrap_or_default());
             }
             _ => std::thread::sleep(Duration::from_millis(300)),
+        }
+    }
+}
+
+/// A child process killed (and waited for) when dropped.
+struct KillOnDrop(Option<Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }

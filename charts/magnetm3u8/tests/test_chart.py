@@ -170,9 +170,12 @@ class Chart(unittest.TestCase):
             # Each selects at least one Service that has the admin port it scrapes.
             want = m["spec"]["selector"]["matchLabels"]
             hits = [s for s in services if all(s["metadata"]["labels"].get(k) == v for k, v in want.items())]
-            self.assertTrue(hits, m["metadata"]["name"])
-            for s in hits:
-                self.assertIn("admin", [p["name"] for p in s["spec"]["ports"]], s["metadata"]["name"])
+            with_admin = [s for s in hits if "admin" in [p["name"] for p in s["spec"]["ports"]]]
+            self.assertTrue(with_admin, m["metadata"]["name"])
+        # The public gateway Service does not expose the admin port.
+        gw = find(objs, "Service", "mm-gateway")
+        self.assertEqual([p["name"] for p in gw["spec"]["ports"]], ["http"])
+        self.assertEqual(find(objs, "Service", "mm-gateway-admin")["spec"]["type"], "ClusterIP")
         for o in objs:
             if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] != "mm-nats":
                 spec = o["spec"]["template"]
@@ -204,6 +207,8 @@ class Chart(unittest.TestCase):
             ("workers[0].storage.acessMode=ReadWriteOnce", "additional properties 'acessMode' not allowed"),
             ("gateway.replicas=many", "want integer"),
             ("streamer.exposure=public", "streamer/exposure"),
+            ("streamer.exposure=nodePort", "maximum"),
+            ("workers[0].storage.accessMode=ReadWriteOncePod", "accessMode"),
         ]:
             out = subprocess.run([HELM, "template", "mm", CHART, "--set", flag], capture_output=True, text=True)
             self.assertNotEqual(out.returncode, 0, flag)

@@ -138,7 +138,15 @@ fn check_password(password: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Password hashing is slow and takes ~19 MiB each on purpose; at most this many run at once,
+/// so a flood of logins cannot exhaust memory or the blocking threads.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 async fn hash(password: String) -> ApiResult<String> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -151,6 +159,9 @@ async fn hash(password: String) -> ApiResult<String> {
 }
 
 async fn verify(password: String, stored: String) -> bool {
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored)
             .map(|h| {
@@ -229,15 +240,24 @@ impl Accounts {
             created_at: now(),
             password_hash: hash(password.into()).await?,
         };
-        self.users
+        match self
+            .users
             .create(
                 user_key(&id),
                 serde_json::to_vec(&user).unwrap_or_default().into(),
             )
             .await
-            .map_err(store_error)?;
-        tracing::info!(user = %name, "admin account created from configuration");
-        Ok(())
+        {
+            Ok(_) => {
+                tracing::info!(user = %name, "admin account created from configuration");
+                Ok(())
+            }
+            // Another gateway replica created it at the same moment: check it as above.
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                Box::pin(self.ensure_admin(name, password)).await
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn user(&self, id: &str) -> ApiResult<Option<User>> {
@@ -363,6 +383,7 @@ pub fn may_change(user: &User) -> ApiResult<()> {
 }
 
 fn require_admin(user: &User) -> ApiResult<()> {
+    may_change(user)?;
     if user.role != Role::Admin {
         return Err(ApiError::new(ErrorCode::PermissionDenied, "admins only"));
     }

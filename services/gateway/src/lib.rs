@@ -122,7 +122,10 @@ impl AppState {
             match listing.get(&n.id) {
                 Some(call) => call.clone(),
                 None => {
-                    let call = self.list_call(n).boxed().shared();
+                    // Spawned, so the call runs to its end (and its timeout) even if every
+                    // request waiting on it goes away.
+                    let task = tokio::spawn(self.list_call(n));
+                    let call = async move { task.await.ok().flatten() }.boxed().shared();
                     listing.insert(n.id.clone(), call.clone());
                     call
                 }

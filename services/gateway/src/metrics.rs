@@ -57,7 +57,13 @@ impl HttpMetrics {
 
 /// Middleware: counts and times every request.
 pub async fn record(State(m): State<HttpMetrics>, req: Request, next: Next) -> Response {
-    let method = req.method().as_str().to_owned();
+    // Only the standard methods as labels: the server accepts any token as a method, and each
+    // label value is a series kept forever.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()

@@ -54,19 +54,40 @@ pub async fn tasks(State(s): State<AppState>) -> Json<Value> {
     ok(json!({ "tasks": all.into_iter().map(convert::task).collect::<Vec<_>>() }))
 }
 
-/// Finds which online node holds a task.
+/// Finds which online node holds a task, asking every node at once. Not found anywhere is
+/// 404; not found where nodes answered but some node failed or was too slow is 503, since
+/// the task may be there.
 async fn locate(s: &AppState, id: &str) -> ApiResult<(pb::NodeRecord, pb::Task)> {
     TaskId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    for n in s.registry.online().await {
-        let Ok(mut client) = s.downloader(&n.downloader_endpoint) else {
-            continue;
-        };
-        let call = client.get(pb::GetRequest { task_id: id.into() });
-        if let Ok(Ok(r)) = tokio::time::timeout(s.node_timeout, call).await {
-            return Ok((n, r.into_inner()));
+    let asks = s.registry.online().await.into_iter().map(|n| {
+        let client = s.downloader(&n.downloader_endpoint);
+        let timeout = s.node_timeout;
+        let id = id.to_owned();
+        async move {
+            let mut client = client.map_err(|e| e.message)?;
+            match tokio::time::timeout(timeout, client.get(pb::GetRequest { task_id: id })).await {
+                Ok(Ok(r)) => Ok(Some((n, r.into_inner()))),
+                Ok(Err(e)) if e.code() == tonic::Code::NotFound => Ok(None),
+                Ok(Err(e)) => Err(format!("node {}: {}", n.id, e.message())),
+                Err(_) => Err(format!("node {} did not answer in time", n.id)),
+            }
+        }
+    });
+    let mut failed = None;
+    for answer in futures::future::join_all(asks).await {
+        match answer {
+            Ok(Some(found)) => return Ok(found),
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
         }
     }
-    Err(ApiError::not_found("Task not found"))
+    match failed {
+        Some(e) => Err(ApiError::new(
+            ErrorCode::Unavailable,
+            format!("task not found on the nodes that answered; {e}"),
+        )),
+        None => Err(ApiError::not_found("Task not found")),
+    }
 }
 
 pub async fn task(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -210,6 +231,12 @@ pub async fn video(
     let (offset, length) = match wanted {
         None => (0, None),
         Some(ByteRange::From(offset, length)) => (offset, length),
+        Some(ByteRange::Suffix(0)) => {
+            return Err(ApiError::body(
+                416,
+                "range not satisfiable: a suffix of 0 bytes is empty",
+            ));
+        }
         Some(ByteRange::Suffix(n)) => {
             // The size first: a one-byte read answers with it.
             let probe = pb::ReadRequest {
@@ -251,6 +278,18 @@ pub async fn video(
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "empty reply from the streamer"))?;
     let total = first.total_size;
+    if wanted.is_some() && offset >= total {
+        // Nothing of the file is in range (also: any range of an empty file).
+        return Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+            Json(json!({
+                "success": false,
+                "error": "range not satisfiable: it starts at or past the end of the file",
+            })),
+        )
+            .into_response());
+    }
     let content_type = first.content_type.clone();
     let sent = length
         .unwrap_or(total.saturating_sub(offset))

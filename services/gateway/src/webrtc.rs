@@ -10,7 +10,10 @@
 //!   trickled in since the last call: `{success, data: {session_id, sdp, candidates: [..]}}`.
 //!   (In the original, workers posted their answers here; ours come from the streamer.)
 //!
-//! A session idle for [`IDLE`] is closed (the streamer is told).
+//! A session ends when its stream ends (the streamer or signaling closed it), or after
+//! [`IDLE`] without a call (HTTP clients have no way to say goodbye; the bound is a film's
+//! length, and at most [`MAX_SESSIONS`] are held). A session id in use cannot be offered again
+//! (409): the old session's end would otherwise close the new one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +32,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult, JsonBody, json_body};
 
 /// A session with no call for this long is closed.
-pub const IDLE: Duration = Duration::from_secs(120);
+pub const IDLE: Duration = Duration::from_secs(6 * 3600);
 /// How long `offer` waits for the streamer's answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(15);
 /// Sessions one gateway replica holds for HTTP clients.
@@ -40,6 +43,8 @@ struct Session {
     sdp: String,
     candidates: Arc<Mutex<Vec<String>>>,
     last_used: Instant,
+    /// Set when the stream from signaling ends.
+    ended: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The HTTP clients' sessions of this replica.
@@ -51,9 +56,11 @@ impl Sessions {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drops idle sessions (their streams end, which tells the streamer).
+    /// Drops ended and idle sessions (dropping a stream tells the streamer).
     fn reap(&self) {
-        self.lock().retain(|_, s| s.last_used.elapsed() < IDLE);
+        self.lock().retain(|_, s| {
+            s.last_used.elapsed() < IDLE && !s.ended.load(std::sync::atomic::Ordering::Relaxed)
+        });
     }
 }
 
@@ -86,11 +93,20 @@ pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<J
     };
     let id = session_id(raw)?;
     s.webrtc.reap();
-    if s.webrtc.lock().len() >= MAX_SESSIONS && !s.webrtc.lock().contains_key(&id) {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "too many HTTP signaling sessions on this gateway; use /ws/clients",
-        ));
+    {
+        let sessions = s.webrtc.lock();
+        if sessions.contains_key(&id) {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "session id in use: offer under a new session id",
+            ));
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "too many HTTP signaling sessions on this gateway; use /ws/clients",
+            ));
+        }
     }
     let (tx, rx) = mpsc::channel::<pb::ClientSignal>(32);
     let mut client = SignalingClient::with_interceptor(
@@ -150,7 +166,8 @@ pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<J
     })??;
     // The streamer's later candidates queue up for `answer`.
     let candidates = Arc::new(Mutex::new(Vec::new()));
-    let queued = candidates.clone();
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (queued, stream_ended) = (candidates.clone(), ended.clone());
     tokio::spawn(async move {
         while let Ok(Some(signal)) = inbound.message().await {
             if let Some(pb::server_signal::Kind::Ice(c)) = signal.kind {
@@ -160,8 +177,8 @@ pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<J
                     .push(c.candidate);
             }
         }
+        stream_ended.store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    // Replacing a session drops its sender, which ends its stream: the streamer is told.
     s.webrtc.lock().insert(
         id.clone(),
         Session {
@@ -169,6 +186,7 @@ pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<J
             sdp: answer.clone(),
             candidates,
             last_used: Instant::now(),
+            ended,
         },
     );
     Ok(Json(json!({
@@ -190,6 +208,7 @@ pub struct Ice {
 
 pub async fn ice(State(s): State<AppState>, b: JsonBody<Ice>) -> ApiResult<Json<Value>> {
     let i = json_body(b)?;
+    s.webrtc.reap();
     let id = session_id(&i.session_id)?;
     let tx = {
         let mut sessions = s.webrtc.lock();
@@ -215,6 +234,7 @@ pub struct Answer {
 
 pub async fn answer(State(s): State<AppState>, b: JsonBody<Answer>) -> ApiResult<Json<Value>> {
     let a = json_body(b)?;
+    s.webrtc.reap();
     let id = session_id(&a.session_id)?;
     let mut sessions = s.webrtc.lock();
     let session = sessions.get_mut(&id).ok_or_else(unknown)?;
@@ -228,5 +248,5 @@ pub async fn answer(State(s): State<AppState>, b: JsonBody<Answer>) -> ApiResult
 }
 
 fn unknown() -> ApiError {
-    ApiError::not_found("unknown session on this gateway (sessions end after 2 minutes idle)")
+    ApiError::not_found("unknown session on this gateway (or it has ended)")
 }

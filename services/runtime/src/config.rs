@@ -406,7 +406,8 @@ pub struct SignalingSettings {
     pub grpc_listen: SocketAddr,
     /// How long the streamer may take to answer an offer.
     pub answer_timeout_secs: u64,
-    /// A session stream with no message for this long is closed.
+    /// A session stream that has set up no session after this long is closed (established
+    /// sessions last until the browser's end closes).
     pub idle_timeout_secs: u64,
 }
 

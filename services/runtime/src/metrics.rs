@@ -76,7 +76,15 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().to_owned();
+        // Our services' and health's methods by name; anything else (unknown paths are
+        // answered "unimplemented") as one series, so label values stay bounded.
+        let path = req.uri().path();
+        let known = path.starts_with("/magnet.v1.") || path.starts_with("/grpc.health.v1.");
+        let method = if known && path.len() <= 80 {
+            path.to_owned()
+        } else {
+            "unknown".to_owned()
+        };
         let start = Instant::now();
         let call = self.inner.call(req);
         Box::pin(async move {

@@ -48,17 +48,30 @@ pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<asy
             Ok(client) => return Ok(client),
             Err(source) if started.elapsed() >= deadline => {
                 return Err(Error::NatsConnect {
-                    url: url.to_owned(),
+                    url: redacted(url),
                     source,
                 });
             }
             Err(e) => {
                 attempt += 1;
                 let wait = backoff(attempt as usize);
+                let url = redacted(url);
                 tracing::warn!(%url, error = %e, attempt, ?wait, "NATS not reachable yet; retrying");
                 tokio::time::sleep(wait).await;
             }
         }
+    }
+}
+
+/// The URL without its credentials (`nats://user:pass@host` → `nats://***@host`), for logs and
+/// errors.
+pub fn redacted(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -142,6 +155,22 @@ pub async fn kv_bucket(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_never_reach_logs() {
+        assert_eq!(
+            super::redacted("nats://u:secret@nats:4222"),
+            "nats://***@nats:4222"
+        );
+        assert_eq!(
+            super::redacted("nats://token@nats:4222"),
+            "nats://***@nats:4222"
+        );
+        assert_eq!(
+            super::redacted("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+    }
+
     #[test]
     fn backoff_grows_and_caps() {
         assert_eq!(super::backoff(0).as_millis(), 100);

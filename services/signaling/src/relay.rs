@@ -134,7 +134,11 @@ impl Worker {
                         break;
                     }
                 }
-                _ = idle => {
+                // Only a stream that never set up a session idles out: once answered, a
+                // session lasts as long as the browser keeps its end open (a film plays for
+                // hours with no signaling), and the streamer closes sessions idle on the
+                // data channel itself.
+                _ = idle, if route.is_none() => {
                     let session = route.as_ref().map(|r| r.session.to_string()).unwrap_or_default();
                     let _ = self.send(error(&session, "session idle for too long; closed")).await;
                     break;

@@ -106,6 +106,8 @@ impl Options {
 struct Proc {
     name: String,
     child: Child,
+    /// Started as the leader of its own process group.
+    own_group: bool,
 }
 
 /// Addresses of one worker node's services.
@@ -304,6 +306,10 @@ impl Stack {
                 std::thread::sleep(Duration::from_millis(20));
             }
             if p.child.try_wait().ok().flatten().is_none() {
+                // The whole group when it has its own (a transcoder's ffmpeg too).
+                if p.own_group {
+                    let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+                }
                 let _ = p.child.kill();
                 killed.push(p.name.clone());
             }
@@ -446,6 +452,7 @@ fn spawn_logged(
         Proc {
             name: name.to_owned(),
             child,
+            own_group: opts.own_process_group,
         },
     ))
 }

@@ -254,6 +254,24 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
         .send()
         .await?;
     assert_eq!(r.status().as_u16(), 416);
+    // Starting exactly at the end, or an empty suffix: nothing in range either.
+    for range in [format!("bytes={}-", segment.len()), "bytes=-0".to_owned()] {
+        let r = http
+            .get(format!("{base}/video/{id}/index0.ts"))
+            .header("range", &range)
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), 416, "{range}");
+    }
+    let r = http
+        .get(format!("{base}/video/{id}/index0.ts"))
+        .header("range", format!("bytes={}-", segment.len()))
+        .send()
+        .await?;
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{}", segment.len())
+    );
     let r = http
         .get(format!("{base}/video/{id}/index.sh"))
         .send()
