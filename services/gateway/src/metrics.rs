@@ -8,10 +8,11 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use magnet_runtime::admin::Admin;
+use magnet_runtime::metrics::latency_histogram;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Labels {
@@ -28,16 +29,11 @@ pub struct HttpMetrics {
     durations: Durations,
 }
 
-fn histogram() -> Histogram {
-    // 0.5 ms … ~16 s.
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-}
-
 impl HttpMetrics {
     pub fn registered(admin: &Admin) -> Self {
         let m = Self {
             requests: Family::default(),
-            durations: Family::new_with_constructor(histogram as fn() -> Histogram),
+            durations: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         };
         admin.register(|r| {
             r.register(

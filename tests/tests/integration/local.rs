@@ -51,14 +51,7 @@ async fn xtask_up_runs_a_task_to_ready_and_stops_cleanly() -> anyhow::Result<()>
     let http = reqwest::Client::new();
     let r = http.get(format!("{url}/api/nodes")).send().await?;
     assert_eq!(r.status(), 401);
-    let login: Value = http
-        .post(format!("{url}/api/auth/login"))
-        .json(&json!({ "username": "admin", "password": password }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"].as_str().unwrap_or_default().to_owned();
+    let (login, token) = login_admin(&http, &url, &password).await?;
     assert_eq!(login["data"]["role"], "admin", "{login}");
     let get = |path: String| {
         let (http, token) = (http.clone(), token.clone());
@@ -123,14 +116,7 @@ async fn xtask_up_runs_a_task_to_ready_and_stops_cleanly() -> anyhow::Result<()>
     let (mut again, rx) = start_up(dir.path(), &repo, torrent_port)?;
     let (url, lines) = report(&rx)?;
     assert!(!lines.iter().any(|l| l.contains("password")), "{lines:?}");
-    let login: Value = http
-        .post(format!("{url}/api/auth/login"))
-        .json(&json!({ "username": "admin", "password": password }))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = login["token"].as_str().unwrap_or_default().to_owned();
+    let (_, token) = login_admin(&http, &url, &password).await?;
     let task: Value = eventually(Duration::from_secs(15), "task listed again", || async {
         let v: Value = http
             .get(format!("{url}/api/tasks/{id}"))
@@ -150,6 +136,23 @@ async fn xtask_up_runs_a_task_to_ready_and_stops_cleanly() -> anyhow::Result<()>
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
     assert!(status.success(), "second xtask up exited with {status}");
     Ok(())
+}
+
+/// Logs in as the stack's admin: the answer and its bearer token.
+async fn login_admin(
+    http: &reqwest::Client,
+    url: &str,
+    password: &str,
+) -> anyhow::Result<(Value, String)> {
+    let login: Value = http
+        .post(format!("{url}/api/auth/login"))
+        .json(&json!({ "username": "admin", "password": password }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = login["token"].as_str().unwrap_or_default().to_owned();
+    Ok((login, token))
 }
 
 /// What `xtask up` printed up to its URL, and the URL.

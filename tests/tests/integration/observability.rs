@@ -89,16 +89,7 @@ async fn one_task_and_one_playback_are_each_one_trace_and_metrics_move() -> anyh
         },
     )
     .await
-    .map_err(|e| {
-        let spans = collector.spans();
-        let mut by: HashMap<String, Vec<String>> = HashMap::new();
-        for s in &spans {
-            by.entry(format!("{:02x?}", &s.trace_id[..4]))
-                .or_default()
-                .push(format!("{}:{}", s.service, s.name));
-        }
-        anyhow::anyhow!("{e}; traces seen: {by:#?}")
-    })?;
+    .map_err(|e| anyhow::anyhow!("{e}; traces seen: {:#?}", traces_seen(&collector)))?;
     let ids: HashSet<&[u8]> = trace.iter().map(|s| s.span_id.as_slice()).collect();
     let roots: Vec<_> = trace
         .iter()
@@ -152,16 +143,7 @@ async fn one_task_and_one_playback_are_each_one_trace_and_metrics_move() -> anyh
         },
     )
     .await
-    .map_err(|e| {
-        let spans = collector.spans();
-        let mut by: HashMap<String, Vec<String>> = HashMap::new();
-        for s in &spans {
-            by.entry(format!("{:02x?}", &s.trace_id[..4]))
-                .or_default()
-                .push(format!("{}:{}", s.service, s.name));
-        }
-        anyhow::anyhow!("{e}; traces seen: {by:#?}")
-    })?;
+    .map_err(|e| anyhow::anyhow!("{e}; traces seen: {:#?}", traces_seen(&collector)))?;
 
     // One relay read, to count.
     let relayed = http
@@ -309,4 +291,15 @@ async fn one_task_and_one_playback_are_each_one_trace_and_metrics_move() -> anyh
     );
     stack.stop();
     Ok(())
+}
+
+/// The spans received so far, by (the start of) their trace id, for failure messages.
+fn traces_seen(collector: &Collector) -> HashMap<String, Vec<String>> {
+    let mut by: HashMap<String, Vec<String>> = HashMap::new();
+    for s in collector.spans() {
+        by.entry(format!("{:02x?}", &s.trace_id[..4]))
+            .or_default()
+            .push(format!("{}:{}", s.service, s.name));
+    }
+    by
 }
