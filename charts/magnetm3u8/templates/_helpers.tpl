@@ -30,33 +30,63 @@ magnetm3u8.io/worker: {{ .worker }}
 {{- end -}}
 {{- end -}}
 
-{{- define "mm.natsUrl" -}}
-{{- if .Values.nats.external.url -}}
-{{ .Values.nats.external.url }}
-{{- else -}}
-{{ printf "nats://%s-nats:4222" .Release.Name }}
-{{- end -}}
+{{/* The bundled NATS's users: gateway, signaling, and each worker's downloader, transcoder
+and streamer (`<service>-<worker id>`), as a list of {user, service, node}. */}}
+{{- define "mm.natsUsers" -}}
+{{- $users := list (dict "user" "gateway" "service" "gateway" "node" "") (dict "user" "signaling" "service" "signaling" "node" "") }}
+{{- range $w := .Values.workers }}
+{{- range $s := list "downloader" "transcoder" "streamer" }}
+{{- $users = append $users (dict "user" (printf "%s-%s" $s $w.id) "service" $s "node" $w.id) }}
+{{- end }}
+{{- end }}
+{{- toJson $users }}
 {{- end -}}
 
-{{/* Environment every service gets: NATS and the config file. */}}
+{{/* Subjects as a nats.conf list body: quoted, comma-separated (toJson would escape '>'). */}}
+{{- define "mm.natsList" -}}
+{{- range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s | quote }}{{ end }}
+{{- end -}}
+
+{{/* Key of a NATS user's password in the users Secret, and the variable nats.conf reads it
+from (letters, digits and '_' only). */}}
+{{- define "mm.natsKey" -}}
+{{- printf "NATS_PW_%s" (. | replace "-" "_") -}}
+{{- end -}}
+
+{{/* Environment every service gets: NATS (as its own user with the bundled server), the
+service credential and the config file. Call with (dict "root" $ "user" "<nats user>"). */}}
 {{- define "mm.commonEnv" -}}
-{{- if .Values.nats.external.existingSecret }}
+{{- $root := .root }}
+{{- if $root.Values.nats.external.existingSecret }}
 - name: MAGNET__NATS__URL
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.nats.external.existingSecret }}
+      name: {{ $root.Values.nats.external.existingSecret }}
       key: url
-{{- else }}
+{{- else if $root.Values.nats.external.url }}
 - name: MAGNET__NATS__URL
-  value: {{ include "mm.natsUrl" . | quote }}
+  value: {{ $root.Values.nats.external.url | quote }}
+{{- else }}
+- name: NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mm.name" (dict "root" $root "component" "nats-users") }}
+      key: {{ include "mm.natsKey" .user }}
+- name: MAGNET__NATS__URL
+  value: {{ printf "nats://%s:$(NATS_PASSWORD)@%s-nats:4222" .user $root.Release.Name | quote }}
 {{- end }}
+- name: MAGNET__INTERNAL__TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "mm.name" (dict "root" $root "component" "internal")) $root.Values.internal.existingSecret }}
+      key: token
 - name: MAGNET_CONFIG
   value: /etc/magnetm3u8/config.json
 - name: RUST_LOG
   value: info,librqbit=warn,sqlx=warn
-{{- if .Values.tracing.enabled }}
+{{- if $root.Values.tracing.enabled }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
-  value: {{ required "tracing.otlpEndpoint is required when tracing.enabled" .Values.tracing.otlpEndpoint | quote }}
+  value: {{ required "tracing.otlpEndpoint is required when tracing.enabled" $root.Values.tracing.otlpEndpoint | quote }}
 {{- end }}
 {{- end -}}
 

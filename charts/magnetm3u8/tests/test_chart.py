@@ -144,14 +144,21 @@ class Chart(unittest.TestCase):
                 f.write(config)
             for service in sorted(OURS):
                 # The config file plus the environment the chart gives the pods.
+                # The config file plus the environment and flags the chart gives the pods;
+                # values from Secrets are stand-ins.
                 env = {"PATH": os.environ.get("PATH", "")}
+                args = []
                 for o in objs:
                     if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["labels"]["app.kubernetes.io/component"] == service:
-                        env.update({e["name"]: e["value"] for e in o["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e})
+                        container = o["spec"]["template"]["spec"]["containers"][0]
+                        env.update({e["name"]: e["value"] for e in container["env"] if "value" in e})
+                        if any(e["name"] == "MAGNET__INTERNAL__TOKEN" for e in container["env"]):
+                            env["MAGNET__INTERNAL__TOKEN"] = "stand-in-token-0123456789"
+                        args = container.get("args", [])
                         break
                 env.pop("MAGNET_CONFIG", None)
                 out = subprocess.run(
-                    [os.path.join(BIN_DIR, "magnet-" + service), "--config", path, "--check-config"],
+                    [os.path.join(BIN_DIR, "magnet-" + service), "--config", path, *args, "--check-config"],
                     capture_output=True, text=True, env=env,
                 )
                 self.assertEqual(out.returncode, 0, f"{values} {service}: {out.stderr}")
@@ -189,6 +196,92 @@ class Chart(unittest.TestCase):
                 ports = {p["name"]: p["containerPort"] for p in o["spec"]["template"]["spec"]["containers"][0]["ports"]}
                 self.assertEqual(ann["prometheus.io/scrape"], "true")
                 self.assertEqual(int(ann["prometheus.io/port"]), ports["admin"])
+
+    def test_services_present_the_credential_from_a_secret(self):
+        for values, secret in [("default", "mm-internal"), ("external-nats", "magnetm3u8-internal")]:
+            objs = objects(values)
+            for o in objs:
+                if o["kind"] not in ("Deployment", "StatefulSet") or o["metadata"]["name"] == "mm-nats":
+                    continue
+                env = {e["name"]: e for e in o["spec"]["template"]["spec"]["containers"][0]["env"]}
+                ref = env["MAGNET__INTERNAL__TOKEN"]["valueFrom"]["secretKeyRef"]
+                self.assertEqual((ref["name"], ref["key"]), (secret, "token"), o["metadata"]["name"])
+        token = find(objects("default"), "Secret", "mm-internal")["stringData"]["token"]
+        self.assertGreaterEqual(len(token), 16)
+
+    def test_bundled_nats_has_a_user_per_service_and_node(self):
+        objs = objects("two-workers")
+        conf = find(objs, "ConfigMap", "mm-nats")["data"]["nats.conf"]
+        users = {"gateway", "signaling"} | {f"{s}-{w}" for s in ("downloader", "transcoder", "streamer")
+                                            for w in ("worker-a", "worker-b")}
+        keys = set(find(objs, "Secret", "mm-nats-users")["stringData"])
+        self.assertEqual(keys, {"NATS_PW_" + u.replace("-", "_") for u in users})
+        for u in users:
+            self.assertIn(f'{{user: "{u}", password: $NATS_PW_{u.replace("-", "_")}', conf)
+        # Least privilege: worker-a's transcoder consumes only worker-a's jobs; only the
+        # gateway touches the users bucket.
+        line = next(l for l in conf.splitlines() if '"transcoder-worker-a"' in l)
+        self.assertIn('"$JS.API.CONSUMER.MSG.NEXT.MAGNET_JOBS.transcoder-worker-a"', line)
+        self.assertNotIn("worker-b", line)
+        self.assertEqual([l for l in conf.splitlines() if "magnet_users" in l and "user: \"gateway\"" not in l], [])
+        # nats-server itself accepts the config (variables from the Secret's keys).
+        path = os.path.join(RENDERED, "nats.conf")
+        with open(path, "w") as f:
+            f.write(conf.replace("store_dir: /data", "store_dir: " + os.path.join(RENDERED, "nats-store")))
+        env = dict(os.environ, **{k: "stand-in-password" for k in keys})
+        out = subprocess.run(["nats-server", "-t", "-c", path], capture_output=True, text=True, env=env)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        # Each service connects as its own user, password from the Secret.
+        for name, user in [("mm-gateway", "gateway"), ("mm-worker-b-streamer", "streamer-worker-b")]:
+            kind = "Deployment"
+            spec = find(objs, kind, name)["spec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e for e in spec["env"]}
+            self.assertEqual(env["MAGNET__NATS__URL"]["value"], f"nats://{user}:$(NATS_PASSWORD)@mm-nats:4222")
+            ref = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            self.assertEqual((ref["name"], ref["key"]), ("mm-nats-users", "NATS_PW_" + user.replace("-", "_")))
+            names = [e["name"] for e in spec["env"]]
+            self.assertLess(names.index("NATS_PASSWORD"), names.index("MAGNET__NATS__URL"), "defined before use")
+        nats = find(objs, "StatefulSet", "mm-nats")["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(nats["envFrom"], [{"secretRef": {"name": "mm-nats-users"}}])
+
+    def test_registration_is_off_and_accounts_on_by_default(self):
+        gw = find(objects("default"), "Deployment", "mm-gateway")["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in gw["env"]}
+        self.assertEqual(env["MAGNET__GATEWAY__AUTH__ENABLED"], "true")
+        self.assertEqual(env["MAGNET__GATEWAY__AUTH__ALLOW_REGISTER"], "false")
+
+    def test_network_policies_let_only_the_gateway_reach_internal_services(self):
+        objs = objects("two-workers")
+        policies = {o["metadata"]["name"]: o for o in objs if o["kind"] == "NetworkPolicy"}
+        want = {"mm-gateway", "mm-signaling", "mm-nats"}
+        for w in ("worker-a", "worker-b"):
+            want |= {f"mm-{w}-downloader", f"mm-{w}-streamer", f"mm-{w}-transcoder"}
+        self.assertEqual(set(policies), want)
+        gateway_pods = {"app.kubernetes.io/instance": "mm", "app.kubernetes.io/component": "gateway"}
+
+        def rule_for(policy, port):
+            hits = [r for r in policy["spec"]["ingress"] if any(p["port"] == port for p in r["ports"])]
+            self.assertEqual(len(hits), 1, f"{policy['metadata']['name']} port {port}")
+            return hits[0]
+
+        for name, port in [("mm-signaling", 50053), ("mm-worker-a-downloader", 50051),
+                           ("mm-worker-b-downloader", 50051), ("mm-worker-a-streamer", 50052)]:
+            p = policies[name]
+            self.assertEqual(p["spec"]["policyTypes"], ["Ingress"])
+            self.assertEqual(rule_for(p, port)["from"], [{"podSelector": {"matchLabels": gateway_pods}}], name)
+        # Each selects its own pods: a worker's policy does not cover the other worker.
+        self.assertEqual(policies["mm-worker-b-downloader"]["spec"]["podSelector"]["matchLabels"]["magnetm3u8.io/worker"], "worker-b")
+        # The gateway and BitTorrent are open; NATS answers this release's pods only.
+        self.assertNotIn("from", rule_for(policies["mm-gateway"], 8080))
+        self.assertNotIn("from", rule_for(policies["mm-worker-a-downloader"], 4240))
+        nats = rule_for(policies["mm-nats"], 4222)["from"][0]["podSelector"]["matchLabels"]
+        self.assertEqual(nats["app.kubernetes.io/instance"], "mm")
+        # Only ports named here are open: the transcoder has its admin port alone.
+        self.assertEqual([p["port"] for r in policies["mm-worker-a-transcoder"]["spec"]["ingress"] for p in r["ports"]], [9102])
+        # WebRTC's UDP range when the streamer is exposed.
+        streamer = {o["metadata"]["name"]: o for o in objects("rwx-p2p") if o["kind"] == "NetworkPolicy"}["mm-worker-a-streamer"]
+        udp = [p for r in streamer["spec"]["ingress"] for p in r["ports"] if p["protocol"] == "UDP"]
+        self.assertEqual(udp, [{"port": 50000, "endPort": 50003, "protocol": "UDP"}])
 
     def test_notes_say_how_to_reach_and_scale(self):
         out = subprocess.run(

@@ -11,6 +11,7 @@ pub mod autoscale;
 pub mod convert;
 pub mod error;
 pub mod jobs;
+pub mod reach;
 pub mod registry;
 pub mod store;
 pub mod tasks;
@@ -210,7 +211,10 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
 
     let (grpc_addr, grpc_task) = grpc::serve(
         settings.downloader.grpc_listen,
-        TaskServiceServer::new(api::TaskApi::new(tasks.clone())),
+        TaskServiceServer::new(api::TaskApi::new(tasks.clone()))
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
+        &settings.internal,
         shutdown.clone(),
     )
     .await?;

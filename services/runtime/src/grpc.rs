@@ -1,15 +1,100 @@
-//! gRPC plumbing shared by the servers: the error-code table (domain `ErrorCode` →
-//! `tonic::Status`), and serving a service with `grpc.health.v1` on a bound listener until
-//! shutdown.
+//! gRPC plumbing shared by servers and clients: the error-code table (domain `ErrorCode` →
+//! `tonic::Status`), the service credential (servers refuse calls without it, clients send
+//! it with the trace context), message size limits, and serving a service with
+//! `grpc.health.v1` on a bound listener until shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use magnet_core::ErrorCode;
+use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 
-use crate::{Error, Result};
+use crate::config::InternalSettings;
+use crate::{Error, Result, telemetry};
+
+/// Largest gRPC message a server decodes or a client accepts, set explicitly on both sides
+/// (tonic's implicit 4 MiB decode limit once made a node's whole task list vanish). Every
+/// answer we send is bounded well under it: lists carry summaries, file reads come in chunks.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The metadata key carrying the service credential.
+const TOKEN_KEY: &str = "authorization";
+
+/// Server side: refuses a call whose `authorization` is not `Bearer <internal.token>`
+/// (compared in constant time). With no token configured the listener is on loopback
+/// (config validation sees to it) and every call passes.
+#[derive(Clone)]
+pub struct RequireToken {
+    expected: Option<Arc<Vec<u8>>>,
+}
+
+impl RequireToken {
+    pub fn new(internal: &InternalSettings) -> Self {
+        Self {
+            expected: internal
+                .token
+                .as_ref()
+                .map(|t| Arc::new(format!("Bearer {t}").into_bytes())),
+        }
+    }
+}
+
+impl Interceptor for RequireToken {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let Some(expected) = &self.expected else {
+            return Ok(req);
+        };
+        let given = req
+            .metadata()
+            .get(TOKEN_KEY)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if bool::from(given.ct_eq(expected.as_slice())) {
+            Ok(req)
+        } else {
+            Err(tonic::Status::unauthenticated(
+                "this service answers only magnetm3u8's own services (internal.token)",
+            ))
+        }
+    }
+}
+
+/// Client side: every call carries the current trace context and the service credential.
+#[derive(Clone, Default)]
+pub struct Outgoing {
+    token: Option<MetadataValue<Ascii>>,
+}
+
+impl Outgoing {
+    pub fn new(internal: &InternalSettings) -> Self {
+        Self {
+            // Validation admits printable ASCII only, so the value always parses.
+            token: internal
+                .token
+                .as_ref()
+                .and_then(|t| format!("Bearer {t}").parse().ok()),
+        }
+    }
+}
+
+impl Interceptor for Outgoing {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let mut req = telemetry::inject_grpc(req)?;
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert(TOKEN_KEY, t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A channel to one of our services: trace context and credential on every call.
+pub type Client = InterceptedService<tonic::transport::Channel, Outgoing>;
 
 /// Maps a domain error code to its gRPC code; the message goes to the caller as is.
 pub fn status(code: ErrorCode, message: impl Into<String>) -> tonic::Status {
@@ -43,20 +128,25 @@ pub fn code_of(status: &tonic::Status) -> ErrorCode {
 }
 
 /// Binds `addr` and serves `service` beside `grpc.health.v1` (reporting it serving, for
-/// Kubernetes gRPC probes) until `shutdown`. Returns the bound address (port 0 resolved).
+/// Kubernetes gRPC probes, which carry no credential) until `shutdown`. Calls to `service`
+/// need the credential of `internal` when one is set. Returns the bound address (port 0
+/// resolved).
 pub async fn serve<S>(
     addr: SocketAddr,
     service: S,
+    internal: &InternalSettings,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<()>)>
 where
-    S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
-        + tonic::server::NamedService
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + tonic::server::NamedService
         + Clone
         + Send
         + Sync
         + 'static,
-    S::Response: axum::response::IntoResponse,
     S::Future: Send + 'static,
 {
     let bind_error = |source| Error::Bind {
@@ -74,7 +164,7 @@ where
     let server = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
-        .add_service(service)
+        .add_service(InterceptedService::new(service, RequireToken::new(internal)))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a small answer can wait for the peer's delayed ACK: about
             // 40 ms per call on an idle connection (measured through `GET /api/tasks`).

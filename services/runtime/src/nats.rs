@@ -44,6 +44,11 @@ pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<asy
                     }
                 }
             });
+        let options = match inbox_prefix(url) {
+            Some(prefix) => options.custom_inbox_prefix(prefix),
+            None => options,
+        };
+        let options = with_url_credentials(options, url);
         match options.connect(url).await {
             Ok(client) => return Ok(client),
             Err(source) if started.elapsed() >= deadline => {
@@ -61,6 +66,32 @@ pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<asy
             }
         }
     }
+}
+
+/// async-nats reads no credentials from the URL itself: `nats://user:password@host` gives
+/// user and password, `nats://token@host` a token.
+fn with_url_credentials(
+    options: async_nats::ConnectOptions,
+    url: &str,
+) -> async_nats::ConnectOptions {
+    let Ok(addr) = url.parse::<async_nats::ServerAddr>() else {
+        return options;
+    };
+    match (addr.username(), addr.password()) {
+        (Some(user), Some(password)) => options.user_and_password(user.into(), password.into()),
+        (Some(token), None) => options.token(token.into()),
+        _ => options,
+    }
+}
+
+/// Replies to a NATS user come to `_INBOX_<user>.…`, the only inboxes its permissions let it
+/// read (`charts/magnetm3u8/files/nats-permissions.json`), so no service reads another's
+/// replies. Without a user in the URL: the default `_INBOX`.
+fn inbox_prefix(url: &str) -> Option<String> {
+    let addr: async_nats::ServerAddr = url.parse().ok()?;
+    // A URL with a user but no password carries a token there: never put it in subjects.
+    addr.password()?;
+    addr.username().map(|u| format!("_INBOX_{u}"))
 }
 
 /// The URL without its credentials (`nats://user:pass@host` → `nats://***@host`), for logs and
@@ -169,6 +200,16 @@ mod tests {
             super::redacted("nats://127.0.0.1:4222"),
             "nats://127.0.0.1:4222"
         );
+    }
+
+    #[test]
+    fn each_user_gets_its_own_inboxes() {
+        assert_eq!(
+            super::inbox_prefix("nats://gateway:pw@127.0.0.1:4222").as_deref(),
+            Some("_INBOX_gateway")
+        );
+        assert_eq!(super::inbox_prefix("nats://sometoken@nats:4222"), None);
+        assert_eq!(super::inbox_prefix("nats://127.0.0.1:4222"), None);
     }
 
     #[test]

@@ -232,15 +232,8 @@ impl Extractor for GrpcExtractor<'_> {
     }
 }
 
-/// The type of [`inject_grpc`], for clients' type parameters.
-pub type GrpcInjectFn = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
-
-/// A channel whose requests carry the current span's context.
-pub type TracedChannel =
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, GrpcInjectFn>;
-
-/// A tonic client interceptor that sends the current span's context: use with
-/// `XClient::with_interceptor(channel, telemetry::inject_grpc)`.
+/// A tonic client interceptor that sends the current span's context (`grpc::Outgoing` calls
+/// it for every call to our services).
 pub fn inject_grpc(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     let cx = tracing::Span::current().context();
     global::get_text_map_propagator(|p| {

@@ -75,7 +75,10 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     );
     let (grpc_addr, grpc_task) = grpc::serve(
         settings.signaling.grpc_listen,
-        SignalingServer::new(relay),
+        SignalingServer::new(relay)
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
+        &settings.internal,
         shutdown.clone(),
     )
     .await?;

@@ -108,7 +108,10 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
 
     let (grpc_addr, grpc_task) = grpc::serve(
         settings.streamer.grpc_listen,
-        FileServiceServer::new(relay::Relay::new(root, metrics.relay_bytes.clone())),
+        FileServiceServer::new(relay::Relay::new(root, metrics.relay_bytes.clone()))
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
+        &settings.internal,
         shutdown.clone(),
     )
     .await?;

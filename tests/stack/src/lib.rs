@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod nats_auth;
+
 /// How long a service may take to become ready.
 const START_LIMIT: Duration = Duration::from_secs(60);
 /// How long a service may take to stop after SIGTERM before it is killed.
@@ -131,6 +133,11 @@ pub struct Stack {
     pub signaling_grpc: SocketAddr,
     pub signaling_admin: SocketAddr,
     pub nodes: Vec<Node>,
+    /// The credential every service's gRPC server wants (`internal.token`), new per start.
+    pub service_token: String,
+    /// NATS users of the services when this stack started nats-server (none for an
+    /// external NATS, whose URL is used as given).
+    nats_users: Option<nats_auth::Users>,
 }
 
 /// What a service's start gave: its ready line's fields and its admin address.
@@ -157,6 +164,8 @@ impl Stack {
             signaling_grpc: ([127, 0, 0, 1], 0).into(),
             signaling_admin: ([127, 0, 0, 1], 0).into(),
             nodes: Vec::new(),
+            service_token: random_token()?,
+            nats_users: None,
         };
         // On any failure the partial stack is dropped, which stops what did start.
         stack.start_all(&opts)?;
@@ -321,13 +330,21 @@ impl Stack {
     fn spawn_nats(&mut self, opts: &Options, port: u16) -> anyhow::Result<String> {
         let store = opts.data_dir.join("nats");
         std::fs::create_dir_all(&store)?;
+        // A user per service and node, least privilege (nats-permissions.json).
+        let nodes: Vec<String> = opts.workers.iter().map(|w| w.id.clone()).collect();
+        let users = nats_auth::Users::new(&nodes)?;
+        let conf = opts.data_dir.join("nats.conf");
+        users.write_conf(&conf)?;
+        self.nats_users = Some(users);
         let port = if port == 0 {
             "-1".to_owned()
         } else {
             port.to_string()
         };
         let mut cmd = Command::new("nats-server");
-        cmd.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
+        cmd.arg("-c")
+            .arg(&conf)
+            .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
             .arg(&store);
         let (rx, proc) = spawn_logged(cmd, "nats", opts, |line| {
             line.contains("Server is ready") || line.contains("Listening for client connections")
@@ -371,8 +388,16 @@ impl Stack {
         if let Some(config) = &opts.config {
             cmd.arg("--config").arg(config);
         }
+        let nats_url = match &self.nats_users {
+            Some(users) => {
+                let node = env.iter().find(|(k, _)| *k == "NODE__ID").map(|(_, v)| v.as_str());
+                users.url_for(&self.nats_url, &nats_auth::user_of(binary, node))?
+            }
+            None => self.nats_url.clone(),
+        };
         cmd.env("NO_COLOR", "1")
-            .env("MAGNET__NATS__URL", &self.nats_url);
+            .env("MAGNET__NATS__URL", nats_url)
+            .env("MAGNET__INTERNAL__TOKEN", &self.service_token);
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -403,6 +428,15 @@ impl Stack {
             return Ok(Ready { line, admin });
         }
     }
+}
+
+/// 32 hex characters from the kernel's random source.
+pub(crate) fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Drop for Stack {
