@@ -53,18 +53,19 @@ impl TaskService for TaskApi {
         let span = span("List", &req);
         let tasks = self.tasks.list().instrument(span).await?;
         Ok(Response::new(pb::ListResponse {
-            tasks: tasks.into_iter().map(convert::task).collect(),
+            tasks: tasks.into_iter().map(convert::summary).collect(),
         }))
     }
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Task>, Status> {
         let span = span("Get", &req);
-        let task = self
-            .tasks
-            .get(&req.into_inner().task_id)
-            .instrument(span)
-            .await?;
-        Ok(Response::new(convert::task(task)))
+        let req = req.into_inner();
+        let task = self.tasks.get(&req.task_id).instrument(span).await?;
+        Ok(Response::new(convert::page(
+            task,
+            req.files_offset,
+            req.files_limit,
+        )))
     }
 
     async fn delete(

@@ -16,8 +16,49 @@ pub fn status(s: TaskStatus) -> pb::TaskStatus {
     }
 }
 
+/// Files a task summary (`List`) carries; the rest are counted in `file_count`.
+pub const SUMMARY_FILES: usize = 8;
+/// Files a `Get` answer carries when the caller asks for no page size, and at most.
+pub const FILES_PAGE: usize = 1000;
+
+/// A task as `List` sends it: bounded whatever the torrent holds.
+pub fn summary(mut t: Task) -> pb::Task {
+    let count = file_count(&t);
+    t.files.truncate(SUMMARY_FILES);
+    t.segments = Vec::new();
+    pb::Task {
+        file_count: count,
+        ..task(t)
+    }
+}
+
+fn file_count(t: &Task) -> u32 {
+    u32::try_from(t.files.len()).unwrap_or(u32::MAX)
+}
+
+/// A task as `Get` sends it: one page of its files, from `offset`, at most `limit`
+/// (0 or over [`FILES_PAGE`]: [`FILES_PAGE`]).
+pub fn page(mut t: Task, offset: u32, limit: u32) -> pb::Task {
+    let limit = match limit as usize {
+        0 => FILES_PAGE,
+        n => n.min(FILES_PAGE),
+    };
+    let count = file_count(&t);
+    t.files = t
+        .files
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit)
+        .collect();
+    pb::Task {
+        file_count: count,
+        ..task(t)
+    }
+}
+
 pub fn task(t: Task) -> pb::Task {
     pb::Task {
+        file_count: file_count(&t),
         id: t.id.to_string(),
         magnet_url: t.magnet_url,
         status: status(t.status).into(),

@@ -13,6 +13,8 @@ pub enum Error {
     BadTaskId(#[from] InvalidTaskId),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("{0}")]
+    InternalAddress(String),
     #[error("task {0} not found")]
     TaskNotFound(TaskId),
     #[error(
@@ -27,6 +29,8 @@ pub enum Error {
     Stalled(u64),
     #[error("BitTorrent: {0}")]
     Torrent(String),
+    #[error("refused: {0}")]
+    TorrentTooLarge(String),
     #[error("transcoder autoscaler: {0}")]
     Autoscale(String),
     #[error("task store: {0}")]
@@ -55,13 +59,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadMagnet(_) | Self::BadTaskId(_) | Self::Unsupported(_) => {
+            Self::BadMagnet(_)
+            | Self::BadTaskId(_)
+            | Self::Unsupported(_)
+            | Self::InternalAddress(_) => {
                 ErrorCode::InvalidArgument
             }
             Self::TaskNotFound(_) => ErrorCode::NotFound,
             Self::DiskFull { .. } => ErrorCode::ResourceExhausted,
             Self::Nats(_) | Self::Autoscale(_) => ErrorCode::Unavailable,
-            Self::NoMetadata(_) | Self::Stalled(_) | Self::Torrent(_) | Self::Cancelled => {
+            Self::NoMetadata(_)
+            | Self::Stalled(_)
+            | Self::Torrent(_)
+            | Self::TorrentTooLarge(_)
+            | Self::Cancelled => {
                 ErrorCode::Conflict
             }
             Self::Store(_)

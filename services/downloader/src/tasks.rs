@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use crate::store::{DownloadProgress, NewTask, ReadyOutput, Store};
 use crate::torrent::{self, Engine, Handle, Source};
-use crate::{Error, Result, convert, jobs};
+use crate::{Error, Result, convert, jobs, reach};
 
 /// How often a driver reads figures and publishes progress.
 const TICK: Duration = Duration::from_secs(1);
@@ -106,6 +106,9 @@ impl Tasks {
             return Err(Error::Unsupported(
                 "BitTorrent v2-only magnet links (btmh without btih) are not supported; add the v1 btih hash",
             ));
+        }
+        if !self.settings.torrent.allow_internal_peers {
+            reach::check(&magnet).await?;
         }
         let info_hash = magnet.info_hash.key();
         if let Some(existing) = self.store.by_info_hash(&self.node_id, &info_hash).await? {
@@ -295,9 +298,20 @@ impl Tasks {
             slot = self.slots.clone().acquire_owned() => slot.map_err(|_| Error::Internal("download slots closed"))?,
             _ = cancel.cancelled() => return Err(Error::Cancelled),
         };
-        let peers = resolve_peers(&task.peer_hints).await;
+        let peers = reach::dialable(
+            resolve_peers(&task.peer_hints).await,
+            self.settings.torrent.allow_internal_peers,
+        );
         let handle = self.obtain_handle(task, peers, cancel).await?;
         let description = torrent::describe(&handle)?;
+        if let Err(refused) = self.check_file_list(&description) {
+            // Nothing of it stays: no payload, no saved metainfo, no files in the store.
+            self.engine.remove(&task.info_hash, true).await?;
+            self.store
+                .set_metadata(&task.id, &description.name, &[], 0)
+                .await?;
+            return Err(refused);
+        }
         self.save_torrent_file(&task.id, &description.torrent_bytes)
             .await?;
         let files: Vec<String> = description.files.iter().map(|(p, _)| p.clone()).collect();
@@ -374,6 +388,29 @@ impl Tasks {
         let task = self.store.get(&task.id).await?;
         self.publish_progress(&task).await;
         self.publish_job(&task).await
+    }
+
+    /// Refuses a torrent whose file list is over the node's limits (`torrent.max_files`,
+    /// `torrent.max_path_bytes`): thousands of long paths would make every answer about the
+    /// task huge.
+    fn check_file_list(&self, d: &torrent::Description) -> Result<()> {
+        let limits = &self.settings.torrent;
+        let count = d.files.len();
+        if count > limits.max_files as usize {
+            return Err(Error::TorrentTooLarge(format!(
+                "the torrent has {count} files; this node accepts at most {} (torrent.max_files)",
+                limits.max_files
+            )));
+        }
+        let bytes: u64 = d.files.iter().map(|(p, _)| p.len() as u64).sum();
+        if bytes > limits.max_path_bytes {
+            return Err(Error::TorrentTooLarge(format!(
+                "the torrent's file paths add up to {bytes} bytes; this node accepts at most {} \
+                 (torrent.max_path_bytes)",
+                limits.max_path_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// Gets the task's torrent into the session: re-adding it with the task's peers when the

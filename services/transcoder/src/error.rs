@@ -11,6 +11,14 @@ pub enum Error {
     Unreadable { name: String, detail: String },
     #[error("{name} has no video stream")]
     NoVideoStream { name: String },
+    #[error(
+        "{name} is a {format} file, not a video container; refused (it could make the node read other files or loop without end)"
+    )]
+    FormatRefused { name: String, format: String },
+    #[error("{name} took more than {secs} s to convert (the limit for its length); stopped")]
+    TooSlow { name: String, secs: u64 },
+    #[error("{name} made more than {mb} MB of output (the limit for its size); stopped")]
+    TooLarge { name: String, mb: u64 },
     #[error("ffmpeg failed ({status}): {stderr}")]
     Ffmpeg { status: String, stderr: String },
     #[error("ffmpeg ended without finishing the playlist of {name}")]
@@ -45,6 +53,9 @@ impl Error {
             Self::NoVideoFile { .. }
                 | Self::Unreadable { .. }
                 | Self::NoVideoStream { .. }
+                | Self::FormatRefused { .. }
+                | Self::TooSlow { .. }
+                | Self::TooLarge { .. }
                 | Self::BadJob(_)
         )
     }

@@ -2,12 +2,15 @@
 //! duration), the last lines of stderr kept for the error message, killed on cancel.
 
 use std::collections::VecDeque;
+use std::path::Path;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
+use crate::untrusted::Budget;
 use crate::{Error, Result};
 
 /// The last `n` non-empty lines of `text`, joined with " | ".
@@ -32,15 +35,31 @@ fn out_time(line: &str) -> Option<f64> {
         .map(|us| us as f64 / 1e6)
 }
 
+/// What one run may spend: its [`Budget`], checked against what it writes (a folder or a
+/// file); `name`
+/// (the input's name in the torrent) is for the error message.
+pub struct Guard<'a> {
+    pub budget: Budget,
+    /// Where the run writes.
+    pub out: &'a Path,
+    pub name: &'a str,
+}
+
+/// How often the output folder's size is measured.
+const MEASURE_EVERY: Duration = Duration::from_millis(500);
+
 /// Runs `ffmpeg args`, calling `progress(percent)` as output advances (when `duration` is
-/// known). Cancellation kills ffmpeg and returns [`Error::Cancelled`].
+/// known). Cancellation kills ffmpeg and returns [`Error::Cancelled`]; a run past its
+/// guard's time or output budget is killed with [`Error::TooSlow`] / [`Error::TooLarge`].
 pub async fn run(
     ffmpeg: &str,
     args: &[String],
     duration: Option<f64>,
     mut progress: impl FnMut(f64),
+    guard: &Guard<'_>,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    let started = Instant::now();
     let mut child = Command::new(ffmpeg)
         .args(args)
         .stdin(Stdio::null())
@@ -89,8 +108,30 @@ pub async fn run(
             }
         }
     };
+    let over_budget = async {
+        let mut tick = tokio::time::interval(MEASURE_EVERY);
+        loop {
+            tick.tick().await;
+            if started.elapsed() > guard.budget.time {
+                return Error::TooSlow {
+                    name: guard.name.into(),
+                    secs: guard.budget.time.as_secs(),
+                };
+            }
+            if size_of(guard.out).await > guard.budget.bytes {
+                return Error::TooLarge {
+                    name: guard.name.into(),
+                    mb: guard.budget.bytes / (1024 * 1024),
+                };
+            }
+        }
+    };
     tokio::select! {
         _ = read_progress => {}
+        e = over_budget => {
+            let _ = child.kill().await;
+            return Err(e);
+        }
         _ = cancel.cancelled() => {
             let _ = child.kill().await;
             return Err(Error::Cancelled);
@@ -111,6 +152,31 @@ pub async fn run(
         });
     }
     Ok(())
+}
+
+/// Bytes of the file at `path`, or of the files in that folder and its subfolders (0 where
+/// unreadable).
+async fn size_of(path: &Path) -> u64 {
+    match tokio::fs::metadata(path).await {
+        Ok(m) if m.is_file() => return m.len(),
+        Ok(_) => {}
+        Err(_) => return 0,
+    }
+    let mut total = 0u64;
+    let mut stack = vec![path.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(mut entries) = tokio::fs::read_dir(&d).await else {
+            continue;
+        };
+        while let Ok(Some(e)) = entries.next_entry().await {
+            match e.metadata().await {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total = total.saturating_add(m.len()),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]

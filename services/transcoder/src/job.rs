@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::output::{self, Track};
 use crate::plan::{self, Input};
+use crate::untrusted::{self, Budget};
 use crate::{Error, Result, ffmpeg, probe};
 
 /// What a running job tells the outside.
@@ -94,6 +95,11 @@ impl Job<'_> {
             }
             let args = plan::ffmpeg_args(&video.source, &plan, self.transcoding, &dir);
             let base = k as f64;
+            let guard = ffmpeg::Guard {
+                budget: Budget::for_input(info.duration, video.size),
+                out: &dir,
+                name: &video.name,
+            };
             ffmpeg::run(
                 &self.programs.ffmpeg,
                 &args,
@@ -101,6 +107,7 @@ impl Job<'_> {
                 |p| {
                     let _ = reports.send(Report::Progress((base * 100.0 + p) / count));
                 },
+                &guard,
                 cancel,
             )
             .await?;
@@ -161,20 +168,24 @@ impl Job<'_> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            jobs.push((vec!["-i".into(), f.source.clone()], stem, None));
+            let mut input = untrusted::input_options(&f.source, untrusted::SUBTITLE_FORMATS);
+            input.extend(["-i".into(), f.source.clone()]);
+            jobs.push((input, stem, None));
         }
         for s in info.text_subtitles() {
             let name = match &s.language {
                 Some(lang) => format!("track{}.{lang}", s.index),
                 None => format!("track{}", s.index),
             };
+            let mut input = untrusted::input_options(&video.source, untrusted::VIDEO_FORMATS);
+            input.extend([
+                "-i".into(),
+                video.source.clone(),
+                "-map".into(),
+                format!("0:{}", s.index),
+            ]);
             jobs.push((
-                vec![
-                    "-i".into(),
-                    video.source.clone(),
-                    "-map".into(),
-                    format!("0:{}", s.index),
-                ],
+                input,
                 name,
                 s.language.clone(),
             ));
@@ -192,8 +203,14 @@ impl Job<'_> {
                 .to_vec();
             args.extend(input_args);
             args.extend(["-c:s", "webvtt"].map(String::from));
-            args.push(out.join(&file).to_string_lossy().into_owned());
-            match ffmpeg::run(&self.programs.ffmpeg, &args, None, |_| {}, cancel).await {
+            let path = out.join(&file);
+            args.push(path.to_string_lossy().into_owned());
+            let guard = ffmpeg::Guard {
+                budget: Budget::SUBTITLE,
+                out: &path,
+                name: &name,
+            };
+            match ffmpeg::run(&self.programs.ffmpeg, &args, None, |_| {}, &guard, cancel).await {
                 Ok(()) => tracks.push(Track {
                     file,
                     name,

@@ -10,6 +10,7 @@ pub mod job;
 pub mod output;
 pub mod plan;
 pub mod probe;
+pub mod untrusted;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@ use std::path::Path;
 use magnet_runtime::config::TranscodingSettings;
 
 use crate::probe::MediaInfo;
-use crate::{Error, Result};
+use crate::{Error, Result, untrusted};
 
 const VIDEO_EXTENSIONS: &[&str] = &[
     "mp4", "m4v", "mkv", "webm", "avi", "mov", "ts", "m2ts", "mts", "flv", "wmv", "mpg", "mpeg",
@@ -130,6 +130,7 @@ pub fn ffmpeg_args(input: &str, plan: &Plan, t: &TranscodingSettings, out: &Path
     ]
     .map(String::from)
     .to_vec();
+    a.extend(untrusted::input_options(input, untrusted::VIDEO_FORMATS));
     a.extend(["-i".into(), input.into()]);
     a.extend(["-map".into(), format!("0:{}", plan.video_stream)]);
     if let Some(audio) = plan.audio_stream {

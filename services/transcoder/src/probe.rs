@@ -3,6 +3,8 @@
 use serde::Deserialize;
 use tokio::process::Command;
 
+use crate::untrusted;
+
 use crate::{Error, Result};
 
 /// What matters of a media file for HLS.
@@ -121,6 +123,7 @@ pub async fn probe(ffprobe: &str, input: &str, name: &str) -> Result<MediaInfo> 
             "-show_format",
             "-show_streams",
         ])
+        .args(untrusted::input_options(input, untrusted::VIDEO_FORMATS))
         .arg(input)
         .kill_on_drop(true)
         .output()
@@ -129,7 +132,14 @@ pub async fn probe(ffprobe: &str, input: &str, name: &str) -> Result<MediaInfo> 
             program: ffprobe.into(),
             source,
         })?;
-    let stderr = crate::ffmpeg::tail(&String::from_utf8_lossy(&out.stderr), 3);
+    let full = String::from_utf8_lossy(&out.stderr);
+    if let Some(format) = untrusted::refused_format(&full) {
+        return Err(Error::FormatRefused {
+            name: name.into(),
+            format,
+        });
+    }
+    let stderr = crate::ffmpeg::tail(&full, 3);
     if !out.status.success() {
         return Err(Error::Unreadable {
             name: name.into(),
