@@ -56,6 +56,14 @@ export interface Task {
   detail?: string;
   transcode_path?: string;
   peers?: number;
+  /** Files in the torrent; `files` of a listed task holds only the first few. */
+  file_count?: number;
+}
+
+/** A node whose task list could not be had: its tasks are missing from the list. */
+export interface NodeError {
+  node_id: string;
+  error: string;
 }
 
 /** One `task` event of `GET /api/events`: a partial task, merged into the one shown. */
@@ -128,7 +136,12 @@ export const api = {
   setBanned: (id: User['id'], banned: boolean) =>
     request<object>('PATCH', `/api/admin/users/${encodeURIComponent(String(id))}/ban`, { banned }),
   nodes: async () => (await request<{ data: GatewayNode[] | null }>('GET', '/api/nodes')).data ?? [],
-  tasks: async () => (await request<{ data: { tasks: Task[] | null } }>('GET', '/api/tasks')).data?.tasks ?? [],
+  tasks: async () => {
+    const data = (await request<{ data: { tasks: Task[] | null; node_errors?: NodeError[] } }>('GET', '/api/tasks')).data;
+    return { tasks: data?.tasks ?? [], nodeErrors: data?.node_errors ?? [] };
+  },
+  addUser: (username: string, password: string, admin: boolean) =>
+    request<{ data: User }>('POST', '/api/admin/users', { username, password, admin }),
   task: async (id: string) => (await request<{ data: Task }>('GET', `/api/tasks/${encodeURIComponent(id)}`)).data,
   submit: (magnetUrl: string, workerId: string) =>
     request<{ data?: Task; message?: string }>('POST', '/api/tasks/submit', {

@@ -65,6 +65,12 @@ const el = {
   adminSection: byId('admin-section'),
   adminError: byId('admin-error'),
   users: byId<HTMLTableSectionElement>('users'),
+  nodeErrors: byId<HTMLUListElement>('node-errors'),
+  addUserForm: byId<HTMLFormElement>('add-user-form'),
+  addUsername: byId<HTMLInputElement>('add-username'),
+  addPassword: byId<HTMLInputElement>('add-password'),
+  addAdmin: byId<HTMLInputElement>('add-admin'),
+  addUserStatus: byId('add-user-status'),
 };
 
 // ---------------------------------------------------------------- account
@@ -194,6 +200,20 @@ async function refreshUsers(): Promise<void> {
   );
 }
 
+el.addUserForm.addEventListener('submit', async (e) => {
+  e.preventDefault();
+  setText(el.addUserStatus, '');
+  setText(el.adminError, '');
+  try {
+    const r = await api.addUser(el.addUsername.value, el.addPassword.value, el.addAdmin.checked);
+    setText(el.addUserStatus, `Added ${r.data.username}.`);
+    el.addUserForm.reset();
+  } catch (err) {
+    setText(el.adminError, errorText(err));
+  }
+  await refreshUsers();
+});
+
 // ---------------------------------------------------------------- submit
 
 el.submitForm.addEventListener('submit', async (e) => {
@@ -294,8 +314,11 @@ async function refreshTasks(): Promise<void> {
   }
   tasksInFlight = true;
   try {
-    const tasks = await api.tasks();
+    const { tasks, nodeErrors } = await api.tasks();
     setText(el.tasksError, '');
+    el.nodeErrors.replaceChildren(
+      ...nodeErrors.map((n) => h('li', { text: `${n.node_id} did not answer: ${n.error}` })),
+    );
     showTasks(tasks);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) listsNeedLogin = true;

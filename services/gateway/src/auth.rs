@@ -8,15 +8,13 @@
 //! only its SHA-256 is stored. The first admin comes from configuration. When accounts are
 //! off, every request acts as a local admin.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use async_nats::jetstream::kv;
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +27,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
+use crate::passwords::{hash, verify};
 use crate::error::{ApiError, ApiResult, JsonBody, json_body};
 
 /// Name of the session cookie.
@@ -97,8 +96,18 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A user's KV key: `n.` and the hex of the id's UTF-8, so any name (Unicode, spaces,
+/// dots) makes a valid key. (Before, the key was `u.<id>`, which only ASCII names fit;
+/// [`Accounts::open`] moves such records.)
 fn user_key(id: &str) -> String {
-    format!("u.{id}")
+    format!("n.{}", data_encoding::HEXLOWER.encode(id.as_bytes()))
+}
+
+/// The id back from a key; `None` for anything [`user_key`] did not make.
+fn user_id(key: &str) -> Option<String> {
+    let hex = key.strip_prefix("n.")?;
+    let bytes = data_encoding::HEXLOWER.decode(hex.as_bytes()).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 fn session_key(token: &str) -> String {
@@ -115,18 +124,21 @@ fn store_error(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// Usernames: 3–32 of `A-Z a-z 0-9 . _ -`; the id is the lowercase form (also a KV key).
-fn check_username(name: &str) -> ApiResult<String> {
-    let ok = (3..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if !ok {
-        return Err(ApiError::bad_request(
-            "username must be 3 to 32 characters of letters, digits, '.', '_' or '-'",
-        ));
+/// Longest username, in characters.
+const MAX_USERNAME: usize = 64;
+
+/// Usernames as the original takes them: any 3 or more characters (Unicode and spaces too),
+/// trimmed, at most [`MAX_USERNAME`], no control characters. Returns the trimmed name and
+/// its id, the lowercase form (names compare case-insensitively).
+fn check_username(name: &str) -> ApiResult<(String, String)> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if !(3..=MAX_USERNAME).contains(&len) || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "username must be 3 to {MAX_USERNAME} characters, with no control characters"
+        )));
     }
-    Ok(name.to_ascii_lowercase())
+    Ok((name.to_owned(), name.to_lowercase()))
 }
 
 fn check_password(password: &str) -> ApiResult<()> {
@@ -136,43 +148,6 @@ fn check_password(password: &str) -> ApiResult<()> {
         ));
     }
     Ok(())
-}
-
-/// Password hashing is slow and takes ~19 MiB each on purpose; at most this many run at once,
-/// so a flood of logins cannot exhaust memory or the blocking threads.
-static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-
-async fn hash(password: String) -> ApiResult<String> {
-    let _permit = HASHING
-        .acquire()
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-    .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot hash password: {e}")))
-}
-
-async fn verify(password: String, stored: String) -> bool {
-    let Ok(_permit) = HASHING.acquire().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&stored)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
 }
 
 impl Accounts {
@@ -191,6 +166,7 @@ impl Accounts {
             sessions,
             settings: Arc::new(settings),
         };
+        accounts.move_legacy_keys().await?;
         let password = match (
             &accounts.settings.admin_password,
             &accounts.settings.admin_password_file,
@@ -220,9 +196,10 @@ impl Accounts {
     }
 
     async fn ensure_admin(&self, name: &str, password: &str) -> ApiResult<()> {
-        let id = check_username(name)?;
+        let (name, id) = check_username(name)?;
+        let name = name.as_str();
         if let Some(mut u) = self.user(&id).await? {
-            if u.role == Role::Admin && verify(password.into(), u.password_hash.clone()).await {
+            if u.role == Role::Admin && verify(password.into(), u.password_hash.clone()).await? {
                 return Ok(());
             }
             u.role = Role::Admin;
@@ -256,6 +233,63 @@ impl Accounts {
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 Box::pin(self.ensure_admin(name, password)).await
             }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Moves records stored under the first release's keys (`u.<id>`) to [`user_key`]s.
+    /// Idempotent, and safe with several replicas starting at once.
+    async fn move_legacy_keys(&self) -> crate::Result<()> {
+        use futures::StreamExt;
+        let io = |e: &dyn std::fmt::Display| crate::Error::Io(std::io::Error::other(e.to_string()));
+        let mut keys = self.users.keys().await.map_err(|e| io(&e))?;
+        let mut legacy = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key.map_err(|e| io(&e))?;
+            if key.starts_with("u.") {
+                legacy.push(key);
+            }
+        }
+        for key in legacy {
+            let Some(bytes) = self.users.get(&key).await.map_err(|e| io(&e))? else {
+                continue;
+            };
+            let Ok(user) = serde_json::from_slice::<User>(&bytes) else {
+                tracing::warn!(%key, "unreadable user record left in place");
+                continue;
+            };
+            match self.users.create(user_key(&user.id), bytes).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(&e)),
+            }
+            self.users.delete(&key).await.map_err(|e| io(&e))?;
+            tracing::info!(user = %user.username, "user record moved to its new key");
+        }
+        Ok(())
+    }
+
+    /// A new account; a taken name is refused before the (slow, memory-hungry) hashing.
+    async fn create(&self, c: Credentials, role: Role) -> ApiResult<User> {
+        let (name, id) = check_username(&c.username)?;
+        check_password(&c.password)?;
+        let taken = || ApiError::new(ErrorCode::Conflict, "username already taken");
+        if self.user(&id).await?.is_some() {
+            return Err(taken());
+        }
+        let user = User {
+            id: id.clone(),
+            username: name,
+            role,
+            is_banned: false,
+            created_at: now(),
+            password_hash: hash(c.password).await?,
+        };
+        let bytes = serde_json::to_vec(&user)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        match self.users.create(user_key(&id), bytes.into()).await {
+            Ok(_) => Ok(user),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(taken()),
             Err(e) => Err(store_error(e)),
         }
     }
@@ -360,9 +394,10 @@ async fn caller(s: &AppState, headers: &HeaderMap) -> ApiResult<User> {
 }
 
 /// Middleware for everything but the login routes and the static UI: the caller must be
-/// logged in (when accounts are on); handlers find the [`User`] in the request's extensions.
+/// logged in (when accounts are on) and not banned (a ban ends everything a session could
+/// do: reading, playing, signaling); handlers find the [`User`] in the request's extensions.
 pub async fn require_user(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    match caller(&s, req.headers()).await {
+    match caller(&s, req.headers()).await.and_then(|u| may_change(&u).map(|()| u)) {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await
@@ -427,46 +462,62 @@ fn session_cookie(
 }
 
 /// `POST /api/auth/register {username, password}` → 201 `{success, data: User}`.
-pub async fn register(State(s): State<AppState>, b: JsonBody<Credentials>) -> ApiResult<Response> {
+pub async fn register(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    b: JsonBody<Credentials>,
+) -> ApiResult<Response> {
     let a = accounts(&s)?;
+    s.logins.attempt(peer.ip(), None)?;
     if !a.settings.allow_register {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
-            "registration is closed on this gateway",
+            "registration is closed on this gateway; ask an admin for an account",
         ));
     }
     let c = json_body(b)?;
-    let id = check_username(&c.username)?;
-    check_password(&c.password)?;
-    let user = User {
-        id: id.clone(),
-        username: c.username,
-        role: Role::User,
-        is_banned: false,
-        created_at: now(),
-        password_hash: hash(c.password).await?,
-    };
-    let bytes =
-        serde_json::to_vec(&user).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    match a.users.create(user_key(&id), bytes.into()).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            return Err(ApiError::new(ErrorCode::Conflict, "username already taken"));
-        }
-        Err(e) => return Err(store_error(e)),
-    }
+    let user = a.create(c, Role::User).await?;
     tracing::info!(user = %user.username, "registered");
-    Ok((
+    Ok(created(&user))
+}
+
+fn created(user: &User) -> Response {
+    (
         StatusCode::CREATED,
         Json(json!({ "success": true, "data": user.public() })),
     )
-        .into_response())
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    #[serde(flatten)]
+    credentials: Credentials,
+    #[serde(default)]
+    admin: bool,
+}
+
+/// `POST /api/admin/users {username, password, admin?}` → 201 `{success, data: User}`,
+/// admins only: how users get accounts when registration is closed.
+pub async fn add_user(
+    State(s): State<AppState>,
+    axum::Extension(me): axum::Extension<User>,
+    b: JsonBody<NewUser>,
+) -> ApiResult<Response> {
+    require_admin(&me)?;
+    let a = accounts(&s)?;
+    let n = json_body(b)?;
+    let role = if n.admin { Role::Admin } else { Role::User };
+    let user = a.create(n.credentials, role).await?;
+    tracing::info!(user = %user.username, by = %me.username, "user added");
+    Ok(created(&user))
 }
 
 /// `POST /api/auth/login {username, password}` → `{success, data: User, token}` and the
 /// session cookie.
 pub async fn login(
     State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     jar: CookieJar,
     b: JsonBody<Credentials>,
@@ -474,13 +525,14 @@ pub async fn login(
     let a = accounts(&s)?;
     let c = json_body(b)?;
     let wrong = || ApiError::new(ErrorCode::Unauthenticated, "wrong username or password");
-    let id = check_username(&c.username).map_err(|_| wrong())?;
+    let (_, id) = check_username(&c.username).map_err(|_| wrong())?;
+    s.logins.attempt(peer.ip(), Some(&id))?;
     let Some(user) = a.user(&id).await? else {
         // Same work as a real check, so timing does not tell which usernames exist.
         let _ = hash(c.password).await;
         return Err(wrong());
     };
-    if !verify(c.password, user.password_hash.clone()).await {
+    if !verify(c.password, user.password_hash.clone()).await? {
         return Err(wrong());
     }
     let token = a.new_session(&user).await?;
@@ -533,8 +585,8 @@ pub async fn users(
     use futures::StreamExt;
     while let Some(key) = keys.next().await {
         let key = key.map_err(store_error)?;
-        if let Some(id) = key.strip_prefix("u.")
-            && let Some(u) = a.user(id).await?
+        if let Some(id) = user_id(&key)
+            && let Some(u) = a.user(&id).await?
         {
             all.push(u);
         }
@@ -562,7 +614,7 @@ pub async fn ban(
     require_admin(&me)?;
     let a = accounts(&s)?;
     let Ban { banned } = json_body(b)?;
-    let id = check_username(&id).map_err(|_| ApiError::not_found("User not found"))?;
+    let (_, id) = check_username(&id).map_err(|_| ApiError::not_found("User not found"))?;
     if id == me.id && banned {
         return Err(ApiError::bad_request("you cannot ban yourself"));
     }
@@ -601,11 +653,28 @@ mod tests {
 
     #[test]
     fn usernames() {
-        assert_eq!(check_username("Alice_1").ok().as_deref(), Some("alice_1"));
-        assert!(check_username("ab").is_err());
-        assert!(check_username("a b c").is_err());
-        assert!(check_username("<img>").is_err());
-        assert!(check_username(&"x".repeat(33)).is_err());
+        let id = |n: &str| check_username(n).ok().map(|(_, id)| id);
+        assert_eq!(id("Alice_1").as_deref(), Some("alice_1"));
+        assert_eq!(id("  Zoë Ünal ").as_deref(), Some("zoë ünal"));
+        assert_eq!(id("张小明").as_deref(), Some("张小明"));
+        assert_eq!(id("...").as_deref(), Some("..."));
+        assert!(id("ab").is_none());
+        assert!(id("  ab  ").is_none());
+        assert!(id("a\u{0}bc").is_none());
+        assert!(id(&"x".repeat(65)).is_none());
+    }
+
+    #[test]
+    fn user_keys_are_valid_for_any_name() {
+        for id in ["...", "a..b", "zoë ünal", "张小明", "a/b*>"] {
+            let key = user_key(id);
+            assert!(
+                key.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')),
+                "{key}"
+            );
+            assert_eq!(user_id(&key).as_deref(), Some(id));
+        }
     }
 
     #[test]

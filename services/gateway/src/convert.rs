@@ -53,6 +53,7 @@ pub fn task(t: &pb::Task) -> Value {
         "size": t.size,
         "downloaded": t.downloaded,
         "files": t.files,
+        "file_count": t.file_count,
         "torrent_name": t.torrent_name,
         "m3u8_path": t.m3u8_path,
         "srts": t.srts,

@@ -12,6 +12,8 @@ pub struct ApiError {
     pub message: String,
     /// An HTTP status more precise than the code's (e.g. 413 for an oversized body).
     pub status: Option<u16>,
+    /// Seconds to wait before trying again (`Retry-After`, with status 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -20,7 +22,14 @@ impl ApiError {
             code,
             message: message.into(),
             status: None,
+            retry_after: None,
         }
+    }
+    /// A 429 whose caller may try again after `secs`.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.status = Some(429);
+        self.retry_after = Some(secs);
+        self
     }
     /// A request body the server will not read, by its own status (400, 413, 415, …).
     pub fn body(status: u16, message: impl Into<String>) -> Self {
@@ -28,6 +37,7 @@ impl ApiError {
             code: ErrorCode::InvalidArgument,
             message: message.into(),
             status: Some(status),
+            retry_after: None,
         }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -49,6 +59,7 @@ impl From<tonic::Status> for ApiError {
             code,
             message,
             status: None,
+            retry_after: None,
         }
     }
 }
@@ -57,11 +68,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status.unwrap_or(self.code.http_status()))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let mut response = (
             status,
             Json(serde_json::json!({ "success": false, "error": self.message })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

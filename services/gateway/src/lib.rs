@@ -8,8 +8,11 @@ pub mod convert;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod origin;
+pub mod passwords;
 pub mod registry;
 pub mod routes;
+pub mod throttle;
 pub mod web;
 pub mod webrtc;
 pub mod ws;
@@ -31,14 +34,15 @@ use magnet_proto::v1::file_service_client::FileServiceClient;
 use magnet_proto::v1::task_service_client::TaskServiceClient;
 use magnet_runtime::admin::Admin;
 use magnet_runtime::config::IceServerSettings;
-use magnet_runtime::telemetry::{self, GrpcInjectFn, TracedChannel};
-use magnet_runtime::{Settings, nats};
+use magnet_proto::v1::signaling_client::SignalingClient;
+use magnet_runtime::{Settings, grpc, nats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
@@ -69,13 +73,17 @@ pub struct AppState {
     /// Cancelled on shutdown: long-lived answers (events, WebSockets) end with it.
     pub shutdown: CancellationToken,
     pub metrics: metrics::HttpMetrics,
+    /// Login and registration attempts per client address and username.
+    pub logins: throttle::Logins,
+    /// Trace context and the service credential, on every call to our services.
+    outgoing: grpc::Outgoing,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// `List` calls in flight, per node, shared by concurrent `GET /api/tasks`.
     listing: Arc<Mutex<HashMap<String, NodeTasks>>>,
 }
 
-/// One node's task list being fetched; `None` if the node failed or was too slow.
-type NodeTasks = Shared<BoxFuture<'static, Option<Arc<Vec<pb::Task>>>>>;
+/// One node's task list being fetched, or why the node gave none (failed, too slow).
+type NodeTasks = Shared<BoxFuture<'static, Result<Arc<Vec<pb::Task>>, String>>>;
 
 impl AppState {
     /// A lazily connected channel per endpoint, reused across requests.
@@ -97,26 +105,31 @@ impl AppState {
         Ok(c)
     }
 
-    /// A node's downloader; calls carry the current trace context.
-    pub fn downloader(&self, endpoint: &str) -> Result<TaskServiceClient<TracedChannel>, ApiError> {
-        Ok(TaskServiceClient::with_interceptor(
+    fn client(&self, endpoint: &str) -> Result<grpc::Client, ApiError> {
+        Ok(tonic::service::interceptor::InterceptedService::new(
             self.channel(endpoint)?,
-            telemetry::inject_grpc as GrpcInjectFn,
+            self.outgoing.clone(),
         ))
     }
 
-    /// A node's streamer (relay reads); calls carry the current trace context.
-    pub fn streamer(&self, endpoint: &str) -> Result<FileServiceClient<TracedChannel>, ApiError> {
-        Ok(FileServiceClient::with_interceptor(
-            self.channel(endpoint)?,
-            telemetry::inject_grpc as GrpcInjectFn,
-        ))
+    /// A node's downloader.
+    pub fn downloader(&self, endpoint: &str) -> Result<TaskServiceClient<grpc::Client>, ApiError> {
+        Ok(TaskServiceClient::new(self.client(endpoint)?)
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES))
+    }
+
+    /// A node's streamer (relay reads).
+    pub fn streamer(&self, endpoint: &str) -> Result<FileServiceClient<grpc::Client>, ApiError> {
+        Ok(FileServiceClient::new(self.client(endpoint)?)
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES))
     }
 
     /// The tasks of node `n`: joins the `List` call already in flight for that node, else
     /// starts one (bounded by `node_timeout`). Many browsers polling at once cost the node
     /// one call per round trip instead of one per browser.
-    pub async fn node_tasks(&self, n: &pb::NodeRecord) -> Option<Arc<Vec<pb::Task>>> {
+    pub async fn node_tasks(&self, n: &pb::NodeRecord) -> Result<Arc<Vec<pb::Task>>, String> {
         let call = {
             let mut listing = self.listing.lock().unwrap_or_else(|p| p.into_inner());
             match listing.get(&n.id) {
@@ -125,7 +138,12 @@ impl AppState {
                     // Spawned, so the call runs to its end (and its timeout) even if every
                     // request waiting on it goes away.
                     let task = tokio::spawn(self.list_call(n));
-                    let call = async move { task.await.ok().flatten() }.boxed().shared();
+                    let call = async move {
+                        task.await
+                            .unwrap_or_else(|e| Err(format!("listing failed: {e}")))
+                    }
+                    .boxed()
+                    .shared();
                     listing.insert(n.id.clone(), call.clone());
                     call
                 }
@@ -142,27 +160,30 @@ impl AppState {
     fn list_call(
         &self,
         n: &pb::NodeRecord,
-    ) -> impl std::future::Future<Output = Option<Arc<Vec<pb::Task>>>> + Send + 'static {
-        let client = self.downloader(&n.downloader_endpoint).ok();
+    ) -> impl std::future::Future<Output = Result<Arc<Vec<pb::Task>>, String>> + Send + 'static
+    {
+        let client = self.downloader(&n.downloader_endpoint);
         let (timeout, node) = (self.node_timeout, n.id.clone());
         async move {
-            let mut client = client?;
+            let mut client = client.map_err(|e| e.message)?;
             match tokio::time::timeout(timeout, client.list(pb::ListRequest {})).await {
-                Ok(Ok(r)) => Some(Arc::new(r.into_inner().tasks)),
+                Ok(Ok(r)) => Ok(Arc::new(r.into_inner().tasks)),
                 Ok(Err(e)) => {
                     tracing::warn!(%node, error = %e, "node did not list its tasks");
-                    None
+                    Err(e.message().to_owned())
                 }
                 Err(_) => {
                     tracing::warn!(%node, "node too slow to list its tasks");
-                    None
+                    Err(format!("no answer within {} s", timeout.as_secs()))
                 }
             }
         }
     }
 
-    pub fn signaling(&self) -> Result<Channel, ApiError> {
-        self.channel(&self.signaling.clone())
+    pub fn signaling(&self) -> Result<SignalingClient<grpc::Client>, ApiError> {
+        Ok(SignalingClient::new(self.client(&self.signaling.clone())?)
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES))
     }
 }
 
@@ -204,7 +225,7 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         .route("/api/webrtc/offer", post(webrtc::offer))
         .route("/api/webrtc/answer", post(webrtc::answer))
         .route("/api/webrtc/ice", post(webrtc::ice))
-        .route("/api/admin/users", get(auth::users))
+        .route("/api/admin/users", get(auth::users).post(auth::add_user))
         .route("/api/admin/users/{id}/ban", patch(auth::ban))
         .route("/video/{task_id}/{*file}", get(routes::video))
         .route("/ws/clients", get(ws::clients))
@@ -220,8 +241,17 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         .route("/assets/{*path}", get(web::asset))
         .route("/favicon.svg", get(web::favicon))
         .fallback(routes::not_found)
+        .layer(from_fn_with_state(
+            origin::Allowed(Arc::new(cors_origins.to_vec())),
+            origin::check,
+        ))
         .layer(from_fn_with_state(state.metrics.clone(), metrics::record))
         .layer(DefaultBodyLimit::max(max_body))
+        // No answer is to be sniffed into another type (a relayed file as HTML, say).
+        .layer(SetResponseHeaderLayer::overriding(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        ))
         .layer(compress)
         .layer(cors(cors_origins))
         // At INFO, so that request spans pass the default filter and reach the OTLP exporter
@@ -281,6 +311,11 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         webrtc: webrtc::Sessions::default(),
         shutdown: shutdown.clone(),
         metrics: metrics::HttpMetrics::registered(&admin),
+        logins: throttle::Logins::new(
+            settings.gateway.auth.attempts_per_minute_per_ip,
+            settings.gateway.auth.attempts_per_minute_per_user,
+        ),
+        outgoing: grpc::Outgoing::new(&settings.internal),
         channels: Arc::default(),
         listing: Arc::default(),
     };
@@ -293,6 +328,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let addr = listener.local_addr()?;
     let serve_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(serve_shutdown.cancelled_owned())
             .await

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -43,21 +43,46 @@ pub async fn node(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 }
 
 /// Tasks of every online node, each asked with a time limit so that one slow node does not
-/// stall the answer (its tasks are missing until it answers again). Concurrent requests share
-/// one `List` call per node ([`AppState::node_tasks`]).
+/// stall the answer. A node that failed or was too slow is named in `node_errors` (its tasks
+/// are missing, and the UI says so), never silently left out. Concurrent requests share one
+/// `List` call per node ([`AppState::node_tasks`]).
 pub async fn tasks(State(s): State<AppState>) -> Json<Value> {
     let nodes = s.registry.online().await;
     let asks = nodes.iter().map(|n| s.node_tasks(n));
     let lists = futures::future::join_all(asks).await;
-    let mut all: Vec<&pb::Task> = lists.iter().flatten().flat_map(|l| l.iter()).collect();
+    let mut all: Vec<&pb::Task> = Vec::new();
+    let mut errors = Vec::new();
+    for (node, list) in nodes.iter().zip(&lists) {
+        match list {
+            Ok(tasks) => all.extend(tasks.iter()),
+            Err(e) => errors.push(json!({ "node_id": node.id, "error": e })),
+        }
+    }
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
-    ok(json!({ "tasks": all.into_iter().map(convert::task).collect::<Vec<_>>() }))
+    ok(json!({
+        "tasks": all.into_iter().map(convert::task).collect::<Vec<_>>(),
+        "node_errors": errors,
+    }))
 }
+
+/// Which page of a task's files `GET /api/tasks/:id` returns.
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(default)]
+pub struct FilesPage {
+    files_offset: u32,
+    files_limit: u32,
+}
+
+/// Locating a task to act on it needs none of its files.
+const FILES_PROBE: FilesPage = FilesPage {
+    files_offset: 0,
+    files_limit: 1,
+};
 
 /// Finds which online node holds a task, asking every node at once. Not found anywhere is
 /// 404; not found where nodes answered but some node failed or was too slow is 503, since
 /// the task may be there.
-async fn locate(s: &AppState, id: &str) -> ApiResult<(pb::NodeRecord, pb::Task)> {
+async fn locate(s: &AppState, id: &str, page: FilesPage) -> ApiResult<(pb::NodeRecord, pb::Task)> {
     TaskId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let asks = s.registry.online().await.into_iter().map(|n| {
         let client = s.downloader(&n.downloader_endpoint);
@@ -65,7 +90,12 @@ async fn locate(s: &AppState, id: &str) -> ApiResult<(pb::NodeRecord, pb::Task)>
         let id = id.to_owned();
         async move {
             let mut client = client.map_err(|e| e.message)?;
-            match tokio::time::timeout(timeout, client.get(pb::GetRequest { task_id: id })).await {
+            let get = client.get(pb::GetRequest {
+                task_id: id,
+                files_offset: page.files_offset,
+                files_limit: page.files_limit,
+            });
+            match tokio::time::timeout(timeout, get).await {
                 Ok(Ok(r)) => Ok(Some((n, r.into_inner()))),
                 Ok(Err(e)) if e.code() == tonic::Code::NotFound => Ok(None),
                 Ok(Err(e)) => Err(format!("node {}: {}", n.id, e.message())),
@@ -90,8 +120,12 @@ async fn locate(s: &AppState, id: &str) -> ApiResult<(pb::NodeRecord, pb::Task)>
     }
 }
 
-pub async fn task(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let (_, t) = locate(&s, &id).await?;
+pub async fn task(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(page): Query<FilesPage>,
+) -> ApiResult<Json<Value>> {
+    let (_, t) = locate(&s, &id, page).await?;
     Ok(ok(convert::task(&t)))
 }
 
@@ -101,7 +135,7 @@ pub async fn delete_task(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     auth::may_change(&user)?;
-    let (n, _) = locate(&s, &id).await?;
+    let (n, _) = locate(&s, &id, FILES_PROBE).await?;
     let mut client = s.downloader(&n.downloader_endpoint)?;
     client.delete(pb::DeleteRequest { task_id: id }).await?;
     Ok(Json(json!({ "success": true, "message": "Task deleted" })))
@@ -181,35 +215,28 @@ pub async fn ice_servers(State(s): State<AppState>) -> Json<Value> {
     Json(json!({ "success": true, "iceServers": servers, "ttl": ttl }))
 }
 
-/// A single `Range: bytes=…` request.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ByteRange {
-    /// `a-b` or `a-`: offset and optional length.
-    From(u64, Option<u64>),
-    /// `-n`: the last n bytes.
-    Suffix(u64),
-}
-
-fn range(headers: &HeaderMap) -> Option<ByteRange> {
-    let v = headers
-        .get(header::RANGE)?
-        .to_str()
-        .ok()?
-        .strip_prefix("bytes=")?;
-    let (a, b) = v.split_once('-')?;
-    if a.is_empty() {
-        return b.parse().ok().map(ByteRange::Suffix);
-    }
-    let start: u64 = a.parse().ok()?;
-    let end: Option<u64> = if b.is_empty() {
-        None
-    } else {
-        Some(b.parse().ok()?)
+/// What a `Range` header asks of a file of `total` bytes (RFC 9110, parsed by
+/// `http-range-header`): `Ok(None)` for the whole file (no header, a malformed one, or several
+/// ranges, which a server may ignore), `Ok(Some((offset, length)))` for one range, `Err` when
+/// nothing of the file is in range (416).
+fn wanted_range(headers: &HeaderMap, total: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
     };
-    if end.is_some_and(|e| e < start) {
-        return None;
+    let Ok(parsed) = http_range_header::parse_range_header(value) else {
+        return Ok(None);
+    };
+    if parsed.len() != 1 {
+        return Ok(None);
     }
-    Some(ByteRange::From(start, end.map(|e| e - start + 1)))
+    match parsed.validate(total) {
+        // One range, clamped to the file; `end < total`, so the length cannot overflow.
+        Ok(ranges) => Ok(ranges
+            .first()
+            .map(|r| (*r.start(), r.end().saturating_sub(*r.start()).saturating_add(1)))),
+        Err(http_range_header::RangeUnsatisfiableError::Unsatisfiable) => Err(()),
+        Err(_) => Ok(None),
+    }
 }
 
 /// The fallback when P2P fails: the node's streamer reads the file over gRPC and the bytes
@@ -219,7 +246,7 @@ pub async fn video(
     Path((task_id, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (node, _) = locate(&s, &task_id).await?;
+    let (node, _) = locate(&s, &task_id, FILES_PROBE).await?;
     if node.streamer_endpoint.is_empty() {
         return Err(ApiError::new(
             ErrorCode::Unavailable,
@@ -227,34 +254,40 @@ pub async fn video(
         ));
     }
     let mut client = s.streamer(&node.streamer_endpoint)?;
-    let wanted = range(&headers);
-    let (offset, length) = match wanted {
-        None => (0, None),
-        Some(ByteRange::From(offset, length)) => (offset, length),
-        Some(ByteRange::Suffix(0)) => {
-            return Err(ApiError::body(
-                416,
-                "range not satisfiable: a suffix of 0 bytes is empty",
-            ));
+    let ranged = headers.contains_key(header::RANGE);
+    let range = if ranged {
+        // The size first, to check the range against it: a one-byte read answers with it.
+        let probe = pb::ReadRequest {
+            task_id: task_id.clone(),
+            file: file.clone(),
+            offset: 0,
+            length: 1,
+        };
+        let total = client
+            .read(probe)
+            .await?
+            .into_inner()
+            .message()
+            .await?
+            .map_or(0, |c| c.total_size);
+        match wanted_range(&headers, total) {
+            Ok(r) => r,
+            Err(()) => {
+                return Ok((
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+                    Json(json!({
+                        "success": false,
+                        "error": "range not satisfiable: nothing of the file is in that range",
+                    })),
+                )
+                    .into_response());
+            }
         }
-        Some(ByteRange::Suffix(n)) => {
-            // The size first: a one-byte read answers with it.
-            let probe = pb::ReadRequest {
-                task_id: task_id.clone(),
-                file: file.clone(),
-                offset: 0,
-                length: 1,
-            };
-            let total = client
-                .read(probe)
-                .await?
-                .into_inner()
-                .message()
-                .await?
-                .map_or(0, |c| c.total_size);
-            (total.saturating_sub(n), Some(n.min(total)))
-        }
+    } else {
+        None
     };
+    let (offset, length) = range.map_or((0, None), |(o, l)| (o, Some(l)));
     let read = client
         .read(pb::ReadRequest {
             task_id,
@@ -278,18 +311,6 @@ pub async fn video(
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "empty reply from the streamer"))?;
     let total = first.total_size;
-    if wanted.is_some() && offset >= total {
-        // Nothing of the file is in range (also: any range of an empty file).
-        return Ok((
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            [(header::CONTENT_RANGE, format!("bytes */{total}"))],
-            Json(json!({
-                "success": false,
-                "error": "range not satisfiable: it starts at or past the end of the file",
-            })),
-        )
-            .into_response());
-    }
     let content_type = first.content_type.clone();
     let sent = length
         .unwrap_or(total.saturating_sub(offset))
@@ -304,13 +325,13 @@ pub async fn video(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_LENGTH, sent)
         .header(header::CACHE_CONTROL, "no-cache");
-    resp = if wanted.is_some() {
+    resp = if range.is_some() {
         resp.status(StatusCode::PARTIAL_CONTENT).header(
             header::CONTENT_RANGE,
             format!(
                 "bytes {}-{}/{}",
                 offset,
-                offset + sent.saturating_sub(1),
+                offset.saturating_add(sent.saturating_sub(1)),
                 total
             ),
         )

@@ -19,16 +19,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use magnet_core::{ErrorCode, SessionId};
 use magnet_proto::v1 as pb;
-use magnet_proto::v1::signaling_client::SignalingClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::AppState;
+use crate::auth::User;
 use crate::error::{ApiError, ApiResult, JsonBody, json_body};
 
 /// A session with no call for this long is closed.
@@ -64,10 +65,32 @@ impl Sessions {
     }
 }
 
-fn session_id(raw: &str) -> ApiResult<String> {
-    SessionId::parse(raw)
-        .map(|s| s.as_str().to_owned())
-        .map_err(|e| ApiError::bad_request(format!("session_id: {e}")))
+/// Longest session id a client may choose: what is left of [`SessionId`]'s 64 characters
+/// after the owner's tag.
+const MAX_CLIENT_SESSION_ID: usize = 64 - TAG_LEN - 1;
+const TAG_LEN: usize = 12;
+
+/// The session id as it travels past the gateway: the client's own id prefixed with a tag of
+/// its user, so that sessions are scoped to the user who opened them. Another user naming
+/// the same id reaches a different session (none: 404), and can neither read its answer nor
+/// add candidates to it nor replace it with a re-offer.
+pub fn scoped(user: &User, raw: &str) -> ApiResult<String> {
+    if raw.len() > MAX_CLIENT_SESSION_ID {
+        return Err(ApiError::bad_request(format!(
+            "session_id: at most {MAX_CLIENT_SESSION_ID} characters"
+        )));
+    }
+    let id = SessionId::parse(raw).map_err(|e| ApiError::bad_request(format!("session_id: {e}")))?;
+    let digest = Sha256::digest(user.id.as_bytes());
+    let tag = data_encoding::HEXLOWER.encode(&digest[..TAG_LEN / 2]);
+    Ok(format!("{tag}_{id}"))
+}
+
+/// The client's own id back from a [`scoped`] one.
+pub fn unscoped(id: &str) -> &str {
+    id.split_once('_')
+        .filter(|(tag, _)| tag.len() == TAG_LEN)
+        .map_or(id, |(_, rest)| rest)
 }
 
 #[derive(Deserialize)]
@@ -81,7 +104,11 @@ pub struct Offer {
     worker_id: String,
 }
 
-pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<Json<Value>> {
+pub async fn offer(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    b: JsonBody<Offer>,
+) -> ApiResult<Json<Value>> {
     let o = json_body(b)?;
     if o.sdp.is_empty() {
         return Err(ApiError::bad_request("sdp is required"));
@@ -91,7 +118,8 @@ pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<J
     } else {
         &o.session_id
     };
-    let id = session_id(raw)?;
+    let client_id = raw.clone();
+    let id = scoped(&user, raw)?;
     s.webrtc.reap();
     {
         let sessions = s.webrtc.lock();
@@ -109,10 +137,7 @@ pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<J
         }
     }
     let (tx, rx) = mpsc::channel::<pb::ClientSignal>(32);
-    let mut client = SignalingClient::with_interceptor(
-        s.signaling()?,
-        magnet_runtime::telemetry::inject_grpc as magnet_runtime::telemetry::GrpcInjectFn,
-    );
+    let mut client = s.signaling()?;
     let mut inbound = client
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
@@ -191,8 +216,8 @@ pub async fn offer(State(s): State<AppState>, b: JsonBody<Offer>) -> ApiResult<J
     );
     Ok(Json(json!({
         "success": true,
-        "session_id": id,
-        "data": { "session_id": id, "sdp": answer },
+        "session_id": client_id,
+        "data": { "session_id": client_id, "sdp": answer },
     })))
 }
 
@@ -206,10 +231,14 @@ pub struct Ice {
     sdp_mline_index: Option<u32>,
 }
 
-pub async fn ice(State(s): State<AppState>, b: JsonBody<Ice>) -> ApiResult<Json<Value>> {
+pub async fn ice(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    b: JsonBody<Ice>,
+) -> ApiResult<Json<Value>> {
     let i = json_body(b)?;
     s.webrtc.reap();
-    let id = session_id(&i.session_id)?;
+    let id = scoped(&user, &i.session_id)?;
     let tx = {
         let mut sessions = s.webrtc.lock();
         let session = sessions.get_mut(&id).ok_or_else(unknown)?;
@@ -232,10 +261,14 @@ pub struct Answer {
     session_id: String,
 }
 
-pub async fn answer(State(s): State<AppState>, b: JsonBody<Answer>) -> ApiResult<Json<Value>> {
+pub async fn answer(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    b: JsonBody<Answer>,
+) -> ApiResult<Json<Value>> {
     let a = json_body(b)?;
     s.webrtc.reap();
-    let id = session_id(&a.session_id)?;
+    let id = scoped(&user, &a.session_id)?;
     let mut sessions = s.webrtc.lock();
     let session = sessions.get_mut(&id).ok_or_else(unknown)?;
     session.last_used = Instant::now();
@@ -243,10 +276,38 @@ pub async fn answer(State(s): State<AppState>, b: JsonBody<Answer>) -> ApiResult
         std::mem::take(&mut *session.candidates.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(Json(json!({
         "success": true,
-        "data": { "session_id": id, "sdp": session.sdp, "candidates": candidates },
+        "data": { "session_id": a.session_id, "sdp": session.sdp, "candidates": candidates },
     })))
 }
 
 fn unknown() -> ApiError {
     ApiError::not_found("unknown session on this gateway (or it has ended)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> User {
+        User {
+            id: id.into(),
+            username: id.into(),
+            role: crate::auth::Role::User,
+            is_banned: false,
+            created_at: String::new(),
+            password_hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn sessions_are_scoped_to_their_user() {
+        let id = "client-1700000000000-abcdefghi";
+        let (a, b) = (scoped(&user("alice"), id), scoped(&user("bob"), id));
+        let (a, b) = (a.expect("alice"), b.expect("bob"));
+        assert_ne!(a, b);
+        assert!(SessionId::parse(&a).is_ok(), "{a}");
+        assert_eq!(unscoped(&a), id);
+        assert!(scoped(&user("alice"), &"x".repeat(52)).is_err());
+        assert!(scoped(&user("alice"), "bad id").is_err());
+    }
 }

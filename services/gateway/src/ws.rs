@@ -6,17 +6,18 @@
 //! message}` (the original client ignores unknown types).
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use magnet_proto::v1 as pb;
-use magnet_proto::v1::signaling_client::SignalingClient;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::AppState;
+use crate::auth::User;
+use crate::{AppState, webrtc};
 
 /// Largest WebSocket message accepted (an SDP is a few KiB).
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -29,12 +30,13 @@ pub struct Params {
 
 pub async fn clients(
     State(s): State<AppState>,
+    Extension(user): Extension<User>,
     Query(p): Query<Params>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let span = tracing::info_span!("ws_client", client = %p.client_id);
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| relay(s, socket).instrument(span))
+        .on_upgrade(move |socket| relay(s, user, socket).instrument(span))
 }
 
 fn frame(kind: &str, payload: Value) -> Message {
@@ -45,8 +47,9 @@ fn frame(kind: &str, payload: Value) -> Message {
     )
 }
 
-/// What a browser frame asks for, or why it cannot be read.
-fn parse(text: &str) -> Result<pb::client_signal::Kind, String> {
+/// What a browser frame asks for, or why it cannot be read. Session ids are scoped to
+/// `user` ([`webrtc::scoped`]).
+fn parse(user: &User, text: &str) -> Result<pb::client_signal::Kind, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("malformed message: {e}"))?;
     let p = &v["payload"];
     let s = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
@@ -55,9 +58,10 @@ fn parse(text: &str) -> Result<pb::client_signal::Kind, String> {
             if s("sdp").is_empty() || s("session_id").is_empty() {
                 return Err("webrtc_offer needs payload.sdp and payload.session_id".into());
             }
+            let session_id = webrtc::scoped(user, &s("session_id")).map_err(|e| e.message)?;
             Ok(pb::client_signal::Kind::Offer(pb::SessionOffer {
                 node_id: s("worker_id"),
-                session_id: s("session_id"),
+                session_id,
                 sdp: s("sdp"),
             }))
         }
@@ -71,10 +75,10 @@ fn parse(text: &str) -> Result<pb::client_signal::Kind, String> {
     }
 }
 
-async fn relay(s: AppState, socket: WebSocket) {
+async fn relay(s: AppState, user: User, socket: WebSocket) {
     let (mut ws_tx, mut ws_rx) = socket.split();
     let (to_signaling, rx) = mpsc::channel::<pb::ClientSignal>(64);
-    let channel = match s.signaling() {
+    let mut client = match s.signaling() {
         Ok(c) => c,
         Err(e) => {
             let _ = ws_tx
@@ -83,10 +87,6 @@ async fn relay(s: AppState, socket: WebSocket) {
             return;
         }
     };
-    let mut client = SignalingClient::with_interceptor(
-        channel,
-        magnet_runtime::telemetry::inject_grpc as magnet_runtime::telemetry::GrpcInjectFn,
-    );
     let mut inbound = match client
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
@@ -106,7 +106,7 @@ async fn relay(s: AppState, socket: WebSocket) {
         tokio::select! {
             () = s.shutdown.cancelled() => break,
             msg = ws_rx.next() => match msg {
-                Some(Ok(Message::Text(text))) => match parse(&text) {
+                Some(Ok(Message::Text(text))) => match parse(&user, &text) {
                     Ok(kind) => {
                         if to_signaling.send(pb::ClientSignal { kind: Some(kind) }).await.is_err() {
                             break;
@@ -123,11 +123,14 @@ async fn relay(s: AppState, socket: WebSocket) {
             },
             signal = inbound.message() => {
                 let out = match signal {
-                    Ok(Some(pb::ServerSignal { session_id, kind: Some(kind) })) => match kind {
+                    Ok(Some(pb::ServerSignal { session_id, kind: Some(kind) })) => {
+                        let session_id = webrtc::unscoped(&session_id);
+                        match kind {
                         pb::server_signal::Kind::Answer(a) => frame("webrtc_answer", json!({ "session_id": session_id, "sdp": a.sdp })),
                         pb::server_signal::Kind::Ice(c) => frame("ice_candidate", json!({ "session_id": session_id, "candidate": c.candidate })),
                         pb::server_signal::Kind::Error(e) => frame("error", json!({ "session_id": session_id, "message": e.message })),
-                    },
+                        }
+                    }
                     Ok(Some(_)) => continue,
                     Ok(None) | Err(_) => break,
                 };
