@@ -143,8 +143,22 @@ impl Client {
         node: &str,
         session: &str,
     ) -> anyhow::Result<Self> {
+        Self::connect_http_as(gateway, node, session, None).await
+    }
+
+    /// [`Client::connect_http`] as the user whose session `token` is (accounts on).
+    pub async fn connect_http_as(
+        gateway: SocketAddr,
+        node: &str,
+        session: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let base = format!("http://{gateway}/api/webrtc");
-        let http = reqwest::Client::new();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {t}").parse()?);
+        }
+        let http = reqwest::Client::builder().default_headers(headers).build()?;
         let (out_tx, mut out_rx) = mpsc::channel::<pb::ClientSignal>(64);
         let (in_tx, in_rx) = mpsc::channel::<anyhow::Result<pb::ServerSignal>>(64);
         let sid = session.to_owned();

@@ -30,6 +30,8 @@ pub fn offline_node(data_dir: &Path, nats_url: &str, node_id: &str) -> Settings 
     s.torrent.upnp = false;
     s.torrent.no_peers_after_secs = 2;
     s.torrent.give_up_after_secs = 60;
+    // Seeders in tests are on loopback.
+    s.torrent.allow_internal_peers = true;
     s.limits.min_free_disk_mb = 1;
     s.downloader.grpc_listen = ([127, 0, 0, 1], 0).into();
     s.downloader.admin_listen = ([127, 0, 0, 1], 0).into();
@@ -40,6 +42,8 @@ pub fn offline_node(data_dir: &Path, nats_url: &str, node_id: &str) -> Settings 
     s.streamer.udp_host = "127.0.0.1".into();
     s.signaling.admin_listen = ([127, 0, 0, 1], 0).into();
     s.signaling.grpc_listen = ([127, 0, 0, 1], 0).into();
+    // Accounts are on by default; the tests about accounts turn them on again.
+    s.gateway.auth.enabled = false;
     s
 }
 

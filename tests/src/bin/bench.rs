@@ -123,6 +123,7 @@ async fn service_download(
         let t = client
             .get(pb::GetRequest {
                 task_id: task.id.clone(),
+                ..Default::default()
             })
             .await?
             .into_inner();

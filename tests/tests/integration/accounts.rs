@@ -94,10 +94,15 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
         (json!({ "username": "alice", "password": "other12" }), 409),
         (json!({ "username": "al", "password": "secret1" }), 400),
         (json!({ "username": "bob", "password": "123" }), 400),
-        (
-            json!({ "username": "<script>", "password": "secret1" }),
-            400,
-        ),
+        (json!({ "username": "  a  ", "password": "secret1" }), 400),
+        (json!({ "username": "bad\u{7}name", "password": "secret1" }), 400),
+        // Any name of 3+ characters, as the original takes them (they used to be invalid
+        // KV keys: 503).
+        (json!({ "username": "...", "password": "secret1" }), 201),
+        (json!({ "username": "a..b", "password": "secret1" }), 201),
+        (json!({ "username": "Zoë Ünal", "password": "secret1" }), 201),
+        (json!({ "username": "张小明", "password": "secret1" }), 201),
+        (json!({ "username": "zoë ünal", "password": "secret1" }), 409),
     ] {
         let (status, body) = json_of(
             anon.post(format!("{base}/api/auth/register"))
@@ -107,8 +112,16 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
         )
         .await?;
         assert_eq!(status, want, "{creds}: {body}");
-        assert_eq!(body["success"], false);
+        assert_eq!(body["success"], want == 201, "{body}");
     }
+    let (status, body) = json_of(
+        anon.post(format!("{base}/api/auth/login"))
+            .json(&json!({ "username": " ZOË ÜNAL ", "password": "secret1" }))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 200, "names compare trimmed and case-insensitively: {body}");
 
     // Login: wrong password refused; right one sets an HttpOnly, SameSite=Lax cookie.
     let (status, _) = json_of(
@@ -200,7 +213,40 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
         .as_array()
         .map(|a| a.iter().filter_map(|u| u["username"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(names, ["root", "Alice"], "{users}");
+    assert_eq!(
+        names,
+        ["root", "Alice", "...", "a..b", "Zoë Ünal", "张小明"],
+        "{users}"
+    );
+    // Admins add users (how accounts are made where registration is closed); users cannot.
+    let bob = json!({ "username": "Bob Smith", "password": "secret1" });
+    let (status, body) = json_of(
+        admin
+            .post(format!("{base}/api/admin/users"))
+            .json(&bob)
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["role"], "user");
+    let (status, _) = json_of(
+        alice
+            .post(format!("{base}/api/admin/users"))
+            .json(&json!({ "username": "Mallory", "password": "secret1", "admin": true }))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 403);
+    let (status, _) = json_of(
+        anon.post(format!("{base}/api/auth/login"))
+            .json(&bob)
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 200, "the added user logs in");
     let (status, body) = json_of(
         admin
             .patch(format!("{base}/api/admin/users/{alice_id}/ban"))
@@ -229,6 +275,25 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 403, "a banned user cannot delete either");
+    // Nor read, play or signal: a ban ends everything the session could do.
+    for path in ["/api/tasks", "/api/nodes", "/api/events", "/video/task_1/index.m3u8"] {
+        let (status, body) = json_of(alice.get(format!("{base}{path}")).send().await?).await?;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let banned_ws = tokio_tungstenite::connect_async(
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/ws/clients?client_id=x",
+            gateway.addr
+        ))
+        .map(|mut r| {
+            if let Ok(v) = format!("Bearer {token}").parse() {
+                r.headers_mut().insert("authorization", v);
+            }
+            r
+        })?,
+    )
+    .await;
+    assert!(banned_ws.is_err(), "a banned user's WebSocket is refused");
     let (status, _) = json_of(
         admin
             .patch(format!("{base}/api/admin/users/nobody/ban"))

@@ -22,7 +22,7 @@ async fn get(
     id: &str,
 ) -> Option<pb::Task> {
     client
-        .get(pb::GetRequest { task_id: id.into() })
+        .get(pb::GetRequest { task_id: id.into(), ..Default::default() })
         .await
         .ok()
         .map(|r| r.into_inner())
@@ -383,6 +383,7 @@ async fn bad_magnets_are_rejected_each_with_its_own_message() -> anyhow::Result<
     let err = client
         .get(pb::GetRequest {
             task_id: "task_1".into(),
+            ..Default::default()
         })
         .await
         .expect_err("unknown");
@@ -390,6 +391,7 @@ async fn bad_magnets_are_rejected_each_with_its_own_message() -> anyhow::Result<
     let err = client
         .get(pb::GetRequest {
             task_id: "../etc/passwd".into(),
+            ..Default::default()
         })
         .await
         .expect_err("hostile");
@@ -607,6 +609,7 @@ async fn a_task_without_peers_says_so_then_fails_and_delete_cleans_up() -> anyho
     let err = client
         .get(pb::GetRequest {
             task_id: task.id.clone(),
+            ..Default::default()
         })
         .await
         .expect_err("deleted");

@@ -248,6 +248,16 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
         r.bytes().await?.to_vec(),
         segment[segment.len() - 500..].to_vec()
     );
+    // An end past u64's range of sizes: clamped to the file (it used to overflow).
+    let r = http
+        .get(format!("{base}/video/{id}/index0.ts"))
+        .header("range", "bytes=0-18446744073709551615")
+        .send()
+        .await?;
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(r.headers()["content-length"], segment.len().to_string().as_str());
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await?.to_vec(), segment);
     let r = http
         .get(format!("{base}/video/{id}/index0.ts"))
         .header("range", format!("bytes={}-", segment.len() + 10))

@@ -6,6 +6,7 @@ mod downloader;
 mod gateway;
 mod local;
 mod observability;
+mod security;
 mod stack;
 mod streamer;
 mod transcoder;

@@ -56,7 +56,7 @@ async fn seeded_video_with_subtitles_becomes_a_ready_hls_task() -> anyhow::Resul
         let id = task.id.clone();
         async move {
             let t = c
-                .get(pb::GetRequest { task_id: id })
+                .get(pb::GetRequest { task_id: id, ..Default::default() })
                 .await
                 .ok()?
                 .into_inner();
