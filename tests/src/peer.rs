@@ -226,28 +226,7 @@ impl Client {
         >,
     ) -> anyhow::Result<Self> {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
-        let engine = magnet_streamer::peer::setting_engine(receive_window());
-        let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(engine)
-            .with_handler(Arc::new(Handler {
-                candidates: cand_tx,
-            }))
-            .with_runtime(magnet_streamer::runtime::buffered(
-                magnet_streamer::runtime::SOCKET_BUFFER,
-            ))
-            .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
-            .build()
-            .await?;
-        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-        let dc = pc.create_data_channel("filePathChannel", None).await?;
-        let offer = pc.create_offer(None).await?;
-        pc.set_local_description(offer).await?;
-        let sdp = pc
-            .local_description()
-            .await
-            .context("no local description")?
-            .sdp;
+        let (pc, dc, sdp) = offering_peer(cand_tx).await?;
 
         out_tx
             .send(pb::ClientSignal {
@@ -496,5 +475,85 @@ async fn collect_hijack(rx: &mut mpsc::UnboundedReceiver<Received>) -> anyhow::R
             }
             other => bail!("unexpected message type {other:?}"),
         }
+    }
+}
+
+/// A peer connection on loopback with the `filePathChannel` data channel and its offer SDP;
+/// its local candidates go to `candidates`.
+async fn offering_peer(
+    candidates: mpsc::UnboundedSender<String>,
+) -> anyhow::Result<(Arc<dyn PeerConnection>, Arc<dyn DataChannel>, String)> {
+    let engine = magnet_streamer::peer::setting_engine(receive_window());
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(engine)
+        .with_handler(Arc::new(Handler { candidates }))
+        .with_runtime(magnet_streamer::runtime::buffered(
+            magnet_streamer::runtime::SOCKET_BUFFER,
+        ))
+        .with_udp_addrs(vec!["127.0.0.1:0".to_string()])
+        .build()
+        .await?;
+    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+    let dc = pc.create_data_channel("filePathChannel", None).await?;
+    let offer = pc.create_offer(None).await?;
+    pc.set_local_description(offer).await?;
+    let sdp = pc
+        .local_description()
+        .await
+        .context("no local description")?
+        .sdp;
+    Ok((pc, dc, sdp))
+}
+
+/// An offer that never connects: the answer is read and nothing more is done (no answer
+/// applied, no candidates sent), while the signaling stream stays open as long as this lives.
+pub struct Unanswered {
+    _signals: mpsc::Sender<pb::ClientSignal>,
+    pc: Arc<dyn PeerConnection>,
+}
+
+impl Unanswered {
+    /// Offers session `session` to `node` through signaling; `Err` carries a refusal.
+    pub async fn offer(signaling: SocketAddr, node: &str, session: &str) -> anyhow::Result<Self> {
+        let (out_tx, out_rx) = mpsc::channel::<pb::ClientSignal>(8);
+        let mut grpc = SignalingClient::connect(format!("http://{signaling}")).await?;
+        let mut inbound = grpc
+            .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+            .await?
+            .into_inner();
+        let (cand_tx, _cand_rx) = mpsc::unbounded_channel();
+        let (pc, _dc, sdp) = offering_peer(cand_tx).await?;
+        out_tx
+            .send(pb::ClientSignal {
+                kind: Some(pb::client_signal::Kind::Offer(pb::SessionOffer {
+                    node_id: node.into(),
+                    session_id: session.into(),
+                    sdp,
+                })),
+            })
+            .await?;
+        let first = tokio::time::timeout(Duration::from_secs(15), inbound.message())
+            .await
+            .context("no answer in 15 s")??
+            .context("signaling closed the stream")?;
+        match first.kind {
+            Some(pb::server_signal::Kind::Answer(_)) => {}
+            Some(pb::server_signal::Kind::Error(e)) => {
+                let _ = pc.close().await;
+                bail!("{}", e.message)
+            }
+            other => bail!("unexpected first signal {other:?}"),
+        }
+        // Keep reading (the streamer's candidates), so the stream stays healthy.
+        tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+        Ok(Self {
+            _signals: out_tx,
+            pc,
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = self.pc.close().await;
     }
 }

@@ -30,6 +30,7 @@ pub fn offline_node(data_dir: &Path, nats_url: &str, node_id: &str) -> Settings 
     s.torrent.upnp = false;
     s.torrent.no_peers_after_secs = 2;
     s.torrent.give_up_after_secs = 60;
+    s.torrent.metadata_timeout_secs = 60;
     // Seeders in tests are on loopback.
     s.torrent.allow_internal_peers = true;
     s.limits.min_free_disk_mb = 1;

@@ -58,6 +58,8 @@ export interface Task {
   peers?: number;
   /** Files in the torrent; `files` of a listed task holds only the first few. */
   file_count?: number;
+  /** Whether the caller submitted it (or is an admin): then it may delete it. */
+  mine?: boolean;
 }
 
 /** A node whose task list could not be had: its tasks are missing from the list. */

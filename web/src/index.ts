@@ -426,6 +426,10 @@ function renderRow(row: Row): void {
   setText(row.error, t.error ?? '');
   row.error.hidden = !t.error;
 
+  // Only its submitter and admins may delete a task.
+  const del = row.actions.querySelector<HTMLButtonElement>('button.delete');
+  if (del) del.hidden = t.mine === false;
+
   const ready = t.status === 'ready';
   if (ready && !row.play) {
     row.play = h('a', { class: 'play button', text: 'Play' });

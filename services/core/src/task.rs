@@ -278,6 +278,8 @@ pub struct Task {
     pub peers: u32,
     /// `x.pe` peers of the magnet, kept so that a restarted downloader finds them again.
     pub peer_hints: Vec<String>,
+    /// The id of the user who submitted it (empty for tasks from before owners were kept).
+    pub owner: String,
     /// "remux" or "transcode", once the transcoder chose.
     pub transcode_path: Option<String>,
 }

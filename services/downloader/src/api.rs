@@ -35,9 +35,10 @@ impl TaskService for TaskApi {
         req: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let span = span("Submit", &req);
+        let req = req.into_inner();
         let (task, existing) = self
             .tasks
-            .submit(&req.into_inner().magnet_url)
+            .submit(&req.magnet_url, &req.owner)
             .instrument(span)
             .await?;
         Ok(Response::new(pb::SubmitResponse {

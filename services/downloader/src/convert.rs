@@ -79,6 +79,7 @@ pub fn task(t: Task) -> pb::Task {
         detail: t.detail,
         peers: t.peers,
         transcode_path: t.transcode_path.unwrap_or_default(),
+        owner: t.owner,
     }
 }
 

@@ -30,6 +30,8 @@ pub struct NewTask {
     pub info_hash: String,
     pub torrent_name: String,
     pub peer_hints: Vec<String>,
+    /// The submitting user's id.
+    pub owner: String,
 }
 
 /// Live download figures, written about once a second.
@@ -53,7 +55,7 @@ pub struct ReadyOutput {
 }
 
 const COLUMNS: &str = "task_id, magnet_url, status, progress, speed, size, downloaded, torrent_name, torrent_files, \
-     m3u8_file_path, srts, segments, metadata, created_at, updated_at, node_id, info_hash, error, detail, peers, peer_hints";
+     m3u8_file_path, srts, segments, metadata, created_at, updated_at, node_id, info_hash, error, detail, peers, peer_hints, owner";
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -102,8 +104,8 @@ impl Store {
     pub async fn insert(&self, new: &NewTask) -> Result<Result<Task, Task>> {
         let ts = now();
         let inserted = sqlx::query(
-            "INSERT INTO tasks (task_id, magnet_url, status, created_at, updated_at, node_id, info_hash, torrent_name, peer_hints) \
-             VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) ON CONFLICT (node_id, info_hash) DO NOTHING",
+            "INSERT INTO tasks (task_id, magnet_url, status, created_at, updated_at, node_id, info_hash, torrent_name, peer_hints, owner) \
+             VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (node_id, info_hash) DO NOTHING",
         )
         .bind(new.id.as_str())
         .bind(&new.magnet_url)
@@ -113,6 +115,7 @@ impl Store {
         .bind(&new.info_hash)
         .bind(&new.torrent_name)
         .bind(json(&new.peer_hints))
+        .bind(&new.owner)
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -385,6 +388,7 @@ fn from_row(row: &SqliteRow) -> Result<Task> {
         detail: row.try_get("detail")?,
         peers: row.try_get::<i64, _>("peers")?.max(0) as u32,
         peer_hints: json_list(row, "peer_hints")?,
+        owner: row.try_get("owner")?,
         transcode_path: metadata
             .get("transcode_path")
             .and_then(|v| v.as_str())
@@ -412,6 +416,7 @@ mod tests {
             info_hash: hash.into(),
             torrent_name: String::new(),
             peer_hints: vec!["127.0.0.1:6881".into()],
+            owner: "alice".into(),
         }
     }
 

@@ -100,7 +100,7 @@ impl Tasks {
 
     /// Submits a magnet. The same info hash twice gives the existing task (`true`).
     #[tracing::instrument(skip(self, magnet_url), fields(node = %self.node_id))]
-    pub async fn submit(self: &Arc<Self>, magnet_url: &str) -> Result<(Task, bool)> {
+    pub async fn submit(self: &Arc<Self>, magnet_url: &str, owner: &str) -> Result<(Task, bool)> {
         let magnet = Magnet::parse(magnet_url)?;
         if magnet.info_hash.v1().is_none() {
             return Err(Error::Unsupported(
@@ -122,6 +122,7 @@ impl Tasks {
             info_hash,
             torrent_name: magnet.display_name.clone().unwrap_or_default(),
             peer_hints: magnet.peers.clone(),
+            owner: owner.to_owned(),
         };
         match self.store.insert(&new).await? {
             Ok(task) => {
@@ -292,12 +293,10 @@ impl Tasks {
         }
     }
 
-    /// One task from magnet to `downloaded` and a published job.
+    /// One task from magnet to `downloaded` and a published job. The metadata comes first,
+    /// outside the download slots (with its own time limit): magnets that never resolve must
+    /// not hold the slots that real downloads wait for.
     async fn drive(&self, task: &Task, cancel: &CancellationToken) -> Result<()> {
-        let _slot = tokio::select! {
-            slot = self.slots.clone().acquire_owned() => slot.map_err(|_| Error::Internal("download slots closed"))?,
-            _ = cancel.cancelled() => return Err(Error::Cancelled),
-        };
         let peers = reach::dialable(
             resolve_peers(&task.peer_hints).await,
             self.settings.torrent.allow_internal_peers,
@@ -319,6 +318,12 @@ impl Tasks {
         self.store
             .set_metadata(&task.id, &description.name, &files, size)
             .await?;
+        let _slot = self.download_slot(task, &handle, cancel).await?;
+        // The torrent was added paused; a torrent still checking its files cannot be resumed,
+        // so it starts once that is done.
+        let initialized = handle.wait_until_initialized();
+        tokio::pin!(initialized);
+        let mut started = false;
 
         let give_up = Duration::from_secs(self.settings.torrent.give_up_after_secs);
         let no_peers_after = Duration::from_secs(self.settings.torrent.no_peers_after_secs);
@@ -333,6 +338,11 @@ impl Tasks {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                r = &mut initialized, if !started => {
+                    r.map_err(Error::torrent)?;
+                    self.engine.resume(&handle).await?;
+                    started = true;
+                }
                 r = &mut completed, if !complete => {
                     r.map_err(Error::torrent)?;
                     complete = true;
@@ -388,6 +398,28 @@ impl Tasks {
         let task = self.store.get(&task.id).await?;
         self.publish_progress(&task).await;
         self.publish_job(&task).await
+    }
+
+    /// Waits for one of the node's download slots (`limits.max_downloads`), the torrent
+    /// paused meanwhile and the wait shown in the task's detail.
+    async fn download_slot(
+        &self,
+        task: &Task,
+        handle: &Handle,
+        cancel: &CancellationToken,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        self.engine.pause(handle).await?;
+        self.store
+            .set_detail(&task.id, "queued: waiting for a download slot")
+            .await?;
+        self.publish_current(&task.id).await;
+        tokio::select! {
+            slot = self.slots.clone().acquire_owned() => slot.map_err(|_| Error::Internal("download slots closed")),
+            _ = cancel.cancelled() => Err(Error::Cancelled),
+        }
     }
 
     /// Refuses a torrent whose file list is over the node's limits (`torrent.max_files`,
@@ -455,7 +487,7 @@ impl Tasks {
         self.publish_current(&task.id).await;
 
         let out = torrent::output_dir(&self.downloads, task.id.as_str());
-        let give_up = Duration::from_secs(self.settings.torrent.give_up_after_secs);
+        let give_up = Duration::from_secs(self.settings.torrent.metadata_timeout_secs);
         let no_peers_after = Duration::from_secs(self.settings.torrent.no_peers_after_secs);
         let started = Instant::now();
         let mut retry = Duration::from_secs(1);

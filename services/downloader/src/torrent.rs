@@ -124,8 +124,9 @@ impl Engine {
             .with_torrents(|it| it.map(|(_, h)| h.info_hash().as_string()).collect())
     }
 
-    /// Adds a torrent writing into `out` (existing data there is checked and kept). For a
-    /// magnet this waits until a peer sent the metadata; callers bound the wait.
+    /// Adds a torrent writing into `out` (existing data there is checked and kept), paused:
+    /// it downloads once [`Engine::resume`] is called. For a magnet this waits until a peer
+    /// sent the metadata; callers bound the wait.
     pub async fn add(&self, source: Source, out: &Path, peers: Vec<SocketAddr>) -> Result<Handle> {
         let add = match source {
             Source::Magnet(uri) => AddTorrent::from_url(uri),
@@ -135,6 +136,7 @@ impl Engine {
             output_folder: Some(out.to_string_lossy().into_owned()),
             overwrite: true,
             initial_peers: (!peers.is_empty()).then_some(peers),
+            paused: true,
             ..Default::default()
         };
         let response = self
@@ -145,6 +147,22 @@ impl Engine {
         response
             .into_handle()
             .ok_or(Error::Internal("librqbit answered list-only"))
+    }
+
+    /// Stops a torrent's transfers (a torrent restored by persistence starts running).
+    pub async fn pause(&self, handle: &Handle) -> Result<()> {
+        if handle.is_paused() {
+            return Ok(());
+        }
+        self.session.pause(handle).await.map_err(Error::torrent)
+    }
+
+    /// Lets a paused torrent download (with its initial peers, DHT and trackers as set).
+    pub async fn resume(&self, handle: &Handle) -> Result<()> {
+        if !handle.is_paused() {
+            return Ok(());
+        }
+        self.session.unpause(handle).await.map_err(Error::torrent)
     }
 
     /// Removes a torrent from the session, deleting its files if asked. Unknown: no-op.

@@ -65,6 +65,11 @@ impl User {
         })
     }
 
+    /// The pseudo user of a gateway without accounts (everyone is it).
+    pub fn is_local(&self) -> bool {
+        self.id == "local" && self.password_hash.is_empty()
+    }
+
     fn local() -> Self {
         Self {
             id: "local".into(),

@@ -3,6 +3,8 @@
 use magnet_proto::v1 as pb;
 use serde_json::{Value, json};
 
+use crate::auth::{Role, User};
+
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
@@ -43,10 +45,24 @@ pub fn status(s: pb::TaskStatus) -> &'static str {
     }
 }
 
-pub fn task(t: &pb::Task) -> Value {
+/// Whether `viewer` submitted `t` or is an admin: then they may delete it and see its whole
+/// magnet.
+pub fn owns(viewer: &User, t: &pb::Task) -> bool {
+    viewer.role == Role::Admin || (!t.owner.is_empty() && t.owner == viewer.id)
+}
+
+/// A task as `viewer` may see it: the whole magnet (private trackers' passkeys ride in it)
+/// only for its submitter and admins; others get the info-hash form, enough to share it.
+pub fn task(t: &pb::Task, viewer: &User) -> Value {
+    let magnet = if owns(viewer, t) {
+        t.magnet_url.clone()
+    } else {
+        format!("magnet:?xt=urn:btih:{}", t.info_hash)
+    };
     json!({
         "id": t.id,
-        "magnet_url": t.magnet_url,
+        "magnet_url": magnet,
+        "mine": owns(viewer, t),
         "status": status(t.status()),
         "progress": t.progress.round().clamp(0.0, 100.0) as u32,
         "speed": t.speed,

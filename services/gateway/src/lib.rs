@@ -73,6 +73,8 @@ pub struct AppState {
     /// Cancelled on shutdown: long-lived answers (events, WebSockets) end with it.
     pub shutdown: CancellationToken,
     pub metrics: metrics::HttpMetrics,
+    /// Tasks in progress one user may have (`gateway.max_active_tasks_per_user`).
+    pub max_active_tasks: u32,
     /// Login and registration attempts per client address and username.
     pub logins: throttle::Logins,
     /// Trace context and the service credential, on every call to our services.
@@ -311,6 +313,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         webrtc: webrtc::Sessions::default(),
         shutdown: shutdown.clone(),
         metrics: metrics::HttpMetrics::registered(&admin),
+        max_active_tasks: settings.gateway.max_active_tasks_per_user,
         logins: throttle::Logins::new(
             settings.gateway.auth.attempts_per_minute_per_ip,
             settings.gateway.auth.attempts_per_minute_per_user,

@@ -46,7 +46,7 @@ pub async fn node(State(s): State<AppState>, Path(id): Path<String>) -> ApiResul
 /// stall the answer. A node that failed or was too slow is named in `node_errors` (its tasks
 /// are missing, and the UI says so), never silently left out. Concurrent requests share one
 /// `List` call per node ([`AppState::node_tasks`]).
-pub async fn tasks(State(s): State<AppState>) -> Json<Value> {
+pub async fn tasks(State(s): State<AppState>, Extension(user): Extension<User>) -> Json<Value> {
     let nodes = s.registry.online().await;
     let asks = nodes.iter().map(|n| s.node_tasks(n));
     let lists = futures::future::join_all(asks).await;
@@ -60,7 +60,7 @@ pub async fn tasks(State(s): State<AppState>) -> Json<Value> {
     }
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     ok(json!({
-        "tasks": all.into_iter().map(convert::task).collect::<Vec<_>>(),
+        "tasks": all.into_iter().map(|t| convert::task(t, &user)).collect::<Vec<_>>(),
         "node_errors": errors,
     }))
 }
@@ -122,11 +122,12 @@ async fn locate(s: &AppState, id: &str, page: FilesPage) -> ApiResult<(pb::NodeR
 
 pub async fn task(
     State(s): State<AppState>,
+    Extension(user): Extension<User>,
     Path(id): Path<String>,
     Query(page): Query<FilesPage>,
 ) -> ApiResult<Json<Value>> {
     let (_, t) = locate(&s, &id, page).await?;
-    Ok(ok(convert::task(&t)))
+    Ok(ok(convert::task(&t, &user)))
 }
 
 pub async fn delete_task(
@@ -135,7 +136,13 @@ pub async fn delete_task(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     auth::may_change(&user)?;
-    let (n, _) = locate(&s, &id, FILES_PROBE).await?;
+    let (n, t) = locate(&s, &id, FILES_PROBE).await?;
+    if !convert::owns(&user, &t) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only the user who submitted this task, or an admin, may delete it",
+        ));
+    }
     let mut client = s.downloader(&n.downloader_endpoint)?;
     client.delete(pb::DeleteRequest { task_id: id }).await?;
     Ok(Json(json!({ "success": true, "message": "Task deleted" })))
@@ -171,15 +178,20 @@ pub async fn submit(
             ApiError::not_found(format!("node {} is unknown or offline", req.worker_id))
         })?
     };
+    check_active_tasks(&s, &user).await?;
     let mut client = s.downloader(&node.downloader_endpoint)?;
     tracing::info!(user = %user.username, node = %node.id, "submit");
     let r = client
         .submit(pb::SubmitRequest {
             magnet_url: req.magnet_url,
+            owner: user.id.clone(),
         })
         .await?
         .into_inner();
-    let task = r.task.map(|t| convert::task(&t)).unwrap_or(Value::Null);
+    let task = r
+        .task
+        .map(|t| convert::task(&t, &user))
+        .unwrap_or(Value::Null);
     let message = if r.existing {
         "Task already exists"
     } else {
@@ -188,6 +200,43 @@ pub async fn submit(
     Ok(Json(
         json!({ "success": true, "message": message, "data": task }),
     ))
+}
+
+/// A user (admins aside) may have at most `gateway.max_active_tasks_per_user` tasks not yet
+/// finished, over all nodes: five magnets that never resolve must not hold every download
+/// slot of the cluster.
+async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<()> {
+    if user.role == auth::Role::Admin {
+        return Ok(());
+    }
+    let nodes = s.registry.online().await;
+    let lists = futures::future::join_all(nodes.iter().map(|n| s.node_tasks(n))).await;
+    let active = lists
+        .iter()
+        .flatten()
+        .flat_map(|l| l.iter())
+        .filter(|t| t.owner == user.id)
+        .filter(|t| {
+            matches!(
+                t.status(),
+                pb::TaskStatus::Pending
+                    | pb::TaskStatus::Downloading
+                    | pb::TaskStatus::Downloaded
+                    | pb::TaskStatus::Transcoding
+            )
+        })
+        .count();
+    let limit = s.max_active_tasks as usize;
+    if active >= limit {
+        return Err(ApiError::new(
+            ErrorCode::ResourceExhausted,
+            format!(
+                "you have {active} tasks in progress, the most one user may have; wait for one to finish or delete one"
+            ),
+        )
+        .retry_after(60));
+    }
+    Ok(())
 }
 
 pub async fn status(State(s): State<AppState>) -> Json<Value> {

@@ -124,7 +124,7 @@ async fn relay(s: AppState, user: User, socket: WebSocket) {
             signal = inbound.message() => {
                 let out = match signal {
                     Ok(Some(pb::ServerSignal { session_id, kind: Some(kind) })) => {
-                        let session_id = webrtc::unscoped(&session_id);
+                        let session_id = webrtc::unscoped(&user, &session_id);
                         match kind {
                         pb::server_signal::Kind::Answer(a) => frame("webrtc_answer", json!({ "session_id": session_id, "sdp": a.sdp })),
                         pb::server_signal::Kind::Ice(c) => frame("ice_candidate", json!({ "session_id": session_id, "candidate": c.candidate })),

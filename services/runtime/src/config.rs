@@ -248,7 +248,10 @@ pub struct TorrentSettings {
     pub persistence: bool,
     /// After this long with no peer, the task shows "no peers".
     pub no_peers_after_secs: u64,
-    /// After this long without progress (no metadata or no peers), the task becomes `error`.
+    /// After this long without metadata (fetched outside the download slots), the task
+    /// becomes `error`.
+    pub metadata_timeout_secs: u64,
+    /// After this long downloading without progress (no peers), the task becomes `error`.
     pub give_up_after_secs: u64,
     /// Bandwidth caps in KiB/s; none = unlimited.
     pub download_limit_kibps: Option<u32>,
@@ -273,6 +276,7 @@ impl Default for TorrentSettings {
             upnp: false,
             persistence: true,
             no_peers_after_secs: 30,
+            metadata_timeout_secs: 5 * 60,
             give_up_after_secs: 30 * 60,
             download_limit_kibps: None,
             upload_limit_kibps: None,
@@ -393,6 +397,10 @@ pub struct StreamerSettings {
     pub public_ip: Option<String>,
     pub ice_servers: Vec<IceServerSettings>,
     pub max_sessions: usize,
+    /// Sessions one user may hold on this node (the gateway tags session ids with their user).
+    pub max_sessions_per_user: usize,
+    /// A session whose peer connection has not connected after this long is closed.
+    pub connect_timeout_secs: u64,
     pub max_requests_in_flight: usize,
     /// A session with no request for this long is closed.
     pub idle_timeout_secs: u64,
@@ -413,6 +421,8 @@ impl Default for StreamerSettings {
             public_ip: None,
             ice_servers: Vec::new(),
             max_sessions: 64,
+            max_sessions_per_user: 8,
+            connect_timeout_secs: 15,
             max_requests_in_flight: 32,
             idle_timeout_secs: 300,
             max_file_mb: 4096,
@@ -459,6 +469,8 @@ pub struct GatewaySettings {
     /// Origins allowed to call the API from another site (with credentials). Empty: none
     /// (the UI is served by the gateway itself). Never a wildcard.
     pub cors_origins: Vec<String>,
+    /// Tasks not yet finished one user may have over all nodes (admins are not limited).
+    pub max_active_tasks_per_user: u32,
     /// Accounts (the original's `/api/auth/*`); on by default.
     pub auth: AuthSettings,
     /// The original's worker-side `gateway.url` (its workers dialled the gateway): accepted
@@ -476,6 +488,7 @@ impl Default for GatewaySettings {
             ice_servers: Vec::new(),
             max_body_kib: 64,
             cors_origins: Vec::new(),
+            max_active_tasks_per_user: 5,
             auth: AuthSettings::default(),
             url: None,
         }
@@ -617,7 +630,11 @@ impl Settings {
         {
             return bad("streamer.public_ip", "must be an IP address");
         }
-        if self.streamer.max_sessions == 0 || self.streamer.max_requests_in_flight == 0 {
+        if self.streamer.max_sessions == 0
+            || self.streamer.max_sessions_per_user == 0
+            || self.streamer.connect_timeout_secs == 0
+            || self.streamer.max_requests_in_flight == 0
+        {
             return bad("streamer.max_sessions", "limits must be at least 1");
         }
         for origin in &self.gateway.cors_origins {
@@ -632,6 +649,9 @@ impl Settings {
         }
         if self.torrent.max_files == 0 || self.torrent.max_path_bytes == 0 {
             return bad("torrent.max_files", "max_files and max_path_bytes must be at least 1");
+        }
+        if self.gateway.max_active_tasks_per_user == 0 {
+            return bad("gateway.max_active_tasks_per_user", "must be at least 1");
         }
         if self.limits.max_downloads == 0 {
             return bad("limits.max_downloads", "must be at least 1");

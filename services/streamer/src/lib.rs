@@ -12,6 +12,7 @@ pub mod relay;
 pub mod runtime;
 pub mod serve;
 pub mod sessions;
+pub mod slots;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

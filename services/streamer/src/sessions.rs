@@ -1,10 +1,11 @@
 //! The node's WebRTC sessions: answering offers that arrive over NATS (request/reply), trickle
-//! ICE both ways, limits (sessions per node, idle timeout), and clean-up when either side
-//! leaves. A new offer under a live session id replaces that session.
+//! ICE both ways, limits (sessions per node and per user, reserved atomically; idle timeout;
+//! sessions that never connect), and clean-up when either side leaves. A new offer under a
+//! live session id replaces that session.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,12 +20,19 @@ use webrtc::peer_connection::{RTCIceCandidateInit, RTCPeerConnectionState, RTCSe
 use crate::channel::{self, Limits, now_ms};
 use crate::files::Root;
 use crate::peer::{self, Peer, PeerEvent};
+use crate::slots::{Slot, Slots};
 use crate::{Error, Metrics, Result};
 
 struct Session {
     peer: Peer,
     stop: CancellationToken,
     activity: Arc<AtomicU64>,
+    /// When the answer went out, and whether the peer connection ever connected: one that
+    /// has not after `streamer.connect_timeout_secs` is closed, freeing its slot.
+    created_ms: u64,
+    connected: Arc<AtomicBool>,
+    /// Its place in the node's limits, freed when the session leaves the table.
+    _slot: Slot,
 }
 
 pub struct Sessions {
@@ -32,6 +40,7 @@ pub struct Sessions {
     root: Root,
     nats: async_nats::Client,
     live: Mutex<HashMap<SessionId, Session>>,
+    slots: Slots,
     metrics: Metrics,
 }
 
@@ -42,11 +51,16 @@ impl Sessions {
         nats: async_nats::Client,
         metrics: Metrics,
     ) -> Arc<Self> {
+        let slots = Slots::new(
+            settings.streamer.max_sessions,
+            settings.streamer.max_sessions_per_user,
+        );
         Arc::new(Self {
             settings,
             root,
             nats,
             live: Mutex::new(HashMap::new()),
+            slots,
             metrics,
         })
     }
@@ -127,23 +141,21 @@ impl Sessions {
         shutdown: CancellationToken,
     ) -> Result<String> {
         let id = SessionId::parse(&offer.session_id).map_err(|e| Error::Refused(e.to_string()))?;
-        {
-            let mut live = self.live.lock().await;
-            if let Some(old) = live.remove(&id) {
-                tracing::info!(session = %id, "re-offer replaces the session");
-                old.stop.cancel();
-                let peer = old.peer.clone();
-                tokio::spawn(async move {
-                    let _ = peer.close().await;
-                });
-            } else if live.len() >= self.settings.streamer.max_sessions {
-                self.metrics.refused.inc();
-                return Err(Error::Refused(format!(
-                    "this node already serves its limit of {} sessions; try again later",
-                    self.settings.streamer.max_sessions
-                )));
-            }
+        // A re-offer replaces the session (its slot is freed with it); then a slot is
+        // reserved before the negotiation, so concurrent offers cannot pass the limits.
+        let old = self.live.lock().await.remove(&id);
+        if let Some(old) = old {
+            tracing::info!(session = %id, "re-offer replaces the session");
+            old.stop.cancel();
+            let peer = old.peer.clone();
+            tokio::spawn(async move {
+                let _ = peer.close().await;
+            });
         }
+        let slot = self.slots.take(&id).map_err(|why| {
+            self.metrics.refused.inc();
+            Error::Refused(why)
+        })?;
         let (pc, mut events) = peer::build(&self.settings.streamer)
             .await
             .map_err(Error::webrtc)?;
@@ -184,18 +196,23 @@ impl Sessions {
 
         let stop = shutdown.child_token();
         let activity = Arc::new(AtomicU64::new(now_ms()));
+        let connected = Arc::new(AtomicBool::new(false));
         self.live.lock().await.insert(
             id.clone(),
             Session {
                 peer: pc.clone(),
                 stop: stop.clone(),
                 activity: activity.clone(),
+                created_ms: now_ms(),
+                connected: connected.clone(),
+                _slot: slot,
             },
         );
         self.metrics.sessions.inc();
         let this = self.clone();
         tokio::spawn(async move {
-            this.drive(id, pc, events, early, stop, activity).await;
+            this.drive(id, pc, events, early, stop, activity, connected)
+                .await;
         });
         Ok(sdp)
     }
@@ -209,6 +226,7 @@ impl Sessions {
         early: Vec<PeerEvent>,
         stop: CancellationToken,
         activity: Arc<AtomicU64>,
+        connected: Arc<AtomicBool>,
     ) {
         let mut pending: std::collections::VecDeque<PeerEvent> = early.into();
         loop {
@@ -266,7 +284,12 @@ impl Sessions {
                 PeerEvent::State(
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed,
                 ) => break,
-                PeerEvent::State(s) => tracing::debug!(session = %id, state = ?s, "peer state"),
+                PeerEvent::State(s) => {
+                    if s == RTCPeerConnectionState::Connected {
+                        connected.store(true, Ordering::Relaxed);
+                    }
+                    tracing::debug!(session = %id, state = ?s, "peer state")
+                }
                 PeerEvent::GatheringDone => {}
             }
         }
@@ -325,12 +348,22 @@ impl Sessions {
             .streamer
             .idle_timeout_secs
             .saturating_mul(1000);
+        let connect_limit = self
+            .settings
+            .streamer
+            .connect_timeout_secs
+            .saturating_mul(1000);
         let now = now_ms();
         let idle: Vec<(SessionId, Session)> = {
             let mut live = self.live.lock().await;
             let ids: Vec<SessionId> = live
                 .iter()
-                .filter(|(_, s)| now.saturating_sub(s.activity.load(Ordering::Relaxed)) > limit)
+                .filter(|(_, s)| {
+                    let idle = now.saturating_sub(s.activity.load(Ordering::Relaxed)) > limit;
+                    let never_connected = !s.connected.load(Ordering::Relaxed)
+                        && now.saturating_sub(s.created_ms) > connect_limit;
+                    idle || never_connected
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             ids.into_iter()

@@ -114,6 +114,7 @@ async fn service_download(
     let task = client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner()

@@ -83,6 +83,7 @@ async fn seeded_video_is_downloaded_reported_and_queued_for_transcoding() -> any
     let submitted = client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -158,6 +159,7 @@ async fn seeded_video_is_downloaded_reported_and_queued_for_transcoding() -> any
     let again = client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -227,6 +229,7 @@ async fn multi_file_torrent_downloads_every_file() -> anyhow::Result<()> {
     let task = client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -275,6 +278,7 @@ async fn killed_downloader_resumes_where_it_stopped() -> anyhow::Result<()> {
     let task = client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -353,6 +357,7 @@ async fn bad_magnets_are_rejected_each_with_its_own_message() -> anyhow::Result<
         let err = client
             .submit(pb::SubmitRequest {
                 magnet_url: magnet.into(),
+                ..Default::default()
             })
             .await
             .expect_err(magnet);
@@ -470,6 +475,7 @@ async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() ->
     let task = client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -562,14 +568,14 @@ async fn a_task_without_peers_says_so_then_fails_and_delete_cleans_up() -> anyho
     let data = tempfile::tempdir()?;
     let mut settings = offline_node(data.path(), nats.url(), NODE);
     settings.torrent.no_peers_after_secs = 1;
-    settings.torrent.give_up_after_secs = 4;
+    settings.torrent.metadata_timeout_secs = 4;
     let node = InProcess::start(settings).await?;
     let mut client = node.client().await?;
     // A peer hint where nobody listens.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let magnet = format!("magnet:?xt=urn:btih:{}&x.pe={dead}", "c".repeat(40));
     let task = client
-        .submit(pb::SubmitRequest { magnet_url: magnet })
+        .submit(pb::SubmitRequest { magnet_url: magnet, ..Default::default() })
         .await?
         .into_inner()
         .task
@@ -631,7 +637,7 @@ async fn concurrent_submits_get_unique_ids_and_the_disk_floor_refuses_new_tasks(
         let mut c = client.clone();
         let magnet = format!("magnet:?xt=urn:btih:{:040x}&x.pe={dead}", i + 1);
         async move {
-            c.submit(pb::SubmitRequest { magnet_url: magnet })
+            c.submit(pb::SubmitRequest { magnet_url: magnet, ..Default::default() })
                 .await
                 .map(|r| r.into_inner())
         }
@@ -651,6 +657,7 @@ async fn concurrent_submits_get_unique_ids_and_the_disk_floor_refuses_new_tasks(
     let err = client
         .submit(pb::SubmitRequest {
             magnet_url: format!("magnet:?xt=urn:btih:{}", "d".repeat(40)),
+            ..Default::default()
         })
         .await
         .expect_err("disk floor");

@@ -37,22 +37,24 @@ async fn wait_for(
     id: &str,
     status: pb::TaskStatus,
 ) -> anyhow::Result<pb::Task> {
-    eventually(Duration::from_secs(60), "task status", || {
-        let mut client = client.clone();
-        let id = id.to_owned();
-        async move {
-            let t = client
-                .get(pb::GetRequest {
-                    task_id: id,
-                    ..Default::default()
-                })
-                .await
-                .ok()?
-                .into_inner();
-            (t.status() == status).then_some(t)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        let got = client
+            .get(pb::GetRequest {
+                task_id: id.to_owned(),
+                ..Default::default()
+            })
+            .await;
+        if let Ok(t) = got.map(|r| r.into_inner()) {
+            if t.status() == status {
+                return Ok(t);
+            }
+            last = Some(format!("{:?} ({}{})", t.status(), t.detail, t.error));
         }
-    })
-    .await
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("task {id} not {status:?} in 90 s; last seen: {last:?}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,6 +87,7 @@ async fn a_huge_file_list_never_empties_the_task_list() -> anyhow::Result<()> {
     let refused = client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -103,6 +106,7 @@ async fn a_huge_file_list_never_empties_the_task_list() -> anyhow::Result<()> {
     let accepted = roomy_client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -552,4 +556,105 @@ async fn webrtc_sessions_belong_to_the_user_who_opened_them() -> anyhow::Result<
     gateway.wait().await?;
     node.stop().await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_belong_to_their_submitter_and_dead_magnets_hold_no_slot() -> anyhow::Result<()> {
+    use magnet_tests::video::{Codec, generate};
+
+    init_logging();
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let src = tempfile::tempdir()?;
+    let video = src.path().join("clip.mp4");
+    generate(&video, 2, Codec::H264Aac)?;
+    let seeder = Seeder::start().await?;
+    let seeded = seeder.seed(&video).await?;
+    let mut settings = offline_node(data.path(), nats.url(), "owners");
+    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.auth.enabled = true;
+    settings.gateway.auth.admin_password = Some("correct horse battery".into());
+    settings.gateway.max_active_tasks_per_user = 3;
+    // One download slot: magnets that never resolve must not take it.
+    settings.limits.max_downloads = 1;
+    let node = InProcess::start(settings.clone()).await?;
+    let shutdown = CancellationToken::new();
+    let gateway = magnet_gateway::start(settings, shutdown.clone()).await?;
+    let base = format!("http://{}", gateway.addr);
+    let http = reqwest::Client::new();
+    let alice = user_token(&http, &base, "alice").await?;
+    let bob = user_token(&http, &base, "bob").await?;
+    eventually(Duration::from_secs(10), "node online", || {
+        let req = http.get(format!("{base}/api/nodes")).bearer_auth(&alice);
+        async move {
+            let (_, body) = json_of(req.send().await.ok()?).await.ok()?;
+            (!body["data"].as_array()?.is_empty()).then_some(())
+        }
+    })
+    .await?;
+    let submit = |token: &str, magnet: &str| {
+        http.post(format!("{base}/api/tasks/submit"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "magnet_url": magnet }))
+            .send()
+    };
+
+    // Two magnets nobody can resolve, then the real one: it downloads at once.
+    for hash in ["1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"] {
+        let (status, body) = json_of(
+            submit(&alice, &format!("magnet:?xt=urn:btih:{hash}&tr=udp%3A%2F%2Ftracker.invalid%3A1")).await?,
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = json_of(submit(&alice, &seeded.magnet).await?).await?;
+    assert_eq!(status, 200, "{body}");
+    let id = body["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let mut client = node.client().await?;
+    wait_for(&mut client, &id, pb::TaskStatus::Downloaded).await?;
+
+    // A fourth task in progress is one too many (the downloaded one waits for a transcoder,
+    // none runs here).
+    let (status, body) = json_of(
+        submit(&alice, "magnet:?xt=urn:btih:4444444444444444444444444444444444444444").await?,
+    )
+    .await?;
+    assert_eq!(status, 429, "{body}");
+
+    // Bob sees her task but not her magnet's trackers and peers, and cannot delete it.
+    let (_, task) = json_of(
+        http.get(format!("{base}/api/tasks/{id}"))
+            .bearer_auth(&bob)
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(
+        task["data"]["magnet_url"],
+        format!("magnet:?xt=urn:btih:{}", seeded.info_hash)
+    );
+    assert_eq!(task["data"]["mine"], false);
+    let delete = |token: &str| {
+        http.delete(format!("{base}/api/tasks/{id}"))
+            .bearer_auth(token)
+            .send()
+    };
+    let (status, body) = json_of(delete(&bob).await?).await?;
+    assert_eq!(status, 403, "{body}");
+    // She sees her whole magnet and deletes her own task.
+    let (_, task) = json_of(
+        http.get(format!("{base}/api/tasks/{id}"))
+            .bearer_auth(&alice)
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(task["data"]["magnet_url"], seeded.magnet.as_str());
+    let (status, body) = json_of(delete(&alice).await?).await?;
+    assert_eq!(status, 200, "{body}");
+
+    shutdown.cancel();
+    gateway.wait().await?;
+    node.stop().await
 }

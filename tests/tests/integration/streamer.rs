@@ -8,7 +8,7 @@ use std::time::Duration;
 use magnet_proto::v1 as pb;
 use magnet_proto::v1::file_service_client::FileServiceClient;
 use magnet_runtime::{Settings, nats, subjects};
-use magnet_tests::init_logging;
+use magnet_tests::{eventually, init_logging};
 use magnet_tests::nats::NatsServer;
 use magnet_tests::peer::Client;
 use magnet_tests::seeder::random_file;
@@ -343,5 +343,50 @@ async fn file_service_reads_ranges_and_refuses_what_the_channel_refuses() -> any
         assert_eq!(got, code, "{task}/{f}");
     }
     let _ = subjects::signal_offer(NODE);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_capped_per_user_atomically_and_unconnected_ones_released()
+-> anyhow::Result<()> {
+    use magnet_tests::peer::Unanswered;
+
+    init_logging();
+    let n = node(|s| {
+        s.streamer.max_sessions = 4;
+        s.streamer.max_sessions_per_user = 2;
+        s.streamer.connect_timeout_secs = 2;
+    })
+    .await?;
+    // One user (the gateway's tag before the id) offers six sessions at once, none of which
+    // ever connects: two are answered, the rest refused (the limit is reserved atomically;
+    // it once let 65 through a limit of 64).
+    let ids: Vec<String> = (0..6).map(|i| format!("0123456789ab_s{i}")).collect();
+    let offers = ids.iter().map(|id| Unanswered::offer(n.signaling, NODE, id));
+    let results = futures::future::join_all(offers).await;
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for r in results {
+        match r {
+            Ok(h) => held.push(h),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    assert_eq!(held.len(), 2, "{refused:?}");
+    for e in &refused {
+        assert!(e.contains("2 sessions"), "{e}");
+    }
+    // Another user still gets in while the node has room.
+    let other = Unanswered::offer(n.signaling, NODE, "ba9876543210_s0").await?;
+    // Never connected: after 2 s their slots are freed, and the first user gets one again.
+    let again = eventually(Duration::from_secs(15), "a freed slot", || async {
+        Unanswered::offer(n.signaling, NODE, "0123456789ab_again").await.ok()
+    })
+    .await?;
+    again.close().await;
+    other.close().await;
+    for h in held {
+        h.close().await;
+    }
     Ok(())
 }

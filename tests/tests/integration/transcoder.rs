@@ -45,6 +45,7 @@ async fn seeded_video_with_subtitles_becomes_a_ready_hls_task() -> anyhow::Resul
     let task = client
         .submit(pb::SubmitRequest {
             magnet_url: seeded.magnet,
+            ..Default::default()
         })
         .await?
         .into_inner()
