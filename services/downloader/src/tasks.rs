@@ -279,6 +279,10 @@ impl Tasks {
     }
 
     async fn fail(&self, id: &TaskId, message: &str) {
+        // Users read task errors: the node's own folders stay out of them.
+        let downloads = format!("{}/", absolute(&self.downloads).display());
+        let data = format!("{}/", absolute(&self.settings.storage.data_dir).display());
+        let message = &magnet_core::redact::paths(message, &[(&downloads, ""), (&data, "")]);
         match self
             .store
             .set_status(id, TaskStatus::Error, Some(message))

@@ -8,9 +8,11 @@
 //! `{id, worker_id, status, progress, speed, downloaded, size, peers, detail}`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use magnet_proto::v1 as pb;
@@ -22,7 +24,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use crate::auth::User;
 use crate::convert;
+use crate::error::ApiResult;
 
 /// Events kept for browsers that read slowly.
 const BACKLOG: usize = 1024;
@@ -91,18 +95,24 @@ fn to_json(p: &pb::TaskProgress) -> String {
     .to_string()
 }
 
-/// `GET /api/events`.
+/// `GET /api/events`; counts against the caller's open streams while it lasts.
 pub async fn stream(
     State(s): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let events = BroadcastStream::new(s.events.subscribe()).filter_map(|e| async move {
+    Extension(user): Extension<User>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let guard = s.streams.open(&user, peer)?;
+    let events = BroadcastStream::new(s.events.subscribe()).filter_map(move |e| {
+        let _open = &guard;
+        async move {
         match e {
             Ok(data) => Some(Ok(Event::default().event("task").data(data))),
             // Skipped some: the next events carry the whole state again.
             Err(BroadcastStreamRecvError::Lagged(_)) => None,
         }
+        }
     });
     // Ends on shutdown, so the server's graceful stop does not wait for browsers.
     let events = events.take_until(s.shutdown.clone().cancelled_owned());
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

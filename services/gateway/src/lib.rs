@@ -12,6 +12,8 @@ pub mod origin;
 pub mod passwords;
 pub mod registry;
 pub mod routes;
+pub mod server;
+pub mod streams;
 pub mod throttle;
 pub mod web;
 pub mod webrtc;
@@ -75,6 +77,8 @@ pub struct AppState {
     pub metrics: metrics::HttpMetrics,
     /// Tasks in progress one user may have (`gateway.max_active_tasks_per_user`).
     pub max_active_tasks: u32,
+    /// WebSockets and event streams open per user.
+    pub streams: streams::OpenStreams,
     /// Login and registration attempts per client address and username.
     pub logins: throttle::Logins,
     /// Trace context and the service credential, on every call to our services.
@@ -314,6 +318,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         shutdown: shutdown.clone(),
         metrics: metrics::HttpMetrics::registered(&admin),
         max_active_tasks: settings.gateway.max_active_tasks_per_user,
+        streams: streams::OpenStreams::new(settings.gateway.max_streams_per_user),
         logins: throttle::Logins::new(
             settings.gateway.auth.attempts_per_minute_per_ip,
             settings.gateway.auth.attempts_per_minute_per_user,
@@ -329,16 +334,12 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     );
     let listener = tokio::net::TcpListener::bind(settings.gateway.listen).await?;
     let addr = listener.local_addr()?;
-    let serve_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(serve_shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let server = tokio::spawn(server::serve(
+        listener,
+        app,
+        Duration::from_secs(settings.gateway.header_timeout_secs),
+        shutdown.clone(),
+    ));
     admin.set_ready(true);
     tracing::info!(%addr, accounts = settings.gateway.auth.enabled, "gateway ready");
     let join = tokio::spawn(async move {

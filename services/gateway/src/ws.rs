@@ -6,9 +6,11 @@
 //! message}` (the original client ignores unknown types).
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use std::net::SocketAddr;
+
 use axum::Extension;
-use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use magnet_proto::v1 as pb;
 use serde::Deserialize;
@@ -31,12 +33,23 @@ pub struct Params {
 pub async fn clients(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(p): Query<Params>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Counts against the caller's open streams until the socket closes.
+    let open = match s.streams.open(&user, peer) {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
+    };
     let span = tracing::info_span!("ws_client", client = %p.client_id);
-    ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| relay(s, user, socket).instrument(span))
+    ws.max_message_size(MAX_MESSAGE).on_upgrade(move |socket| {
+        async move {
+            relay(s, user, socket).await;
+            drop(open);
+        }
+        .instrument(span)
+    })
 }
 
 fn frame(kind: &str, payload: Value) -> Message {

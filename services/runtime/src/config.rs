@@ -471,6 +471,10 @@ pub struct GatewaySettings {
     pub cors_origins: Vec<String>,
     /// Tasks not yet finished one user may have over all nodes (admins are not limited).
     pub max_active_tasks_per_user: u32,
+    /// WebSockets and event streams one user (without accounts: one address) may hold open.
+    pub max_streams_per_user: usize,
+    /// A client must send a request's headers within this many seconds.
+    pub header_timeout_secs: u64,
     /// Accounts (the original's `/api/auth/*`); on by default.
     pub auth: AuthSettings,
     /// The original's worker-side `gateway.url` (its workers dialled the gateway): accepted
@@ -489,6 +493,8 @@ impl Default for GatewaySettings {
             max_body_kib: 64,
             cors_origins: Vec::new(),
             max_active_tasks_per_user: 5,
+            max_streams_per_user: 16,
+            header_timeout_secs: 10,
             auth: AuthSettings::default(),
             url: None,
         }
@@ -649,6 +655,12 @@ impl Settings {
         }
         if self.torrent.max_files == 0 || self.torrent.max_path_bytes == 0 {
             return bad("torrent.max_files", "max_files and max_path_bytes must be at least 1");
+        }
+        if self.gateway.max_streams_per_user == 0 || self.gateway.header_timeout_secs == 0 {
+            return bad(
+                "gateway.max_streams_per_user",
+                "max_streams_per_user and header_timeout_secs must be at least 1",
+            );
         }
         if self.gateway.max_active_tasks_per_user == 0 {
             return bad("gateway.max_active_tasks_per_user", "must be at least 1");

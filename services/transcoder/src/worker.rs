@@ -175,7 +175,8 @@ impl Worker {
                 let _ = message.ack_with(AckKind::Nak(None)).await;
             }
             Err(e) if e.is_permanent() || delivered >= max => {
-                self.finish_failed(message, job, &e.to_string()).await;
+                self.finish_failed(message, job, &self.user_facing(job, &e.to_string()))
+                    .await;
             }
             Err(e) => {
                 let wait = Duration::from_secs(5 * delivered.max(1) as u64);
@@ -183,6 +184,31 @@ impl Worker {
                 let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
             }
         }
+    }
+
+    /// `message` without the node's paths: each input's path becomes its name in the
+    /// torrent, the output folders and the data folder go (users read task errors).
+    fn user_facing(&self, job: &pb::TranscodeJob, message: &str) -> String {
+        let data = std::path::absolute(&self.settings.storage.data_dir)
+            .map(|p| format!("{}/", p.display()))
+            .unwrap_or_default();
+        let partial = crate::output::partial_dir(std::path::Path::new(&job.output_dir))
+            .display()
+            .to_string();
+        let mut known: Vec<(&str, &str)> = job
+            .inputs
+            .iter()
+            .filter_map(|i| match &i.source {
+                Some(pb::transcode_input::Source::Path(p)) => Some((p.as_str(), i.name.as_str())),
+                _ => None,
+            })
+            .collect();
+        known.extend([
+            (partial.as_str(), "the output folder"),
+            (job.output_dir.as_str(), "the output folder"),
+            (data.as_str(), ""),
+        ]);
+        magnet_core::redact::paths(message, &known)
     }
 
     async fn finish_failed(

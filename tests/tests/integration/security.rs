@@ -658,3 +658,74 @@ async fn tasks_belong_to_their_submitter_and_dead_magnets_hold_no_slot() -> anyh
     gateway.wait().await?;
     node.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_sent_requests_are_cut_off_and_live_streams_capped() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    init_logging();
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let mut settings = offline_node(data.path(), nats.url(), "slow");
+    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.header_timeout_secs = 1;
+    settings.gateway.max_streams_per_user = 3;
+    let shutdown = CancellationToken::new();
+    let gateway = magnet_gateway::start(settings, shutdown.clone()).await?;
+    let base = format!("http://{}", gateway.addr);
+
+    // 100 clients that never finish their headers: all cut off within a few seconds.
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut c = tokio::net::TcpStream::connect(gateway.addr).await?;
+        c.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow: ").await?;
+        slow.push(c);
+    }
+    let closed = futures::future::join_all(slow.into_iter().map(|mut c| async move {
+        let mut buf = [0u8; 512];
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        ended.is_ok()
+    }))
+    .await;
+    assert!(closed.iter().all(|c| *c), "{} still open", closed.iter().filter(|c| !**c).count());
+    // And the gateway still answers.
+    let (status, _) = json_of(reqwest::get(format!("{base}/api/status")).await?).await?;
+    assert_eq!(status, 200);
+
+    // Live streams: three per user (here: per address), the fourth is refused until one ends.
+    let http = reqwest::Client::new();
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let r = http.get(format!("{base}/api/events")).send().await?;
+        assert_eq!(r.status().as_u16(), 200);
+        open.push(r);
+    }
+    let (status, body) = json_of(http.get(format!("{base}/api/events")).send().await?).await?;
+    assert_eq!(status, 429, "{body}");
+    let ws = tokio_tungstenite::connect_async(format!("ws://{}/ws/clients?client_id=x", gateway.addr)).await;
+    match ws {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
+        other => anyhow::bail!("a fourth live connection: {:?}", other.map(|_| ())),
+    }
+    drop(open.pop());
+    eventually(Duration::from_secs(5), "a freed stream", || {
+        let req = http.get(format!("{base}/api/events"));
+        async move {
+            let r = req.send().await.ok()?;
+            (r.status().as_u16() == 200).then_some(r)
+        }
+    })
+    .await?;
+    shutdown.cancel();
+    gateway.wait().await?;
+    Ok(())
+}

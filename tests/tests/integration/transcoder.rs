@@ -176,6 +176,12 @@ async fn corrupt_video_and_torrents_without_video_fail_with_a_message_and_leave_
         "{}",
         failed["task_1"]
     );
+    // The node's own paths stay out of what users read.
+    let data_path = data.path().display().to_string();
+    assert!(
+        failed.values().all(|e| !e.contains(&data_path)),
+        "{failed:?}"
+    );
     assert!(
         failed["task_2"].contains("no video file") && failed["task_2"].contains("readme.txt"),
         "{}",
