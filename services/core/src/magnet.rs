@@ -19,6 +19,8 @@ pub enum MagnetError {
     Empty,
     #[error("magnet link is longer than {MAX_MAGNET_LEN} bytes")]
     TooLong,
+    #[error("magnet link contains control characters")]
+    ControlCharacters,
     #[error("not a magnet link: expected it to start with \"magnet:?\", got scheme {0:?}")]
     NotMagnet(String),
     #[error("magnet link is not a valid URI: {0}")]
@@ -100,6 +102,11 @@ impl Magnet {
         }
         if input.len() > MAX_MAGNET_LEN {
             return Err(MagnetError::TooLong);
+        }
+        // The URL parser would quietly drop some (a trailing NUL): refuse them all instead of
+        // storing and showing a link other than the one parsed.
+        if input.chars().any(char::is_control) {
+            return Err(MagnetError::ControlCharacters);
         }
         let url = Url::parse(input).map_err(|e| match input.split_once(':') {
             Some((scheme, _)) if !scheme.eq_ignore_ascii_case("magnet") => {
@@ -319,6 +326,10 @@ mod tests {
                 MagnetError::NotMagnet(String::new()),
             ),
             ("magnet:?dn=no+hash", MagnetError::MissingExactTopic),
+            (
+                "magnet:?xt=urn:btih:c9e15763f722f23e98a29decdfae341b98d53056\u{0}",
+                MagnetError::ControlCharacters,
+            ),
             ("magnet:?xt=urn:btih:c9e157", MagnetError::HashLength(6)),
             (
                 "magnet:?xt=urn:btih:c9e15763f722f23e98a29decdfae341b98d5305z",

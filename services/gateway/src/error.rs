@@ -96,3 +96,16 @@ pub fn json_body<T>(b: JsonBody<T>) -> ApiResult<T> {
         )
     })
 }
+
+/// Query parameters as handlers take them, so that bad ones get our error shape.
+pub type QueryParams<T> = Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The parameters, or a 400 `ApiError` saying which is wrong.
+pub fn query<T>(q: QueryParams<T>) -> ApiResult<T> {
+    q.map(|axum::extract::Query(v)| v).map_err(|e| {
+        ApiError::body(
+            e.status().as_u16(),
+            format!("invalid query parameters: {}", e.body_text()),
+        )
+    })
+}

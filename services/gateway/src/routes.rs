@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::{self, User};
 use crate::convert;
-use crate::error::{ApiError, ApiResult, JsonBody, json_body};
+use crate::error::{ApiError, ApiResult, JsonBody, QueryParams, json_body, query};
 
 fn ok(data: Value) -> Json<Value> {
     Json(json!({ "success": true, "data": data }))
@@ -124,9 +124,9 @@ pub async fn task(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
-    Query(page): Query<FilesPage>,
+    page: QueryParams<FilesPage>,
 ) -> ApiResult<Json<Value>> {
-    let (_, t) = locate(&s, &id, page).await?;
+    let (_, t) = locate(&s, &id, query(page)?).await?;
     Ok(ok(convert::task(&t, &user)))
 }
 

@@ -9,7 +9,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use std::net::SocketAddr;
 
 use axum::Extension;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use futures::{SinkExt, StreamExt};
 use magnet_proto::v1 as pb;
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::auth::User;
+use crate::error::{QueryParams, query};
 use crate::{AppState, webrtc};
 
 /// Largest WebSocket message accepted (an SDP is a few KiB).
@@ -34,9 +35,13 @@ pub async fn clients(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(p): Query<Params>,
+    p: QueryParams<Params>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let p = match query(p) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     // Counts against the caller's open streams until the socket closes.
     let open = match s.streams.open(&user, peer) {
         Ok(g) => g,
@@ -77,6 +82,9 @@ fn parse(user: &User, text: &str) -> Result<pb::client_signal::Kind, String> {
                 session_id,
                 sdp: s("sdp"),
             }))
+        }
+        Some("ice_candidate") if s("candidate").is_empty() => {
+            Err("ice_candidate needs payload.candidate".into())
         }
         Some("ice_candidate") => Ok(pb::client_signal::Kind::Ice(pb::IceCandidate {
             candidate: s("candidate"),

@@ -4,6 +4,7 @@
 mod accounts;
 mod downloader;
 mod gateway;
+mod hostile;
 mod local;
 mod observability;
 mod security;
