@@ -79,11 +79,26 @@ pub fn browser(
     mode: &str,
     out_dir: &Path,
 ) -> anyhow::Result<serde_json::Value> {
+    browser_as(base_url, magnet, mode, out_dir, None)
+}
+
+/// [`browser`], logged in with `login` (username, password) first.
+pub fn browser_as(
+    base_url: &str,
+    magnet: &str,
+    mode: &str,
+    out_dir: &Path,
+    login: Option<(&str, &str)>,
+) -> anyhow::Result<serde_json::Value> {
     let web = web_dir();
     if !web.join("node_modules/playwright-core").exists() {
         bail!("web/node_modules is missing: run `cargo xtask test` (it runs npm ci)");
     }
-    let out = Command::new("node")
+    let mut cmd = Command::new("node");
+    if let Some((user, password)) = login {
+        cmd.env("USERNAME", user).env("PASSWORD", password);
+    }
+    let out = cmd
         .arg(web.join("e2e/run.mjs"))
         .env("BASE_URL", base_url)
         .env("MAGNET", magnet)

@@ -1,11 +1,13 @@
 // Browser end-to-end check of the web UI against a running stack, driven by a Rust test:
 //
-//   BASE_URL=http://127.0.0.1:PORT MAGNET='magnet:?…' MODE=p2p|relay|xss OUT_DIR=dir \
+//   BASE_URL=http://127.0.0.1:PORT MAGNET='magnet:?…' MODE=p2p|relay|xss|admin OUT_DIR=dir \
 //     [CHROMIUM=/usr/bin/chromium] [TIMEOUT_MS=180000] [USERNAME=… PASSWORD=…] node web/e2e/run.mjs
 //
 // p2p/relay: submit the magnet, watch the task's progress bar until it is ready, play it and
 // wait until the video has played past 2 s over the expected transport. xss: submit a torrent
-// named `<img src=x onerror=alert(1)>` and check that the name shows as text.
+// named `<img src=x onerror=alert(1)>` and check that the name shows as text. admin (with
+// USERNAME and PASSWORD of an admin; no MAGNET): add a user with the admin table's form, see
+// it listed, and log in as that user.
 // Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
 import { chromium } from 'playwright-core';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -33,6 +35,7 @@ const result = {
   dialogs: [],
   fallbackReason: null,
   reachedReady: false,
+  addedUser: false,
   taskId: null,
   error: null,
 };
@@ -49,8 +52,8 @@ function fail(message) {
 
 async function main() {
   if (!BASE_URL) fail('BASE_URL is not set');
-  if (!MAGNET) fail('MAGNET is not set');
-  if (!['p2p', 'relay', 'xss'].includes(MODE)) fail(`MODE must be p2p, relay or xss, not ${MODE}`);
+  if (!MAGNET && MODE !== 'admin') fail('MAGNET is not set');
+  if (!['p2p', 'relay', 'xss', 'admin'].includes(MODE)) fail(`MODE must be p2p, relay, xss or admin, not ${MODE}`);
   await mkdir(OUT_DIR, { recursive: true });
 
   const args = [
@@ -102,6 +105,10 @@ async function main() {
     await page.goto(`${BASE_URL}/`, { waitUntil: 'load' });
     if (env.USERNAME && env.PASSWORD) await logIn(page, env.USERNAME, env.PASSWORD);
 
+    if (MODE === 'admin') {
+      await addUser(page);
+      return;
+    }
     const row = await submit(page);
     if (MODE === 'xss') await checkXss(page, row);
     else await playThrough(page, row);
@@ -204,13 +211,32 @@ async function checkXss(page, row) {
   if (images !== 0) fail(`${images} <img src="x"> element(s) were injected`);
 }
 
+/** The admin table's form adds a user (any name of 3+ characters), who can then log in. */
+async function addUser(page) {
+  const name = 'Zoë Viewer';
+  await page.locator('#admin-section').waitFor({ state: 'visible', timeout: remaining() });
+  await page.locator('#add-username').fill(name);
+  await page.locator('#add-password').fill('viewer-password');
+  await page.locator('#add-user').click();
+  await page.locator('#add-user-status', { hasText: `Added ${name}` }).waitFor({ timeout: 30_000 });
+  await page.locator('#users tr', { hasText: name }).waitFor({ timeout: 30_000 });
+  await page.screenshot({ path: join(OUT_DIR, 'admin.png'), fullPage: true });
+  const login = await page.request.post(`${BASE_URL}/api/auth/login`, {
+    data: { username: ' zoë viewer ', password: 'viewer-password' },
+  });
+  if (login.status() !== 200) fail(`the added user cannot log in: ${login.status()}`);
+  result.addedUser = true;
+}
+
 function verdict() {
   const problems = [];
   if (result.error) problems.push(result.error);
   if (result.consoleErrors.length) problems.push(`${result.consoleErrors.length} console error(s)`);
   if (result.pageErrors.length) problems.push(`${result.pageErrors.length} page error(s)`);
   if (result.dialogs.length) problems.push(`${result.dialogs.length} dialog(s)`);
-  if (MODE !== 'xss') {
+  if (MODE === 'admin') {
+    if (!result.addedUser) problems.push('the user was not added');
+  } else if (MODE !== 'xss') {
     if (!result.reachedReady) problems.push('the task never became ready');
     if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);
     if (result.transport !== MODE) problems.push(`transport is ${result.transport}, not ${MODE}`);

@@ -344,3 +344,32 @@ async fn hostile_torrent_names_show_as_text() -> anyhow::Result<()> {
     stack.stop();
     Ok(())
 }
+
+/// An admin adds a user with the UI's form (registration is closed in the chart).
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_admin_adds_a_user() -> anyhow::Result<()> {
+    init_logging();
+    let dir = tempfile::tempdir()?;
+    let stack = stack::start(dir.path(), 1, |s| {
+        s.gateway.auth.enabled = true;
+        s.gateway.auth.allow_register = false;
+        s.gateway.auth.admin_password = Some("correct horse battery".into());
+    })?;
+    let out = stack::artefacts("admin")?;
+    let result = tokio::task::spawn_blocking({
+        let url = stack.gateway_url();
+        move || {
+            stack::browser_as(
+                &url,
+                "",
+                "admin",
+                &out,
+                Some(("admin", "correct horse battery")),
+            )
+        }
+    })
+    .await??;
+    assert_eq!(result["addedUser"], true, "{result}");
+    stack.stop();
+    Ok(())
+}
