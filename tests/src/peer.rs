@@ -221,38 +221,13 @@ impl Client {
         node: &str,
         session: &str,
         out_tx: mpsc::Sender<pb::ClientSignal>,
-        mut inbound: std::pin::Pin<
-            Box<dyn futures::Stream<Item = anyhow::Result<pb::ServerSignal>> + Send>,
-        >,
+        mut inbound: Signals,
     ) -> anyhow::Result<Self> {
         let (cand_tx, mut cand_rx) = mpsc::unbounded_channel();
         let (pc, dc, sdp) = offering_peer(cand_tx).await?;
-
-        out_tx
-            .send(pb::ClientSignal {
-                kind: Some(pb::client_signal::Kind::Offer(pb::SessionOffer {
-                    node_id: node.into(),
-                    session_id: session.into(),
-                    sdp,
-                })),
-            })
+        let answer = offer(&out_tx, &mut inbound, node, session, sdp, &pc).await?;
+        pc.set_remote_description(RTCSessionDescription::answer(answer)?)
             .await?;
-        // The answer (or a refusal) comes first.
-        let first = tokio::time::timeout(Duration::from_secs(15), inbound.next())
-            .await
-            .context("no answer in 15 s")?;
-        let first = first.context("signaling closed the stream")??;
-        match first.kind {
-            Some(pb::server_signal::Kind::Answer(a)) => {
-                pc.set_remote_description(RTCSessionDescription::answer(a.sdp)?)
-                    .await?
-            }
-            Some(pb::server_signal::Kind::Error(e)) => {
-                let _ = pc.close().await;
-                bail!("{}", e.message)
-            }
-            other => bail!("unexpected first signal {other:?}"),
-        }
         // Trickle ICE both ways for the rest of the session.
         let signal_pc = pc.clone();
         let signal = tokio::spawn(async move {
@@ -506,6 +481,43 @@ async fn offering_peer(
     Ok((pc, dc, sdp))
 }
 
+/// What signaling sends back, whichever way it travels.
+type Signals =
+    std::pin::Pin<Box<dyn futures::Stream<Item = anyhow::Result<pb::ServerSignal>> + Send>>;
+
+/// Sends the offer `sdp` for `session` to `node` and returns the answer SDP; a refusal is an
+/// error (and closes `pc`).
+async fn offer(
+    out: &mpsc::Sender<pb::ClientSignal>,
+    inbound: &mut Signals,
+    node: &str,
+    session: &str,
+    sdp: String,
+    pc: &Arc<dyn PeerConnection>,
+) -> anyhow::Result<String> {
+    out.send(pb::ClientSignal {
+        kind: Some(pb::client_signal::Kind::Offer(pb::SessionOffer {
+            node_id: node.into(),
+            session_id: session.into(),
+            sdp,
+        })),
+    })
+    .await?;
+    // The answer (or a refusal) comes first.
+    let first = tokio::time::timeout(Duration::from_secs(15), inbound.next())
+        .await
+        .context("no answer in 15 s")?
+        .context("signaling closed the stream")??;
+    match first.kind {
+        Some(pb::server_signal::Kind::Answer(a)) => Ok(a.sdp),
+        Some(pb::server_signal::Kind::Error(e)) => {
+            let _ = pc.close().await;
+            bail!("{}", e.message)
+        }
+        other => bail!("unexpected first signal {other:?}"),
+    }
+}
+
 /// An offer that never connects: the answer is read and nothing more is done (no answer
 /// applied, no candidates sent), while the signaling stream stays open as long as this lives.
 pub struct Unanswered {
@@ -518,35 +530,16 @@ impl Unanswered {
     pub async fn offer(signaling: SocketAddr, node: &str, session: &str) -> anyhow::Result<Self> {
         let (out_tx, out_rx) = mpsc::channel::<pb::ClientSignal>(8);
         let mut grpc = SignalingClient::connect(format!("http://{signaling}")).await?;
-        let mut inbound = grpc
+        let inbound = grpc
             .session(tokio_stream::wrappers::ReceiverStream::new(out_rx))
             .await?
             .into_inner();
+        let mut inbound: Signals = Box::pin(inbound.map(|r| r.map_err(anyhow::Error::from)));
         let (cand_tx, _cand_rx) = mpsc::unbounded_channel();
         let (pc, _dc, sdp) = offering_peer(cand_tx).await?;
-        out_tx
-            .send(pb::ClientSignal {
-                kind: Some(pb::client_signal::Kind::Offer(pb::SessionOffer {
-                    node_id: node.into(),
-                    session_id: session.into(),
-                    sdp,
-                })),
-            })
-            .await?;
-        let first = tokio::time::timeout(Duration::from_secs(15), inbound.message())
-            .await
-            .context("no answer in 15 s")??
-            .context("signaling closed the stream")?;
-        match first.kind {
-            Some(pb::server_signal::Kind::Answer(_)) => {}
-            Some(pb::server_signal::Kind::Error(e)) => {
-                let _ = pc.close().await;
-                bail!("{}", e.message)
-            }
-            other => bail!("unexpected first signal {other:?}"),
-        }
+        offer(&out_tx, &mut inbound, node, session, sdp, &pc).await?;
         // Keep reading (the streamer's candidates), so the stream stays healthy.
-        tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+        tokio::spawn(async move { while let Some(Ok(_)) = inbound.next().await {} });
         Ok(Self {
             _signals: out_tx,
             pc,

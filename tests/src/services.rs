@@ -59,6 +59,22 @@ pub async fn task_client(addr: SocketAddr) -> anyhow::Result<TaskServiceClient<C
     Ok(TaskServiceClient::connect(format!("http://{addr}")).await?)
 }
 
+/// Submits `magnet` straight to a downloader; the task it answers with.
+pub async fn submit(
+    client: &mut TaskServiceClient<Channel>,
+    magnet: &str,
+) -> anyhow::Result<magnet_proto::v1::Task> {
+    client
+        .submit(magnet_proto::v1::SubmitRequest {
+            magnet_url: magnet.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .task
+        .context("submit answered no task")
+}
+
 /// The downloader running inside the test process.
 pub struct InProcess {
     pub running: Option<magnet_downloader::Running>,

@@ -9,7 +9,7 @@ use magnet_proto::v1 as pb;
 use magnet_runtime::subjects;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::{Seeder, random_file};
-use magnet_tests::services::{InProcess, Process, offline_node};
+use magnet_tests::services::{InProcess, Process, offline_node, submit};
 use magnet_tests::video::{Codec, generate};
 use magnet_tests::{eventually, init_logging};
 use prost::Message as _;
@@ -226,15 +226,7 @@ async fn multi_file_torrent_downloads_every_file() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let node = InProcess::start(offline_node(data.path(), nats.url(), NODE)).await?;
     let mut client = node.client().await?;
-    let task = client
-        .submit(pb::SubmitRequest {
-            magnet_url: seeded.magnet,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .task
-        .expect("task");
+    let task = submit(&mut client, &seeded.magnet).await?;
     let done = wait_status(
         &mut client,
         &task.id,
@@ -275,15 +267,7 @@ async fn killed_downloader_resumes_where_it_stopped() -> anyhow::Result<()> {
     let settings = offline_node(data.path(), nats.url(), NODE);
     let mut first = Process::spawn_downloader(&settings, data.path())?;
     let mut client = first.client().await?;
-    let task = client
-        .submit(pb::SubmitRequest {
-            magnet_url: seeded.magnet.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .task
-        .expect("task");
+    let task = submit(&mut client, &seeded.magnet).await?;
     let before = eventually(Duration::from_secs(60), "download part-way", || {
         let mut c = client.clone();
         let id = task.id.clone();
@@ -472,15 +456,7 @@ async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() ->
     let settings = offline_node(data.path(), nats.url(), NODE);
     let node = InProcess::start(settings.clone()).await?;
     let mut client = node.client().await?;
-    let task = client
-        .submit(pb::SubmitRequest {
-            magnet_url: seeded.magnet,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .task
-        .expect("task");
+    let task = submit(&mut client, &seeded.magnet).await?;
     wait_status(
         &mut client,
         &task.id,

@@ -9,7 +9,7 @@ use magnet_proto::v1 as pb;
 use magnet_runtime::nats as mnats;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::Seeder;
-use magnet_tests::services::{InProcess, offline_node, task_client};
+use magnet_tests::services::{InProcess, offline_node, submit, task_client};
 use magnet_tests::{eventually, init_logging, json_of};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -84,15 +84,7 @@ async fn a_huge_file_list_never_empties_the_task_list() -> anyhow::Result<()> {
 
     // Refused at metadata time on the strict node, with a message saying which limit.
     let mut client = strict_node.client().await?;
-    let refused = client
-        .submit(pb::SubmitRequest {
-            magnet_url: seeded.magnet.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .task
-        .expect("task");
+    let refused = submit(&mut client, &seeded.magnet).await?;
     let refused = wait_for(&mut client, &refused.id, pb::TaskStatus::Error).await?;
     assert!(
         refused.error.contains("torrent.max_path_bytes"),
@@ -103,15 +95,7 @@ async fn a_huge_file_list_never_empties_the_task_list() -> anyhow::Result<()> {
 
     // Accepted on the roomy node; its List answer carries a summary.
     let mut roomy_client = roomy_node.client().await?;
-    let accepted = roomy_client
-        .submit(pb::SubmitRequest {
-            magnet_url: seeded.magnet.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .task
-        .expect("task");
+    let accepted = submit(&mut roomy_client, &seeded.magnet).await?;
     wait_for(&mut roomy_client, &accepted.id, pb::TaskStatus::Downloaded).await?;
     let list = roomy_client
         .list(pb::ListRequest {})

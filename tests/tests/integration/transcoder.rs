@@ -11,7 +11,9 @@ use magnet_runtime::Settings;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::queue::{JobQueue, finals, ready_of};
 use magnet_tests::seeder::Seeder;
-use magnet_tests::services::{InProcess, Process, Transcoder, offline_node, transcoder_of};
+use magnet_tests::services::{
+    InProcess, Process, Transcoder, offline_node, submit, transcoder_of,
+};
 use magnet_tests::video::{Codec, codecs, duration, generate, generate_sized};
 use magnet_tests::{eventually, init_logging};
 use pb::transcode_event::Kind;
@@ -42,15 +44,7 @@ async fn seeded_video_with_subtitles_becomes_a_ready_hls_task() -> anyhow::Resul
     let downloader = InProcess::start(settings.clone()).await?;
     let transcoder = Transcoder::start(transcoder_of(&settings, "r1")).await?;
     let mut client = downloader.client().await?;
-    let task = client
-        .submit(pb::SubmitRequest {
-            magnet_url: seeded.magnet,
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .task
-        .expect("task");
+    let task = submit(&mut client, &seeded.magnet).await?;
 
     let ready = eventually(Duration::from_secs(90), "task ready", || {
         let mut c = client.clone();
