@@ -36,6 +36,7 @@ pub fn offline_node(data_dir: &Path, nats_url: &str, node_id: &str) -> Settings 
     s.limits.min_free_disk_mb = 1;
     s.downloader.grpc_listen = ([127, 0, 0, 1], 0).into();
     s.downloader.admin_listen = ([127, 0, 0, 1], 0).into();
+    s.downloader.stream_listen = ([127, 0, 0, 1], 0).into();
     s.transcoder.admin_listen = ([127, 0, 0, 1], 0).into();
     s.transcoding.preset = "ultrafast".into();
     s.streamer.admin_listen = ([127, 0, 0, 1], 0).into();
@@ -80,6 +81,7 @@ pub struct InProcess {
     pub running: Option<magnet_downloader::Running>,
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub stream_addr: SocketAddr,
     shutdown: CancellationToken,
 }
 
@@ -90,6 +92,7 @@ impl InProcess {
         Ok(Self {
             grpc_addr: running.grpc_addr,
             admin_addr: running.admin_addr,
+            stream_addr: running.stream_addr,
             running: Some(running),
             shutdown,
         })

@@ -269,6 +269,11 @@ class Chart(unittest.TestCase):
             p = policies[name]
             self.assertEqual(p["spec"]["policyTypes"], ["Ingress"])
             self.assertEqual(rule_for(p, port)["from"], [{"podSelector": {"matchLabels": gateway_pods}}], name)
+        # A downloader's file streams answer its own node's transcoders only.
+        transcoders = {"app.kubernetes.io/instance": "mm", "app.kubernetes.io/component": "transcoder",
+                       "magnetm3u8.io/worker": "worker-b"}
+        self.assertEqual(rule_for(policies["mm-worker-b-downloader"], 50054)["from"],
+                         [{"podSelector": {"matchLabels": transcoders}}])
         # Each selects its own pods: a worker's policy does not cover the other worker.
         self.assertEqual(policies["mm-worker-b-downloader"]["spec"]["podSelector"]["matchLabels"]["magnetm3u8.io/worker"], "worker-b")
         # The gateway and BitTorrent are open; NATS answers this release's pods only.

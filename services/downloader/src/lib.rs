@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod reach;
 pub mod registry;
 pub mod store;
+pub mod stream;
 pub mod tasks;
 pub mod torrent;
 
@@ -48,6 +49,8 @@ pub struct Metrics {
     pub peers: Gauge,
     /// The node's transcode jobs queued or running (each heartbeat).
     pub jobs: Gauge,
+    /// The stream endpoint's open bodies and bytes sent.
+    pub streams: stream::StreamMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +97,16 @@ impl Metrics {
                 self.jobs.clone(),
             );
             r.register(
+                "magnet_file_streams_open",
+                "Files of downloading torrents being read through the stream endpoint",
+                self.streams.open.clone(),
+            );
+            r.register(
+                "magnet_file_stream_bytes",
+                "Bytes sent by the stream endpoint",
+                self.streams.bytes.clone(),
+            );
+            r.register(
                 "magnet_downloads_active",
                 "Downloads in progress",
                 self.active.clone(),
@@ -106,6 +119,8 @@ impl Metrics {
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The stream endpoint (`GET /stream/<task>/<file>`).
+    pub stream_addr: SocketAddr,
     /// Where BitTorrent peers reach this node, if it listens.
     pub torrent_addr: Option<SocketAddr>,
     pub tasks: Arc<tasks::Tasks>,
@@ -168,6 +183,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     )
     .await?;
     let torrent_addr = engine.listen_addr();
+    let stream_metrics = metrics.streams.clone();
     let tasks = tasks::Tasks::new(
         settings.clone(),
         downloads,
@@ -219,6 +235,15 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     )
     .await?;
 
+    let (stream_addr, stream_task) = stream::serve(
+        settings.downloader.stream_listen,
+        tasks.clone(),
+        &settings,
+        stream_metrics,
+        shutdown.clone(),
+    )
+    .await?;
+
     let endpoint = settings
         .downloader
         .advertise
@@ -238,7 +263,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         shutdown.clone(),
     ));
     admin.set_ready(true);
-    tracing::info!(node = %settings.node.id, %grpc_addr, %endpoint, torrent = ?torrent_addr, "downloader ready");
+    tracing::info!(node = %settings.node.id, %grpc_addr, %stream_addr, %endpoint, torrent = ?torrent_addr, "downloader ready");
 
     let drain_tasks = tasks.clone();
     let join = tokio::spawn(async move {
@@ -255,6 +280,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
                 let _ = a.await;
             }
             let _ = grpc_task.await;
+            let _ = stream_task.await;
             drain_tasks.store().close().await;
             let _ = admin_task.await;
         };
@@ -271,6 +297,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     Ok(Running {
         grpc_addr,
         admin_addr,
+        stream_addr,
         torrent_addr,
         tasks,
         join,

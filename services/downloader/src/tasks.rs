@@ -135,6 +135,21 @@ impl Tasks {
         }
     }
 
+    /// File `index` of a task's torrent, readable while it downloads (the stream endpoint).
+    pub async fn open_file(&self, id: &TaskId, index: usize) -> Result<torrent::FileReader> {
+        let task = self.store.get(id).await?;
+        if index >= task.files.len() {
+            return Err(Error::Unsupported(
+                "no such file in the torrent (or its metadata is not in yet)",
+            ));
+        }
+        let handle = self
+            .engine
+            .get(&task.info_hash)
+            .ok_or_else(|| Error::Torrent("the torrent is not loaded on this node yet".into()))?;
+        torrent::open_file(&handle, index).await
+    }
+
     pub async fn list(&self) -> Result<Vec<Task>> {
         self.store.list().await
     }

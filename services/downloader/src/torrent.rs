@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use librqbit::api::TorrentIdOrHash;
@@ -16,6 +18,7 @@ use librqbit::{
     SessionOptions, SessionPersistenceConfig,
 };
 use magnet_runtime::config::TorrentSettings;
+use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
@@ -96,6 +99,10 @@ impl Engine {
             fastresume: settings.persistence,
             listen,
             cancellation_token: Some(shutdown),
+            // Each open file stream holds one of these permits for its whole life, and so do
+            // chunk writes and the hash check: librqbit's default of 8 would let 8 streams
+            // waiting for pieces stop the pieces from being written.
+            runtime_worker_threads: Some(settings.blocking_threads),
             ratelimits: LimitsConfig {
                 upload_bps: kibps(settings.upload_limit_kibps),
                 download_bps: kibps(settings.download_limit_kibps),
@@ -222,6 +229,58 @@ pub fn describe(handle: &Handle) -> Result<Description> {
             torrent_bytes: m.torrent_bytes.clone(),
         })
         .map_err(Error::torrent)
+}
+
+/// A file of a torrent as it downloads: reads wait for missing pieces (and give them
+/// priority), seeks move the priority window. librqbit's `FileStream`, which cannot be named.
+pub struct FileReader {
+    inner: Pin<Box<dyn ReadSeek>>,
+    len: u64,
+}
+
+trait ReadSeek: AsyncRead + AsyncSeek + Send {}
+impl<T: AsyncRead + AsyncSeek + Send> ReadSeek for T {}
+
+impl FileReader {
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl AsyncRead for FileReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.inner.as_mut().poll_read(cx, buf)
+    }
+}
+
+impl AsyncSeek for FileReader {
+    fn start_seek(mut self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        self.inner.as_mut().start_seek(position)
+    }
+
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        self.inner.as_mut().poll_complete(cx)
+    }
+}
+
+/// Opens file `index` of the torrent for reading while it downloads (waits while librqbit
+/// still checks the files on disk).
+pub async fn open_file(handle: &Handle, index: usize) -> Result<FileReader> {
+    let stream = handle.clone().stream(index).await.map_err(Error::torrent)?;
+    let len = stream.len();
+    Ok(FileReader {
+        inner: Box::pin(stream),
+        len,
+    })
 }
 
 /// Where a task's payload lands: `downloads/<task_id>/`.

@@ -256,6 +256,9 @@ pub struct TorrentSettings {
     /// Bandwidth caps in KiB/s; none = unlimited.
     pub download_limit_kibps: Option<u32>,
     pub upload_limit_kibps: Option<u32>,
+    /// librqbit's blocking permits: each open file stream holds one for its life, and chunk
+    /// writes need one too (keep well above `downloader.max_open_streams`).
+    pub blocking_threads: usize,
     /// Let magnets make the node dial trackers and peers on loopback, private and link-local
     /// addresses (the local stack seeds on loopback). Off: such magnets are refused.
     pub allow_internal_peers: bool,
@@ -280,6 +283,7 @@ impl Default for TorrentSettings {
             give_up_after_secs: 30 * 60,
             download_limit_kibps: None,
             upload_limit_kibps: None,
+            blocking_threads: 64,
             allow_internal_peers: false,
             max_files: 10_000,
             max_path_bytes: 1024 * 1024,
@@ -297,6 +301,15 @@ pub struct DownloaderSettings {
     pub admin_listen: SocketAddr,
     /// Scaling of the node's transcoder Deployment by its queue (Kubernetes only).
     pub autoscale: AutoscaleSettings,
+    /// The node's files while they download (`GET /stream/<task>/<file>`), for its own
+    /// services; off loopback only with `internal.token`.
+    pub stream_listen: SocketAddr,
+    /// How the node's transcoders reach it; by default from `node.address` and the port.
+    pub stream_advertise: Option<String>,
+    /// File streams open at once; more get 503.
+    pub max_open_streams: usize,
+    /// A stream body that has not moved for this long is ended (its reader reconnects).
+    pub stream_idle_secs: u64,
 }
 
 impl Default for DownloaderSettings {
@@ -306,6 +319,10 @@ impl Default for DownloaderSettings {
             advertise: None,
             admin_listen: ([127, 0, 0, 1], 9101).into(),
             autoscale: AutoscaleSettings::default(),
+            stream_listen: ([127, 0, 0, 1], 50054).into(),
+            stream_advertise: None,
+            max_open_streams: 32,
+            stream_idle_secs: 60,
         }
     }
 }
@@ -694,8 +711,19 @@ impl Settings {
                 );
             }
         }
+        if self.downloader.max_open_streams == 0
+            || self.downloader.stream_idle_secs == 0
+            || self.torrent.blocking_threads <= self.downloader.max_open_streams
+        {
+            return bad(
+                "torrent.blocking_threads",
+                "downloader.max_open_streams and stream_idle_secs must be at least 1, and \
+                 torrent.blocking_threads more than max_open_streams",
+            );
+        }
         self.internal.validate(&[
             ("downloader.grpc_listen", self.downloader.grpc_listen),
+            ("downloader.stream_listen", self.downloader.stream_listen),
             ("streamer.grpc_listen", self.streamer.grpc_listen),
             ("signaling.grpc_listen", self.signaling.grpc_listen),
         ])?;

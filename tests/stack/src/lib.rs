@@ -227,6 +227,7 @@ impl Stack {
                 &node(&[
                     ("DOWNLOADER__GRPC_LISTEN", loopback0.clone()),
                     ("DOWNLOADER__ADMIN_LISTEN", loopback0.clone()),
+                    ("DOWNLOADER__STREAM_LISTEN", loopback0.clone()),
                     ("STREAMER__ADVERTISE", format!("http://{streamer_grpc}")),
                 ]),
             )?;

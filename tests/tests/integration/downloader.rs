@@ -708,3 +708,127 @@ async fn autoscaler_counts_the_nodes_queued_and_running_jobs() -> anyhow::Result
     assert_eq!(count("n2").await?, 1);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_stream_while_they_download_with_ranges_a_token_and_a_cap() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let file = src.path().join("movie.mkv");
+    random_file(&file, 4 * 1024 * 1024, 7)?;
+    let bytes = std::fs::read(&file)?;
+    // About 10 s to download all of it: ranged reads must not wait for the whole file.
+    let seeder = Seeder::with_upload_limit(Some(400_000)).await?;
+    let seeded = seeder.seed_small_pieces(&file).await?;
+    let data = tempfile::tempdir()?;
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.internal.token = Some("a-shared-service-token-0123".into());
+    settings.downloader.max_open_streams = 2;
+    let node = InProcess::start(settings.clone()).await?;
+    // The node's gRPC wants the token too.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", node.grpc_addr))?
+        .connect()
+        .await?;
+    let mut client = pb::task_service_client::TaskServiceClient::with_interceptor(
+        channel,
+        magnet_runtime::grpc::Outgoing::new(&settings.internal),
+    );
+    let task = client
+        .submit(pb::SubmitRequest {
+            magnet_url: seeded.magnet.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .task
+        .expect("task");
+    let task_now = |mut c: pb::task_service_client::TaskServiceClient<magnet_runtime::grpc::Client>,
+                    id: String| async move {
+        c.get(pb::GetRequest {
+            task_id: id,
+            ..Default::default()
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+    };
+    eventually(Duration::from_secs(30), "metadata", || {
+        let (c, id) = (client.clone(), task.id.clone());
+        async move { task_now(c, id).await.filter(|t| t.file_count == 1) }
+    })
+    .await?;
+    let url = format!("http://{}/stream/{}/0", node.stream_addr, task.id);
+    let http = reqwest::Client::new();
+    let auth = "Bearer a-shared-service-token-0123";
+    let ranged = |range: &str| {
+        http.get(&url)
+            .header("authorization", auth)
+            .header("range", range)
+            .send()
+    };
+
+    // A range near the end, read while most of the file is still to come.
+    let r = ranged("bytes=3000000-3000999").await?;
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 3000000-3000999/{}", bytes.len()).as_str()
+    );
+    assert_eq!(r.bytes().await?.as_ref(), &bytes[3_000_000..3_001_000]);
+    let now = task_now(client.clone(), task.id.clone())
+        .await
+        .expect("task");
+    assert_eq!(now.status(), pb::TaskStatus::Downloading, "{now:?}");
+    assert!(now.progress < 90.0, "read before the download got there: {now:?}");
+    let r = ranged("bytes=-100").await?;
+    assert_eq!(r.bytes().await?.as_ref(), &bytes[bytes.len() - 100..]);
+    let r = ranged(&format!("bytes={}-", bytes.len())).await?;
+    assert_eq!(r.status().as_u16(), 416);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{}", bytes.len()).as_str()
+    );
+    let r = http.head(&url).header("authorization", auth).send().await?;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-length"], bytes.len().to_string().as_str());
+
+    // Only the node's own services: no token, a wrong one, bad paths.
+    let r = http.get(&url).send().await?;
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http.get(&url).header("authorization", "Bearer wrong-token-wrong-token").send().await?;
+    assert_eq!(r.status().as_u16(), 401);
+    for (path, want) in [
+        (format!("/stream/{}/7", task.id), 404),
+        ("/stream/task_1/0".to_owned(), 404),
+        ("/stream/..%2Fetc/0".to_owned(), 400),
+        (format!("/stream/{}/-1", task.id), 400),
+    ] {
+        let r = http
+            .get(format!("http://{}{path}", node.stream_addr))
+            .header("authorization", auth)
+            .send()
+            .await?;
+        assert_eq!(r.status().as_u16(), want, "{path}");
+    }
+
+    // At most two bodies at once; a third waits its turn with 503 + Retry-After.
+    let first = ranged("bytes=0-").await?;
+    let second = ranged("bytes=0-").await?;
+    let third = ranged("bytes=0-").await?;
+    assert_eq!(third.status().as_u16(), 503);
+    assert_eq!(third.headers()["retry-after"], "1");
+    drop(third);
+    drop(second);
+    // The whole file through a stream equals the seeded one.
+    assert_eq!(first.bytes().await?.as_ref(), bytes.as_slice());
+    eventually(Duration::from_secs(60), "downloaded", || {
+        let (c, id) = (client.clone(), task.id.clone());
+        async move {
+            task_now(c, id)
+                .await
+                .filter(|t| t.status() == pb::TaskStatus::Downloaded)
+        }
+    })
+    .await?;
+    node.stop().await
+}
