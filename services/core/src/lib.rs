@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod magnet;
+pub mod media;
 pub mod redact;
 pub mod session;
 pub mod task;

@@ -12,6 +12,25 @@ use magnet_core::Magnet;
 
 use crate::{Error, Result};
 
+/// The same ranges as [`is_internal`], as a librqbit blocklist (`name:first-last` lines):
+/// the session refuses to connect to, or accept, peers there, whoever named them (a
+/// tracker's peer list, DHT, PEX), not only the magnet's own hints.
+pub const BLOCKLIST: &str = "\
+this-network:0.0.0.0-0.255.255.255
+private-10:10.0.0.0-10.255.255.255
+shared-cgnat:100.64.0.0-100.127.255.255
+loopback:127.0.0.0-127.255.255.255
+link-local:169.254.0.0-169.254.255.255
+private-172:172.16.0.0-172.31.255.255
+private-192:192.168.0.0-192.168.255.255
+multicast-and-reserved:224.0.0.0-255.255.255.255
+unspecified6:::-::1
+nat64:64:ff9b::-64:ff9b::ffff:ffff
+unique-local:fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+link-local6:fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+multicast6:ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+";
+
 /// How long resolving one name may take at submit time.
 const RESOLVE_LIMIT: Duration = Duration::from_secs(3);
 
@@ -34,10 +53,14 @@ pub fn is_internal(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            // 64:ff9b::/96, NAT64: an IPv4 address behind the gateway.
+            let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || nat64
                 // fc00::/7 unique local, fe80::/10 link-local.
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
@@ -117,11 +140,28 @@ mod tests {
         for ip in [
             "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
             "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "224.0.0.1",
+            "64:ff9b::a9fe:a9fe",
         ] {
             assert!(is_internal(ip.parse().expect(ip)), "{ip}");
         }
         for ip in ["1.1.1.1", "8.8.8.8", "2606:4700::1111", "100.128.0.1", "172.32.0.1"] {
             assert!(!is_internal(ip.parse().expect(ip)), "{ip}");
+        }
+    }
+
+    #[test]
+    fn the_blocklist_covers_the_same_ranges() {
+        for line in BLOCKLIST.lines().filter(|l| !l.is_empty()) {
+            let (_, range) = if line.matches(':').count() > 2 {
+                line.split_once(':').expect("name")
+            } else {
+                line.rsplit_once(':').expect("name")
+            };
+            let (first, last) = range.split_once('-').expect("range");
+            for ip in [first, last] {
+                let ip: IpAddr = ip.parse().expect(line);
+                assert!(is_internal(ip), "{line}: {ip}");
+            }
         }
     }
 

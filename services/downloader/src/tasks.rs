@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use magnet_core::{Magnet, Task, TaskId, TaskStatus};
+use magnet_core::{Magnet, Task, TaskId, TaskStatus, media};
 use magnet_proto::v1 as pb;
 use magnet_runtime::Settings;
 use prost::Message as _;
@@ -23,6 +23,9 @@ use tracing::Instrument;
 use crate::store::{DownloadProgress, NewTask, ReadyOutput, Store};
 use crate::torrent::{self, Engine, Handle, Source};
 use crate::{Error, Result, convert, jobs, reach};
+
+/// Largest transcode job published: under NATS's default 1 MiB message limit.
+const MAX_JOB_BYTES: usize = 768 * 1024;
 
 /// How often a driver reads figures and publishes progress.
 const TICK: Duration = Duration::from_secs(1);
@@ -567,14 +570,24 @@ impl Tasks {
     }
 
     /// Publishes the task's transcode job (deduplicated by task id) and records that it went out.
+    /// The job names the torrent's videos and subtitles only (a torrent of thousands of other
+    /// files must not make a job too large for NATS); with no video at all, the first few
+    /// other files, so that the transcoder's error lists what the torrent holds.
     async fn publish_job(&self, task: &Task) -> Result<()> {
         let out = torrent::output_dir(&self.downloads, task.id.as_str());
+        let mut inputs: Vec<&String> = task
+            .files
+            .iter()
+            .filter(|f| media::is_video(f) || media::is_subtitle(f))
+            .collect();
+        if !inputs.iter().any(|f| media::is_video(f)) {
+            inputs.extend(task.files.iter().filter(|f| !media::is_subtitle(f)).take(20));
+        }
         let job = pb::TranscodeJob {
             task_id: task.id.to_string(),
             node_id: self.node_id.clone(),
-            inputs: task
-                .files
-                .iter()
+            inputs: inputs
+                .into_iter()
                 .map(|name| pb::TranscodeInput {
                     source: Some(pb::transcode_input::Source::Path(
                         absolute(&out.join(name)).to_string_lossy().into_owned(),
@@ -589,6 +602,13 @@ impl Tasks {
                 .to_string_lossy()
                 .into_owned(),
         };
+        if job.encoded_len() > MAX_JOB_BYTES {
+            return Err(Error::TorrentTooLarge(format!(
+                "the torrent has too many video and subtitle files to transcode ({} bytes of \
+                 job, the most is {MAX_JOB_BYTES})",
+                job.encoded_len()
+            )));
+        }
         jobs::publish_job(&self.js, &job).await?;
         self.store.mark_job_published(&task.id).await?;
         tracing::info!(task = %task.id, inputs = job.inputs.len(), "transcode job published");

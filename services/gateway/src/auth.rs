@@ -138,12 +138,30 @@ const MAX_USERNAME: usize = 64;
 fn check_username(name: &str) -> ApiResult<(String, String)> {
     let name = name.trim();
     let len = name.chars().count();
-    if !(3..=MAX_USERNAME).contains(&len) || name.chars().any(char::is_control) {
+    if !(3..=MAX_USERNAME).contains(&len) || name.chars().any(|c| c.is_control() || invisible(c))
+    {
         return Err(ApiError::bad_request(format!(
-            "username must be 3 to {MAX_USERNAME} characters, with no control characters"
+            "username must be 3 to {MAX_USERNAME} characters, with no control or invisible characters"
         )));
     }
-    Ok((name.to_owned(), name.to_lowercase()))
+    let id = name.to_lowercase();
+    if RESERVED.contains(&id.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "username already taken",
+        ));
+    }
+    Ok((name.to_owned(), id))
+}
+
+/// Ids of the pseudo users (the API token's, and everyone's without accounts): no account
+/// may take them, or it would own what they submitted.
+const RESERVED: [&str; 2] = ["api", "local"];
+
+/// Characters that show as nothing or reorder text (zero-width, bidi controls, soft hyphen,
+/// BOM), with which a name could pass for another in the admin table.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}')
 }
 
 fn check_password(password: &str) -> ApiResult<()> {
@@ -667,6 +685,9 @@ mod tests {
         assert!(id("  ab  ").is_none());
         assert!(id("a\u{0}bc").is_none());
         assert!(id(&"x".repeat(65)).is_none());
+        assert!(id("ad\u{200B}min").is_none(), "zero-width");
+        assert!(id("\u{202E}nimda").is_none(), "bidi");
+        assert!(id("API").is_none() && id("local").is_none(), "reserved");
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct AppState {
     pub metrics: metrics::HttpMetrics,
     /// Tasks in progress one user may have (`gateway.max_active_tasks_per_user`).
     pub max_active_tasks: u32,
+    /// Submits in flight per user, counted against that limit.
+    pub submitting: Arc<Mutex<HashMap<String, usize>>>,
     /// WebSockets and event streams open per user.
     pub streams: streams::OpenStreams,
     /// Login and registration attempts per client address and username.
@@ -163,7 +165,8 @@ impl AppState {
         tasks
     }
 
-    fn list_call(
+    /// One `List` call to node `n` of its own (not shared), bounded by `node_timeout`.
+    pub(crate) fn list_call(
         &self,
         n: &pb::NodeRecord,
     ) -> impl std::future::Future<Output = Result<Arc<Vec<pb::Task>>, String>> + Send + 'static
@@ -318,6 +321,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         shutdown: shutdown.clone(),
         metrics: metrics::HttpMetrics::registered(&admin),
         max_active_tasks: settings.gateway.max_active_tasks_per_user,
+        submitting: Arc::default(),
         streams: streams::OpenStreams::new(settings.gateway.max_streams_per_user),
         logins: throttle::Logins::new(
             settings.gateway.auth.attempts_per_minute_per_ip,

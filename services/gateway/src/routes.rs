@@ -178,7 +178,7 @@ pub async fn submit(
             ApiError::not_found(format!("node {} is unknown or offline", req.worker_id))
         })?
     };
-    check_active_tasks(&s, &user).await?;
+    let _reserved = check_active_tasks(&s, &user).await?;
     let mut client = s.downloader(&node.downloader_endpoint)?;
     tracing::info!(user = %user.username, node = %node.id, "submit");
     let r = client
@@ -205,12 +205,17 @@ pub async fn submit(
 /// A user (admins aside) may have at most `gateway.max_active_tasks_per_user` tasks not yet
 /// finished, over all nodes: five magnets that never resolve must not hold every download
 /// slot of the cluster.
-async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<()> {
+/// Submits still on their way count too (`ahead`), so parallel submits cannot all pass the
+/// check before any of their tasks exists; the reservation lasts until the submit returns.
+async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Reservation>> {
     if user.role == auth::Role::Admin {
-        return Ok(());
+        return Ok(None);
     }
+    let (reservation, ahead) = Reservation::take(&s.submitting, &user.id);
     let nodes = s.registry.online().await;
-    let lists = futures::future::join_all(nodes.iter().map(|n| s.node_tasks(n))).await;
+    // Lists of their own, not the shared in-flight ones: one started before a task of this
+    // user was created would miss it.
+    let lists = futures::future::join_all(nodes.iter().map(|n| s.list_call(n))).await;
     let active = lists
         .iter()
         .flatten()
@@ -225,7 +230,8 @@ async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<()> {
                     | pb::TaskStatus::Transcoding
             )
         })
-        .count();
+        .count()
+        + ahead;
     let limit = s.max_active_tasks as usize;
     if active >= limit {
         return Err(ApiError::new(
@@ -236,7 +242,45 @@ async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<()> {
         )
         .retry_after(60));
     }
-    Ok(())
+    Ok(Some(reservation))
+}
+
+/// One user's submit in flight (see [`check_active_tasks`]).
+struct Reservation {
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    user: String,
+}
+
+impl Reservation {
+    /// Reserves a place for `user`; returns it and how many of theirs were already in flight.
+    fn take(
+        counts: &std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+        user: &str,
+    ) -> (Self, usize) {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(user.to_owned()).or_default();
+        let ahead = *n;
+        *n += 1;
+        (
+            Self {
+                counts: counts.clone(),
+                user: user.to_owned(),
+            },
+            ahead,
+        )
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.user);
+            }
+        }
+    }
 }
 
 pub async fn status(State(s): State<AppState>) -> Json<Value> {

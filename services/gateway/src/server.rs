@@ -1,4 +1,4 @@
-//! The gateway's HTTP server: the router on hyper's auto (HTTP/1 and 2) connection builder,
+//! The gateway's HTTP server: the router on hyper's connection builder (HTTP/1 only),
 //! with WebSocket upgrades, the client's address for handlers (`ConnectInfo`), and a
 //! header-read timeout (`gateway.header_timeout_secs`): a client that sends its headers
 //! slowly, or never finishes them, is cut off instead of holding a connection for ever
@@ -6,6 +6,7 @@
 //! connections in flight finish.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +17,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -25,7 +27,10 @@ pub async fn serve(
     header_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1 only: hyper's HTTP/2 has no header timeout, and the auto builder would read an
+    // HTTP/2 preface without one. Browsers reach the gateway over HTTP/1.1 (TLS, and with it
+    // HTTP/2, ends at the ingress).
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -45,9 +50,15 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        // hyper's header timeout starts with a request's first byte: a connection that sends
+        // nothing, or only part of the bytes hyper-util reads to tell HTTP/1 from HTTP/2, is
+        // dropped when no request has arrived in time.
+        let first_request = Arc::new(Notify::new());
+        let seen = first_request.clone();
         let service = app
             .clone()
             .map_request(move |mut req: http::Request<Incoming>| {
+                seen.notify_one();
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
                 req
             });
@@ -56,6 +67,21 @@ pub async fn serve(
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            tokio::pin!(conn);
+            tokio::select! {
+                ended = &mut conn => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%remote, error = %e, "connection ended");
+                    }
+                    return;
+                }
+                first = tokio::time::timeout(header_timeout, first_request.notified()) => {
+                    if first.is_err() {
+                        tracing::debug!(%remote, "no request in time; connection dropped");
+                        return;
+                    }
+                }
+            }
             if let Err(e) = conn.await {
                 tracing::debug!(%remote, error = %e, "connection ended");
             }

@@ -19,12 +19,14 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut settings = Settings::load("streamer", &args.common)?;
+    if let Some(addr) = args.grpc_listen {
+        settings.streamer.grpc_listen = addr;
+    }
+    // The flag is checked too (an open listener needs internal.token).
+    settings.validate()?;
     if args.common.check_config {
         println!("configuration ok");
         return Ok(());
-    }
-    if let Some(addr) = args.grpc_listen {
-        settings.streamer.grpc_listen = addr;
     }
     let _telemetry = telemetry::init(env!("CARGO_PKG_NAME"), &settings.node.id)?;
     let running = magnet_streamer::start(settings, shutdown::on_signal()).await?;

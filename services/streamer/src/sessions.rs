@@ -197,7 +197,7 @@ impl Sessions {
         let stop = shutdown.child_token();
         let activity = Arc::new(AtomicU64::new(now_ms()));
         let connected = Arc::new(AtomicBool::new(false));
-        self.live.lock().await.insert(
+        let raced = self.live.lock().await.insert(
             id.clone(),
             Session {
                 peer: pc.clone(),
@@ -208,6 +208,16 @@ impl Sessions {
                 _slot: slot,
             },
         );
+        // Another offer under the same id negotiated at the same time: the later one wins,
+        // and the one it replaced is closed (its slot is freed with it), never left running
+        // outside the table.
+        if let Some(old) = raced {
+            old.stop.cancel();
+            let peer = old.peer.clone();
+            tokio::spawn(async move {
+                let _ = peer.close().await;
+            });
+        }
         self.metrics.sessions.inc();
         let this = self.clone();
         tokio::spawn(async move {

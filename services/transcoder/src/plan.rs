@@ -3,16 +3,11 @@
 
 use std::path::Path;
 
+use magnet_core::media;
 use magnet_runtime::config::TranscodingSettings;
 
 use crate::probe::MediaInfo;
 use crate::{Error, Result, untrusted};
-
-const VIDEO_EXTENSIONS: &[&str] = &[
-    "mp4", "m4v", "mkv", "webm", "avi", "mov", "ts", "m2ts", "mts", "flv", "wmv", "mpg", "mpeg",
-    "ogv", "3gp",
-];
-const SUBTITLE_EXTENSIONS: &[&str] = &["srt", "ass", "ssa", "vtt"];
 
 /// One input of a job: where ffmpeg reads it, its name inside the torrent, its size.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,19 +17,11 @@ pub struct Input {
     pub size: u64,
 }
 
-fn extension(name: &str) -> String {
-    Path::new(name)
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
 /// Videos to convert (largest first; only the largest unless `all`) and subtitle files.
 pub fn pick(inputs: &[Input], all: bool) -> Result<(Vec<Input>, Vec<Input>)> {
     let mut videos: Vec<Input> = inputs
         .iter()
-        .filter(|i| VIDEO_EXTENSIONS.contains(&extension(&i.name).as_str()))
+        .filter(|i| media::is_video(&i.name))
         .cloned()
         .collect();
     if videos.is_empty() {
@@ -57,7 +44,7 @@ pub fn pick(inputs: &[Input], all: bool) -> Result<(Vec<Input>, Vec<Input>)> {
     }
     let subtitles = inputs
         .iter()
-        .filter(|i| SUBTITLE_EXTENSIONS.contains(&extension(&i.name).as_str()))
+        .filter(|i| media::is_subtitle(&i.name))
         .cloned()
         .collect();
     Ok((videos, subtitles))

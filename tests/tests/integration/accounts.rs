@@ -103,6 +103,10 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
         (json!({ "username": "Zoë Ünal", "password": "secret1" }), 201),
         (json!({ "username": "张小明", "password": "secret1" }), 201),
         (json!({ "username": "zoë ünal", "password": "secret1" }), 409),
+        // The pseudo users' ids, and names that would pass for another in the admin table.
+        (json!({ "username": "API", "password": "secret1" }), 409),
+        (json!({ "username": "local", "password": "secret1" }), 409),
+        (json!({ "username": "ro\u{200B}ot", "password": "secret1" }), 400),
     ] {
         let (status, body) = json_of(
             anon.post(format!("{base}/api/auth/register"))

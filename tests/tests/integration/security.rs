@@ -251,6 +251,21 @@ fn listeners_default_to_loopback_and_open_ones_need_the_token() {
     }
     assert!(defaults.gateway.auth.enabled, "accounts are on by default");
 
+    // A listener opened by flag is checked the same way.
+    let out = std::process::Command::new(
+        magnet_tests::services::binary("magnet-downloader").expect("binary"),
+    )
+    .args(["--grpc-listen", "0.0.0.0:50051", "--check-config"])
+    .env_remove("MAGNET__INTERNAL__TOKEN")
+    .output()
+    .expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("internal.token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let mut open = defaults.clone();
     open.downloader.grpc_listen = ([0, 0, 0, 0], 50051).into();
     let err = open.validate().expect_err("open listener without a token");
@@ -606,6 +621,20 @@ async fn tasks_belong_to_their_submitter_and_dead_magnets_hold_no_slot() -> anyh
     .await?;
     assert_eq!(status, 429, "{body}");
 
+    // Parallel submits cannot all pass the check before any of their tasks exists.
+    let carol = user_token(&http, &base, "carol").await?;
+    let magnets: Vec<String> = ['a', 'b', 'c', 'd', 'e', 'f']
+        .iter()
+        .map(|c| format!("magnet:?xt=urn:btih:{}", c.to_string().repeat(40)))
+        .collect();
+    let answers = futures::future::join_all(magnets.iter().map(|m| submit(&carol, m))).await;
+    let accepted = answers
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|r| r.status().as_u16() == 200)
+        .count();
+    assert_eq!(accepted, 3, "three at most, and three get through");
+
     // Bob sees her task but not her magnet's trackers and peers, and cannot delete it.
     let (_, task) = json_of(
         http.get(format!("{base}/api/tasks/{id}"))
@@ -659,11 +688,19 @@ async fn half_sent_requests_are_cut_off_and_live_streams_capped() -> anyhow::Res
     let gateway = magnet_gateway::start(settings, shutdown.clone()).await?;
     let base = format!("http://{}", gateway.addr);
 
-    // 100 clients that never finish their headers: all cut off within a few seconds.
+    // 100 clients that never finish their headers, and 20 that send nothing at all (or an
+    // HTTP/2 preface): all cut off within a few seconds.
     let mut slow = Vec::new();
     for _ in 0..100 {
         let mut c = tokio::net::TcpStream::connect(gateway.addr).await?;
         c.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow: ").await?;
+        slow.push(c);
+    }
+    for i in 0..20 {
+        let mut c = tokio::net::TcpStream::connect(gateway.addr).await?;
+        if i % 2 == 0 {
+            c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+        }
         slow.push(c);
     }
     let closed = futures::future::join_all(slow.into_iter().map(|mut c| async move {
