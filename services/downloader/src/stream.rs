@@ -7,8 +7,10 @@
 //! For the node's own services only: calls need `Bearer <internal.token>` (without a token
 //! configured, the listener must be on loopback). Bounded: at most
 //! `downloader.max_open_streams` bodies at once (each holds one of librqbit's blocking
-//! permits, `torrent.blocking_threads`), 503 with `Retry-After` beyond; a body that has not
-//! moved for `downloader.stream_idle_secs` is ended (ffmpeg reconnects).
+//! permits, `torrent.blocking_threads`), 503 with `Retry-After` beyond; a body whose next
+//! chunk has not come from the torrent for `downloader.stream_idle_secs` is ended (ffmpeg
+//! reconnects). A client that stops reading is not timed out here (its socket's back
+//! pressure stops the polling); its place comes back when the connection closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

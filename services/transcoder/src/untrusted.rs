@@ -59,6 +59,8 @@ const MIN_BYTES: u64 = 256 * 1024 * 1024;
 /// input may grow it).
 const TIME_FACTOR: f64 = 4.0;
 const SIZE_FACTOR: u64 = 4;
+/// No run gets more than this, whatever duration its input claims.
+const MAX_TIME: Duration = Duration::from_secs(12 * 3600);
 /// A run whose input says nothing of its duration gets this much time.
 const UNKNOWN_DURATION_TIME: Duration = Duration::from_secs(6 * 3600);
 
@@ -71,8 +73,10 @@ impl Budget {
 
     pub fn for_input(duration: Option<f64>, size: u64) -> Self {
         let time = match duration {
+            // A container may claim any duration: the budget stops at MAX_TIME.
             Some(d) if d.is_finite() && d > 0.0 => {
-                Duration::from_secs_f64((d * TIME_FACTOR).min(1e7)).max(MIN_TIME)
+                Duration::from_secs_f64((d * TIME_FACTOR).min(MAX_TIME.as_secs_f64()))
+                    .max(MIN_TIME)
             }
             _ => UNKNOWN_DURATION_TIME,
         };
@@ -113,6 +117,7 @@ mod tests {
         assert_eq!(film.time, Duration::from_secs(28_800));
         assert_eq!(film.bytes, 16 << 30);
         assert_eq!(Budget::for_input(None, 0).time, UNKNOWN_DURATION_TIME);
+        assert_eq!(Budget::for_input(Some(1e9), 0).time, MAX_TIME, "a claimed 31 years");
         assert_eq!(Budget::for_input(Some(f64::NAN), u64::MAX).bytes, u64::MAX);
     }
 }
