@@ -750,3 +750,33 @@ async fn half_sent_requests_are_cut_off_and_live_streams_capped() -> anyhow::Res
     gateway.wait().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_flood_is_throttled_per_address() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let mut settings = offline_node(data.path(), nats.url(), "signup");
+    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.auth.enabled = true;
+    let shutdown = CancellationToken::new();
+    let gateway = magnet_gateway::start(settings, shutdown.clone()).await?;
+    let http = reqwest::Client::new();
+    // 25 accounts as fast as one client can ask (it once took 0.7 s): the default 20 a
+    // minute per address get through, the rest wait.
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let r = http
+            .post(format!("http://{}/api/auth/register", gateway.addr))
+            .json(&serde_json::json!({ "username": format!("bot-{i}"), "password": "secret-password" }))
+            .send()
+            .await?;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 20, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
+    shutdown.cancel();
+    gateway.wait().await?;
+    Ok(())
+}
