@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod counted;
 pub mod error;
 pub mod events;
 pub mod metrics;
@@ -78,7 +79,7 @@ pub struct AppState {
     /// Tasks in progress one user may have (`gateway.max_active_tasks_per_user`).
     pub max_active_tasks: u32,
     /// Submits in flight per user, counted against that limit.
-    pub submitting: Arc<Mutex<HashMap<String, usize>>>,
+    pub submitting: counted::Counts,
     /// WebSockets and event streams open per user.
     pub streams: streams::OpenStreams,
     /// Login and registration attempts per client address and username.
@@ -321,7 +322,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         shutdown: shutdown.clone(),
         metrics: metrics::HttpMetrics::registered(&admin),
         max_active_tasks: settings.gateway.max_active_tasks_per_user,
-        submitting: Arc::default(),
+        submitting: counted::Counts::default(),
         streams: streams::OpenStreams::new(settings.gateway.max_streams_per_user),
         logins: throttle::Logins::new(
             settings.gateway.auth.attempts_per_minute_per_ip,

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::{self, User};
 use crate::convert;
+use crate::counted::Held;
 use crate::error::{ApiError, ApiResult, JsonBody, QueryParams, json_body, query};
 
 fn ok(data: Value) -> Json<Value> {
@@ -207,11 +208,11 @@ pub async fn submit(
 /// slot of the cluster.
 /// Submits still on their way count too (`ahead`), so parallel submits cannot all pass the
 /// check before any of their tasks exists; the reservation lasts until the submit returns.
-async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Reservation>> {
+async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Held>> {
     if user.role == auth::Role::Admin {
         return Ok(None);
     }
-    let (reservation, ahead) = Reservation::take(&s.submitting, &user.id);
+    let (reservation, ahead) = s.submitting.hold(&user.id);
     let nodes = s.registry.online().await;
     // Lists of their own, not the shared in-flight ones: one started before a task of this
     // user was created would miss it.
@@ -243,44 +244,6 @@ async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Reser
         .retry_after(60));
     }
     Ok(Some(reservation))
-}
-
-/// One user's submit in flight (see [`check_active_tasks`]).
-struct Reservation {
-    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-    user: String,
-}
-
-impl Reservation {
-    /// Reserves a place for `user`; returns it and how many of theirs were already in flight.
-    fn take(
-        counts: &std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-        user: &str,
-    ) -> (Self, usize) {
-        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = c.entry(user.to_owned()).or_default();
-        let ahead = *n;
-        *n += 1;
-        (
-            Self {
-                counts: counts.clone(),
-                user: user.to_owned(),
-            },
-            ahead,
-        )
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&self.user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                c.remove(&self.user);
-            }
-        }
-    }
 }
 
 pub async fn status(State(s): State<AppState>) -> Json<Value> {

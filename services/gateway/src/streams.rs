@@ -2,45 +2,38 @@
 //! long as the browser keeps them; one user (or, without accounts, one client address) may
 //! hold at most `gateway.max_streams_per_user` at once on this gateway.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use magnet_core::ErrorCode;
 
 use crate::auth::User;
+use crate::counted::{Counts, Held};
 use crate::error::{ApiError, ApiResult};
 
 #[derive(Clone)]
 pub struct OpenStreams {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    counts: Counts,
     max: usize,
-}
-
-/// One open stream; dropping it (the stream ended) frees its place.
-pub struct StreamGuard {
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-    key: String,
 }
 
 impl OpenStreams {
     pub fn new(max: usize) -> Self {
         Self {
-            counts: Arc::default(),
+            counts: Counts::default(),
             max,
         }
     }
 
-    /// A place for one more stream of `user` (from `peer`), or 429.
-    pub fn open(&self, user: &User, peer: SocketAddr) -> ApiResult<StreamGuard> {
+    /// A place for one more stream of `user` (from `peer`), held while the guard lives, or
+    /// 429.
+    pub fn open(&self, user: &User, peer: SocketAddr) -> ApiResult<Held> {
         let key = if user.is_local() {
             format!("addr:{}", peer.ip())
         } else {
             format!("user:{}", user.id)
         };
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(key.clone()).or_default();
-        if *n >= self.max {
+        let (held, before) = self.counts.hold(&key);
+        if before >= self.max {
             return Err(ApiError::new(
                 ErrorCode::ResourceExhausted,
                 format!(
@@ -50,22 +43,6 @@ impl OpenStreams {
             )
             .retry_after(10));
         }
-        *n += 1;
-        Ok(StreamGuard {
-            counts: self.counts.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.key);
-            }
-        }
+        Ok(held)
     }
 }
