@@ -5,6 +5,7 @@
 pub mod error;
 pub mod magnet;
 pub mod media;
+pub mod range;
 pub mod redact;
 pub mod session;
 pub mod task;

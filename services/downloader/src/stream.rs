@@ -148,9 +148,10 @@ async fn stream(
         }
     };
     let total = reader.len();
-    let range = match wanted(&headers, total) {
+    let value = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range = match magnet_core::range::single(value, total) {
         Ok(r) => r,
-        Err(()) => {
+        Err(magnet_core::range::Unsatisfiable) => {
             return (
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 [(header::CONTENT_RANGE, format!("bytes */{total}"))],
@@ -218,54 +219,5 @@ struct OpenBody {
 impl Drop for OpenBody {
     fn drop(&mut self) {
         self.metrics.open.dec();
-    }
-}
-
-/// One range of a file of `total` bytes (`http-range-header`): `Ok(None)` for the whole file
-/// (no header, a malformed one, several ranges), `Ok(Some((start, length)))`, or `Err` when
-/// nothing of the file is in range.
-fn wanted(headers: &HeaderMap, total: u64) -> std::result::Result<Option<(u64, u64)>, ()> {
-    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let Ok(parsed) = http_range_header::parse_range_header(value) else {
-        return Ok(None);
-    };
-    if parsed.len() != 1 {
-        return Ok(None);
-    }
-    match parsed.validate(total) {
-        Ok(ranges) => Ok(ranges.first().map(|r| {
-            (
-                *r.start(),
-                r.end().saturating_sub(*r.start()).saturating_add(1),
-            )
-        })),
-        Err(http_range_header::RangeUnsatisfiableError::Unsatisfiable) => Err(()),
-        Err(_) => Ok(None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn range(v: &str, total: u64) -> std::result::Result<Option<(u64, u64)>, ()> {
-        let mut h = HeaderMap::new();
-        h.insert(header::RANGE, HeaderValue::from_str(v).expect("header"));
-        wanted(&h, total)
-    }
-
-    #[test]
-    fn ranges_as_ffmpeg_and_players_send_them() {
-        assert_eq!(range("bytes=0-", 100), Ok(Some((0, 100))));
-        assert_eq!(range("bytes=10-19", 100), Ok(Some((10, 10))));
-        assert_eq!(range("bytes=-10", 100), Ok(Some((90, 10))));
-        assert_eq!(range("bytes=90-1000", 100), Ok(Some((90, 10))));
-        assert_eq!(range("bytes=0-18446744073709551615", 100), Ok(Some((0, 100))));
-        assert_eq!(range("bytes=100-", 100), Err(()));
-        assert_eq!(range("bytes=0-1,5-6", 100), Ok(None));
-        assert_eq!(range("items=0-1", 100), Ok(None));
-        assert_eq!(wanted(&HeaderMap::new(), 100), Ok(None));
     }
 }

@@ -271,30 +271,6 @@ pub async fn ice_servers(State(s): State<AppState>) -> Json<Value> {
     Json(json!({ "success": true, "iceServers": servers, "ttl": ttl }))
 }
 
-/// What a `Range` header asks of a file of `total` bytes (RFC 9110, parsed by
-/// `http-range-header`): `Ok(None)` for the whole file (no header, a malformed one, or several
-/// ranges, which a server may ignore), `Ok(Some((offset, length)))` for one range, `Err` when
-/// nothing of the file is in range (416).
-fn wanted_range(headers: &HeaderMap, total: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let Ok(parsed) = http_range_header::parse_range_header(value) else {
-        return Ok(None);
-    };
-    if parsed.len() != 1 {
-        return Ok(None);
-    }
-    match parsed.validate(total) {
-        // One range, clamped to the file; `end < total`, so the length cannot overflow.
-        Ok(ranges) => Ok(ranges
-            .first()
-            .map(|r| (*r.start(), r.end().saturating_sub(*r.start()).saturating_add(1)))),
-        Err(http_range_header::RangeUnsatisfiableError::Unsatisfiable) => Err(()),
-        Err(_) => Ok(None),
-    }
-}
-
 /// The fallback when P2P fails: the node's streamer reads the file over gRPC and the bytes
 /// stream through, with `Range` support.
 pub async fn video(
@@ -326,9 +302,10 @@ pub async fn video(
             .message()
             .await?
             .map_or(0, |c| c.total_size);
-        match wanted_range(&headers, total) {
+        let value = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        match magnet_core::range::single(value, total) {
             Ok(r) => r,
-            Err(()) => {
+            Err(magnet_core::range::Unsatisfiable) => {
                 return Ok((
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     [(header::CONTENT_RANGE, format!("bytes */{total}"))],
