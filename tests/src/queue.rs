@@ -49,19 +49,30 @@ impl JobQueue {
         inputs: &[(&Path, &str)],
         m3u8: &Path,
     ) -> anyhow::Result<()> {
+        let inputs = inputs
+            .iter()
+            .map(|(path, name)| pb::TranscodeInput {
+                source: Some(pb::transcode_input::Source::Path(
+                    path.to_string_lossy().into_owned(),
+                )),
+                name: (*name).into(),
+                size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            })
+            .collect();
+        self.submit_inputs(task_id, inputs, m3u8).await
+    }
+
+    /// Publishes a job for `task_id` with `inputs` as they are (paths or URLs).
+    pub async fn submit_inputs(
+        &self,
+        task_id: &str,
+        inputs: Vec<pb::TranscodeInput>,
+        m3u8: &Path,
+    ) -> anyhow::Result<()> {
         let job = pb::TranscodeJob {
             task_id: task_id.into(),
             node_id: self.node.clone(),
-            inputs: inputs
-                .iter()
-                .map(|(path, name)| pb::TranscodeInput {
-                    source: Some(pb::transcode_input::Source::Path(
-                        path.to_string_lossy().into_owned(),
-                    )),
-                    name: (*name).into(),
-                    size: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-                })
-                .collect(),
+            inputs,
             output_dir: m3u8.join(task_id).to_string_lossy().into_owned(),
         };
         self.js

@@ -36,6 +36,8 @@ pub struct Job<'a> {
     pub job: &'a pb::TranscodeJob,
     pub transcoding: &'a TranscodingSettings,
     pub programs: &'a TranscoderSettings,
+    /// The service credential, for inputs on the downloader's stream endpoint.
+    pub token: Option<&'a str>,
 }
 
 impl Job<'_> {
@@ -76,7 +78,9 @@ impl Job<'_> {
         let mut main = None;
         let mut variants = Vec::new();
         for (k, video) in videos.iter().enumerate() {
-            let info = probe::probe(&self.programs.ffprobe, &video.source, &video.name).await?;
+            let info =
+                probe::probe(&self.programs.ffprobe, &video.source, &video.name, self.token)
+                    .await?;
             let plan = plan::plan(&info, &video.name)?;
             let dir = if k == 0 {
                 out.to_owned()
@@ -93,7 +97,8 @@ impl Job<'_> {
                     input: video.name.clone(),
                 });
             }
-            let args = plan::ffmpeg_args(&video.source, &plan, self.transcoding, &dir);
+            let args =
+                plan::ffmpeg_args(&video.source, self.token, &plan, self.transcoding, &dir);
             let base = k as f64;
             let guard = ffmpeg::Guard {
                 budget: Budget::for_input(info.duration, video.size),
@@ -168,7 +173,8 @@ impl Job<'_> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let mut input = untrusted::input_options(&f.source, untrusted::SUBTITLE_FORMATS);
+            let mut input =
+                untrusted::input_options(&f.source, untrusted::SUBTITLE_FORMATS, self.token);
             input.extend(["-i".into(), f.source.clone()]);
             jobs.push((input, stem, None));
         }
@@ -177,7 +183,8 @@ impl Job<'_> {
                 Some(lang) => format!("track{}.{lang}", s.index),
                 None => format!("track{}", s.index),
             };
-            let mut input = untrusted::input_options(&video.source, untrusted::VIDEO_FORMATS);
+            let mut input =
+                untrusted::input_options(&video.source, untrusted::VIDEO_FORMATS, self.token);
             input.extend([
                 "-i".into(),
                 video.source.clone(),

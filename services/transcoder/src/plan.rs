@@ -104,7 +104,13 @@ pub fn plan(info: &MediaInfo, name: &str) -> Result<Plan> {
 
 /// ffmpeg arguments that write `index.m3u8` and its segments into `out`, with machine-readable
 /// progress on stdout.
-pub fn ffmpeg_args(input: &str, plan: &Plan, t: &TranscodingSettings, out: &Path) -> Vec<String> {
+pub fn ffmpeg_args(
+    input: &str,
+    token: Option<&str>,
+    plan: &Plan,
+    t: &TranscodingSettings,
+    out: &Path,
+) -> Vec<String> {
     let mut a: Vec<String> = [
         "-hide_banner",
         "-nostdin",
@@ -117,7 +123,7 @@ pub fn ffmpeg_args(input: &str, plan: &Plan, t: &TranscodingSettings, out: &Path
     ]
     .map(String::from)
     .to_vec();
-    a.extend(untrusted::input_options(input, untrusted::VIDEO_FORMATS));
+    a.extend(untrusted::input_options(input, untrusted::VIDEO_FORMATS, token));
     a.extend(["-i".into(), input.into()]);
     a.extend(["-map".into(), format!("0:{}", plan.video_stream)]);
     if let Some(audio) = plan.audio_stream {
@@ -282,7 +288,7 @@ mod tests {
     fn args_write_the_originals_layout() {
         let t = TranscodingSettings::default();
         let p = plan(&info("h264", "yuv420p", Some("aac")), "x").expect("plan");
-        let args = ffmpeg_args("/in.mp4", &p, &t, Path::new("/out"));
+        let args = ffmpeg_args("/in.mp4", None, &p, &t, Path::new("/out"));
         let joined = args.join(" ");
         assert!(joined.contains("-c:v copy -c:a copy"), "{joined}");
         assert!(joined.contains("-start_number 0"), "{joined}");

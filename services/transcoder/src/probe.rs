@@ -113,7 +113,13 @@ impl MediaInfo {
 }
 
 /// Runs ffprobe on `input` (a path or URL); `name` is how the user knows the file.
-pub async fn probe(ffprobe: &str, input: &str, name: &str) -> Result<MediaInfo> {
+/// `token`: the service credential, for inputs on the downloader's stream endpoint.
+pub async fn probe(
+    ffprobe: &str,
+    input: &str,
+    name: &str,
+    token: Option<&str>,
+) -> Result<MediaInfo> {
     let out = Command::new(ffprobe)
         .args([
             "-v",
@@ -123,7 +129,7 @@ pub async fn probe(ffprobe: &str, input: &str, name: &str) -> Result<MediaInfo> 
             "-show_format",
             "-show_streams",
         ])
-        .args(untrusted::input_options(input, untrusted::VIDEO_FORMATS))
+        .args(untrusted::input_options(input, untrusted::VIDEO_FORMATS, token))
         .arg(input)
         .kill_on_drop(true)
         .output()

@@ -24,14 +24,38 @@ fn protocols(source: &str) -> &'static str {
     }
 }
 
-/// The options that go right before `-i source` in ffmpeg and ffprobe.
-pub fn input_options(source: &str, formats: &str) -> Vec<String> {
-    vec![
+/// The options that go right before `-i source` in ffmpeg and ffprobe. A source on the
+/// downloader's stream endpoint is read with the service `token`, as seekable, and with
+/// reconnects (the downloader may restart, or end a body that did not move; a read waiting
+/// for pieces is normal, so there is no read timeout).
+pub fn input_options(source: &str, formats: &str, token: Option<&str>) -> Vec<String> {
+    let mut o: Vec<String> = vec![
         "-protocol_whitelist".into(),
         protocols(source).into(),
         "-format_whitelist".into(),
         formats.into(),
-    ]
+    ];
+    if source.starts_with("http://") {
+        o.extend(
+            [
+                "-seekable",
+                "1",
+                "-reconnect",
+                "1",
+                "-reconnect_on_network_error",
+                "1",
+                "-reconnect_on_http_error",
+                "503",
+                "-reconnect_delay_max",
+                "30",
+            ]
+            .map(String::from),
+        );
+        if let Some(t) = token {
+            o.extend(["-headers".into(), format!("Authorization: Bearer {t}\r\n")]);
+        }
+    }
+    o
 }
 
 /// The demuxer ffmpeg refused, from its stderr (`[hls @ 0x…] Format not on whitelist …`).
@@ -93,12 +117,12 @@ mod tests {
 
     #[test]
     fn local_files_are_read_as_files_only() {
-        let o = input_options("/data/downloads/task_1/a.mkv", VIDEO_FORMATS);
-        assert_eq!(o[..2], ["-protocol_whitelist", "file"]);
-        assert_eq!(
-            input_options("http://127.0.0.1:1/stream", VIDEO_FORMATS)[1],
-            "http,tcp"
-        );
+        let o = input_options("/data/downloads/task_1/a.mkv", VIDEO_FORMATS, Some("t"));
+        assert_eq!(o, ["-protocol_whitelist", "file", "-format_whitelist", VIDEO_FORMATS]);
+        let o = input_options("http://127.0.0.1:1/stream/task_1/0", VIDEO_FORMATS, Some("tok"));
+        assert_eq!(o[1], "http,tcp");
+        assert!(o.contains(&"-reconnect".to_owned()));
+        assert_eq!(o.last().map(String::as_str), Some("Authorization: Bearer tok\r\n"));
     }
 
     #[test]

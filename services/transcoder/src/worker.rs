@@ -248,6 +248,7 @@ impl Worker {
             job,
             transcoding: &self.settings.transcoding,
             programs: &self.settings.transcoder,
+            token: self.settings.internal.token.as_deref(),
         };
         let work = runner.run(tx, cancel);
         tokio::pin!(work);

@@ -241,13 +241,15 @@ async fn bare_ffmpeg(
     settings: &magnet_runtime::Settings,
     scratch: &std::path::Path,
 ) -> anyhow::Result<Duration> {
-    let info = magnet_transcoder::probe::probe("ffprobe", &input.to_string_lossy(), "clip").await?;
+    let info =
+        magnet_transcoder::probe::probe("ffprobe", &input.to_string_lossy(), "clip", None).await?;
     let plan = magnet_transcoder::plan::plan(&info, "clip")?;
     let out = scratch.join("bare");
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out)?;
     let args = magnet_transcoder::plan::ffmpeg_args(
         &input.to_string_lossy(),
+        None,
         &plan,
         &settings.transcoding,
         &out,

@@ -381,3 +381,88 @@ async fn fmp4_segments_and_every_video_by_configuration() -> anyhow::Result<()> 
     );
     t.stop().await
 }
+
+/// The transcoder reads a video from the downloader's stream endpoint while the torrent is
+/// still downloading (an MP4 whose `moov` is at the end, as ffmpeg writes it by default),
+/// with the service token, and makes the same HLS as from the finished file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_video_is_transcoded_from_the_stream_while_it_downloads() -> anyhow::Result<()> {
+    use magnet_tests::video::generate_sized;
+
+    init_logging();
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let video = src.path().join("film.mp4");
+    generate_sized(&video, 12, "640x360", Codec::H264Aac)?;
+    let size = std::fs::metadata(&video)?.len();
+    // Several seconds of downloading.
+    let seeder = Seeder::with_upload_limit(Some(u32::try_from(size / 6).unwrap_or(u32::MAX))).await?;
+    let seeded = seeder.seed_small_pieces(&video).await?;
+    let token = "a-shared-service-token-0123";
+    let data = tempfile::tempdir()?;
+    let mut settings = node(data.path(), &nats);
+    settings.internal.token = Some(token.into());
+    let downloader = InProcess::start(settings.clone()).await?;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", downloader.grpc_addr))?
+        .connect()
+        .await?;
+    let mut client = pb::task_service_client::TaskServiceClient::with_interceptor(
+        channel,
+        magnet_runtime::grpc::Outgoing::new(&settings.internal),
+    );
+    let task = client
+        .submit(pb::SubmitRequest {
+            magnet_url: seeded.magnet.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .task
+        .expect("task");
+    let started = eventually(Duration::from_secs(30), "metadata", || {
+        let mut c = client.clone();
+        let id = task.id.clone();
+        async move {
+            let t = c
+                .get(pb::GetRequest {
+                    task_id: id,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (t.file_count == 1).then_some(t)
+        }
+    })
+    .await?;
+    assert!(started.progress < 50.0, "{started:?}");
+
+    // A transcoder of another node name, so that it takes this job only.
+    let pipe_dir = tempfile::tempdir()?;
+    let mut pipe = offline_node(pipe_dir.path(), nats.url(), "pipe");
+    pipe.internal.token = Some(token.into());
+    let queue = JobQueue::new(&nats, "pipe").await?;
+    let transcoder = Transcoder::start(transcoder_of(&pipe, "r1")).await?;
+    let m3u8 = pipe_dir.path().join("m3u8");
+    let url = format!("http://{}/stream/{}/0", downloader.stream_addr, task.id);
+    queue
+        .submit_inputs(
+            "task_1",
+            vec![pb::TranscodeInput {
+                source: Some(pb::transcode_input::Source::Url(url)),
+                name: "film.mp4".into(),
+                size,
+            }],
+            &m3u8,
+        )
+        .await?;
+    let events = queue
+        .collect(Duration::from_secs(90), |e| finals(e) == 1)
+        .await?;
+    let ready = ready_of(&events, "task_1").expect("ready");
+    assert_eq!(ready.path_taken, "remux");
+    let played = duration(&m3u8.join("task_1/index.m3u8"))?;
+    assert!((played - 12.0).abs() < 0.5, "{played}");
+    transcoder.stop().await?;
+    downloader.stop().await
+}
