@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use magnet_proto::v1::task_service_client::TaskServiceClient;
 use magnet_runtime::Settings;
+use magnet_runtime::config::InternalSettings;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -56,13 +57,32 @@ pub fn transcoder_of(node: &Settings, replica: &str) -> Settings {
     s
 }
 
-pub async fn task_client(addr: SocketAddr) -> anyhow::Result<TaskServiceClient<Channel>> {
-    Ok(TaskServiceClient::connect(format!("http://{addr}")).await?)
+/// A downloader's gRPC client as our services make them (trace context, and the service
+/// token when one is given).
+pub type TaskClient = TaskServiceClient<magnet_runtime::grpc::Client>;
+
+/// A client without the service token.
+pub async fn task_client(addr: SocketAddr) -> anyhow::Result<TaskClient> {
+    task_client_as(addr, &InternalSettings::default()).await
+}
+
+/// A client presenting `internal`'s token, if it has one.
+pub async fn task_client_as(
+    addr: SocketAddr,
+    internal: &InternalSettings,
+) -> anyhow::Result<TaskClient> {
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+    Ok(TaskServiceClient::with_interceptor(
+        channel,
+        magnet_runtime::grpc::Outgoing::new(internal),
+    ))
 }
 
 /// Submits `magnet` straight to a downloader; the task it answers with.
 pub async fn submit(
-    client: &mut TaskServiceClient<Channel>,
+    client: &mut TaskClient,
     magnet: &str,
 ) -> anyhow::Result<magnet_proto::v1::Task> {
     client
@@ -82,24 +102,28 @@ pub struct InProcess {
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub stream_addr: SocketAddr,
+    /// The node's service credential, which its clients present.
+    internal: InternalSettings,
     shutdown: CancellationToken,
 }
 
 impl InProcess {
     pub async fn start(settings: Settings) -> anyhow::Result<Self> {
         let shutdown = CancellationToken::new();
+        let internal = settings.internal.clone();
         let running = magnet_downloader::start(settings, shutdown.clone()).await?;
         Ok(Self {
             grpc_addr: running.grpc_addr,
             admin_addr: running.admin_addr,
             stream_addr: running.stream_addr,
             running: Some(running),
+            internal,
             shutdown,
         })
     }
 
-    pub async fn client(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
-        task_client(self.grpc_addr).await
+    pub async fn client(&self) -> anyhow::Result<TaskClient> {
+        task_client_as(self.grpc_addr, &self.internal).await
     }
 
     /// Graceful stop, as on SIGTERM.
@@ -211,7 +235,7 @@ impl Process {
         field(&self.ready_line, key)
     }
 
-    pub async fn client(&self) -> anyhow::Result<TaskServiceClient<Channel>> {
+    pub async fn client(&self) -> anyhow::Result<TaskClient> {
         task_client(self.grpc_addr).await
     }
 

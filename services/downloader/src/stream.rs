@@ -23,9 +23,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use magnet_core::TaskId;
+use magnet_runtime::grpc::RequireToken;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -49,8 +49,8 @@ pub struct StreamMetrics {
 #[derive(Clone)]
 struct Streams {
     tasks: Arc<Tasks>,
-    /// `Bearer <internal.token>`, when one is configured.
-    expected: Option<Arc<Vec<u8>>>,
+    /// The service credential callers must present.
+    token: RequireToken,
     open: Arc<Semaphore>,
     idle: Duration,
     metrics: StreamMetrics,
@@ -66,11 +66,7 @@ pub async fn serve(
 ) -> Result<(SocketAddr, JoinHandle<()>)> {
     let state = Streams {
         tasks,
-        expected: settings
-            .internal
-            .token
-            .as_ref()
-            .map(|t| Arc::new(format!("Bearer {t}").into_bytes())),
+        token: RequireToken::new(&settings.internal),
         open: Arc::new(Semaphore::new(settings.downloader.max_open_streams)),
         idle: Duration::from_secs(settings.downloader.stream_idle_secs),
         metrics,
@@ -78,16 +74,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/stream/{task_id}/{file}", get(stream))
         .with_state(state);
-    let bind_error = |source| {
-        Error::Runtime(magnet_runtime::Error::Bind {
-            addr: addr.to_string(),
-            source,
-        })
-    };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
+    let (listener, local) = magnet_runtime::net::bind(addr).await?;
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -111,17 +98,15 @@ async fn stream(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(expected) = &s.expected {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes)
-            .unwrap_or_default();
-        if !bool::from(given.ct_eq(expected.as_slice())) {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                "this endpoint answers only the node's own services (internal.token)",
-            );
-        }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    if !s.token.accepts(given) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint answers only the node's own services (internal.token)",
+        );
     }
     let (Ok(id), Ok(index)) = (TaskId::parse(&task_id), file.parse::<usize>()) else {
         return refuse(StatusCode::BAD_REQUEST, "expected /stream/<task_id>/<file index>");

@@ -12,10 +12,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Result};
+use crate::Result;
 
 /// Shared between the admin server and the service: readiness and the metrics registry.
 #[derive(Clone)]
@@ -81,16 +80,7 @@ impl Admin {
         addr: SocketAddr,
         shutdown: CancellationToken,
     ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| Error::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let (listener, local) = crate::net::bind(addr).await?;
         let app = self.router();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)

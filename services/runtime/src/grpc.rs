@@ -16,7 +16,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::config::InternalSettings;
-use crate::{Error, Result, telemetry};
+use crate::{Result, telemetry};
 
 /// Largest gRPC message a server decodes or a client accepts, set explicitly on both sides
 /// (tonic's implicit 4 MiB decode limit once made a node's whole task list vanish). Every
@@ -45,17 +45,24 @@ impl RequireToken {
     }
 }
 
+impl RequireToken {
+    /// Whether an `authorization` value (none: empty) is the credential; always true when no
+    /// token is configured. The node's HTTP stream endpoint checks its callers with it too.
+    pub fn accepts(&self, authorization: &[u8]) -> bool {
+        self.expected
+            .as_ref()
+            .is_none_or(|expected| bool::from(authorization.ct_eq(expected.as_slice())))
+    }
+}
+
 impl Interceptor for RequireToken {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let Some(expected) = &self.expected else {
-            return Ok(req);
-        };
         let given = req
             .metadata()
             .get(TOKEN_KEY)
             .map(|v| v.as_bytes())
             .unwrap_or_default();
-        if bool::from(given.ct_eq(expected.as_slice())) {
+        if self.accepts(given) {
             Ok(req)
         } else {
             Err(tonic::Status::unauthenticated(
@@ -149,14 +156,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let bind_error = |source| Error::Bind {
-        addr: addr.to_string(),
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
+    let (listener, local) = crate::net::bind(addr).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status(S::NAME, tonic_health::ServingStatus::Serving)

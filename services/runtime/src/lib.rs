@@ -9,6 +9,7 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod nats;
+pub mod net;
 pub mod shutdown;
 pub mod subjects;
 pub mod telemetry;

@@ -9,7 +9,7 @@ use magnet_proto::v1 as pb;
 use magnet_runtime::subjects;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::{Seeder, random_file};
-use magnet_tests::services::{InProcess, Process, offline_node, submit};
+use magnet_tests::services::{InProcess, Process, TaskClient, offline_node, submit};
 use magnet_tests::video::{Codec, generate};
 use magnet_tests::{eventually, init_logging};
 use prost::Message as _;
@@ -18,7 +18,7 @@ use tonic::Code;
 const NODE: &str = "worker-t";
 
 async fn get(
-    client: &mut pb::task_service_client::TaskServiceClient<tonic::transport::Channel>,
+    client: &mut TaskClient,
     id: &str,
 ) -> Option<pb::Task> {
     client
@@ -30,7 +30,7 @@ async fn get(
 
 /// Waits until the task reaches `status`, failing early if it errors.
 async fn wait_status(
-    client: &mut pb::task_service_client::TaskServiceClient<tonic::transport::Channel>,
+    client: &mut TaskClient,
     id: &str,
     status: pb::TaskStatus,
     limit: Duration,
@@ -724,37 +724,13 @@ async fn files_stream_while_they_download_with_ranges_a_token_and_a_cap() -> any
     let mut settings = offline_node(data.path(), nats.url(), NODE);
     settings.internal.token = Some("a-shared-service-token-0123".into());
     settings.downloader.max_open_streams = 2;
-    let node = InProcess::start(settings.clone()).await?;
-    // The node's gRPC wants the token too.
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", node.grpc_addr))?
-        .connect()
-        .await?;
-    let mut client = pb::task_service_client::TaskServiceClient::with_interceptor(
-        channel,
-        magnet_runtime::grpc::Outgoing::new(&settings.internal),
-    );
-    let task = client
-        .submit(pb::SubmitRequest {
-            magnet_url: seeded.magnet.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .task
-        .expect("task");
-    let task_now = |mut c: pb::task_service_client::TaskServiceClient<magnet_runtime::grpc::Client>,
-                    id: String| async move {
-        c.get(pb::GetRequest {
-            task_id: id,
-            ..Default::default()
-        })
-        .await
-        .ok()
-        .map(|r| r.into_inner())
-    };
+    let node = InProcess::start(settings).await?;
+    let mut client = node.client().await?;
+    let task = submit(&mut client, &seeded.magnet).await?;
     eventually(Duration::from_secs(30), "metadata", || {
-        let (c, id) = (client.clone(), task.id.clone());
-        async move { task_now(c, id).await.filter(|t| t.file_count == 1) }
+        let mut c = client.clone();
+        let id = task.id.clone();
+        async move { get(&mut c, &id).await.filter(|t| t.file_count == 1) }
     })
     .await?;
     let url = format!("http://{}/stream/{}/0", node.stream_addr, task.id);
@@ -775,9 +751,7 @@ async fn files_stream_while_they_download_with_ranges_a_token_and_a_cap() -> any
         format!("bytes 3000000-3000999/{}", bytes.len()).as_str()
     );
     assert_eq!(r.bytes().await?.as_ref(), &bytes[3_000_000..3_001_000]);
-    let now = task_now(client.clone(), task.id.clone())
-        .await
-        .expect("task");
+    let now = get(&mut client, &task.id).await.expect("task");
     assert_eq!(now.status(), pb::TaskStatus::Downloading, "{now:?}");
     assert!(now.progress < 90.0, "read before the download got there: {now:?}");
     let r = ranged("bytes=-100").await?;
@@ -821,14 +795,12 @@ async fn files_stream_while_they_download_with_ranges_a_token_and_a_cap() -> any
     drop(second);
     // The whole file through a stream equals the seeded one.
     assert_eq!(first.bytes().await?.as_ref(), bytes.as_slice());
-    eventually(Duration::from_secs(60), "downloaded", || {
-        let (c, id) = (client.clone(), task.id.clone());
-        async move {
-            task_now(c, id)
-                .await
-                .filter(|t| t.status() == pb::TaskStatus::Downloaded)
-        }
-    })
+    wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Downloaded,
+        Duration::from_secs(60),
+    )
     .await?;
     node.stop().await
 }

@@ -9,7 +9,7 @@ use magnet_proto::v1 as pb;
 use magnet_runtime::nats as mnats;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::Seeder;
-use magnet_tests::services::{InProcess, offline_node, submit, task_client};
+use magnet_tests::services::{InProcess, TaskClient, offline_node, submit, task_client};
 use magnet_tests::{eventually, init_logging, json_of};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +33,7 @@ fn huge_file_list(root: &Path) -> anyhow::Result<()> {
 }
 
 async fn wait_for(
-    client: &mut pb::task_service_client::TaskServiceClient<tonic::transport::Channel>,
+    client: &mut TaskClient,
     id: &str,
     status: pb::TaskStatus,
 ) -> anyhow::Result<pb::Task> {

@@ -402,23 +402,9 @@ async fn a_video_is_transcoded_from_the_stream_while_it_downloads() -> anyhow::R
     let data = tempfile::tempdir()?;
     let mut settings = node(data.path(), &nats);
     settings.internal.token = Some(token.into());
-    let downloader = InProcess::start(settings.clone()).await?;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", downloader.grpc_addr))?
-        .connect()
-        .await?;
-    let mut client = pb::task_service_client::TaskServiceClient::with_interceptor(
-        channel,
-        magnet_runtime::grpc::Outgoing::new(&settings.internal),
-    );
-    let task = client
-        .submit(pb::SubmitRequest {
-            magnet_url: seeded.magnet.clone(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .task
-        .expect("task");
+    let downloader = InProcess::start(settings).await?;
+    let mut client = downloader.client().await?;
+    let task = submit(&mut client, &seeded.magnet).await?;
     let started = eventually(Duration::from_secs(30), "metadata", || {
         let mut c = client.clone();
         let id = task.id.clone();
