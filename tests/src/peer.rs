@@ -156,9 +156,14 @@ impl Client {
         let base = format!("http://{gateway}/api/webrtc");
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token {
-            headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {t}").parse()?);
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {t}").parse()?,
+            );
         }
-        let http = reqwest::Client::builder().default_headers(headers).build()?;
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?;
         let (out_tx, mut out_rx) = mpsc::channel::<pb::ClientSignal>(64);
         let (in_tx, in_rx) = mpsc::channel::<anyhow::Result<pb::ServerSignal>>(64);
         let sid = session.to_owned();

@@ -62,9 +62,7 @@ impl Error {
             Self::BadMagnet(_)
             | Self::BadTaskId(_)
             | Self::Unsupported(_)
-            | Self::InternalAddress(_) => {
-                ErrorCode::InvalidArgument
-            }
+            | Self::InternalAddress(_) => ErrorCode::InvalidArgument,
             Self::TaskNotFound(_) => ErrorCode::NotFound,
             Self::DiskFull { .. } => ErrorCode::ResourceExhausted,
             Self::Nats(_) | Self::Autoscale(_) => ErrorCode::Unavailable,
@@ -72,9 +70,7 @@ impl Error {
             | Self::Stalled(_)
             | Self::Torrent(_)
             | Self::TorrentTooLarge(_)
-            | Self::Cancelled => {
-                ErrorCode::Conflict
-            }
+            | Self::Cancelled => ErrorCode::Conflict,
             Self::Store(_)
             | Self::Migrate(_)
             | Self::Corrupt(_)

@@ -97,11 +97,12 @@ async fn refuse_internal(what: &str, given: &str, host: &str, port: u16) -> Resu
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         // A name that does not resolve (in time) is not dialled either; librqbit will say so.
-        Err(_) => match tokio::time::timeout(RESOLVE_LIMIT, tokio::net::lookup_host((host, port))).await
-        {
-            Ok(Ok(addrs)) => addrs.collect(),
-            _ => Vec::new(),
-        },
+        Err(_) => {
+            match tokio::time::timeout(RESOLVE_LIMIT, tokio::net::lookup_host((host, port))).await {
+                Ok(Ok(addrs)) => addrs.collect(),
+                _ => Vec::new(),
+            }
+        }
     };
     if let Some(a) = addrs.iter().find(|a| is_internal(a.ip())) {
         return Err(Error::InternalAddress(format!(
@@ -138,13 +139,29 @@ mod tests {
     #[test]
     fn internal_ranges() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "224.0.0.1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
             "64:ff9b::a9fe:a9fe",
         ] {
             assert!(is_internal(ip.parse().expect(ip)), "{ip}");
         }
-        for ip in ["1.1.1.1", "8.8.8.8", "2606:4700::1111", "100.128.0.1", "172.32.0.1"] {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "100.128.0.1",
+            "172.32.0.1",
+        ] {
             assert!(!is_internal(ip.parse().expect(ip)), "{ip}");
         }
     }

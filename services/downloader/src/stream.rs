@@ -109,7 +109,10 @@ async fn stream(
         );
     }
     let (Ok(id), Ok(index)) = (TaskId::parse(&task_id), file.parse::<usize>()) else {
-        return refuse(StatusCode::BAD_REQUEST, "expected /stream/<task_id>/<file index>");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "expected /stream/<task_id>/<file index>",
+        );
     };
     let Ok(permit) = s.open.clone().try_acquire_owned() else {
         let mut r = refuse(

@@ -581,7 +581,12 @@ impl Tasks {
             .filter(|f| media::is_video(f) || media::is_subtitle(f))
             .collect();
         if !inputs.iter().any(|f| media::is_video(f)) {
-            inputs.extend(task.files.iter().filter(|f| !media::is_subtitle(f)).take(20));
+            inputs.extend(
+                task.files
+                    .iter()
+                    .filter(|f| !media::is_subtitle(f))
+                    .take(20),
+            );
         }
         let job = pb::TranscodeJob {
             task_id: task.id.to_string(),

@@ -88,14 +88,25 @@ impl Engine {
         let blocklist_url = if settings.allow_internal_peers {
             None
         } else {
-            let path = std::path::absolute(state.join("internal-ranges.p2p"))
-                .map_err(|source| Error::Io { path: state.join("internal-ranges.p2p"), source })?;
+            let path =
+                std::path::absolute(state.join("internal-ranges.p2p")).map_err(|source| {
+                    Error::Io {
+                        path: state.join("internal-ranges.p2p"),
+                        source,
+                    }
+                })?;
             tokio::fs::create_dir_all(state)
                 .await
-                .map_err(|source| Error::Io { path: state.to_owned(), source })?;
+                .map_err(|source| Error::Io {
+                    path: state.to_owned(),
+                    source,
+                })?;
             tokio::fs::write(&path, crate::reach::BLOCKLIST)
                 .await
-                .map_err(|source| Error::Io { path: path.clone(), source })?;
+                .map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
             Some(format!("file://{}", path.display()))
         };
         let options = SessionOptions {

@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::passwords::{hash, verify};
 use crate::error::{ApiError, ApiResult, JsonBody, json_body};
+use crate::passwords::{hash, verify};
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "magnet_session";
@@ -138,18 +138,14 @@ const MAX_USERNAME: usize = 64;
 fn check_username(name: &str) -> ApiResult<(String, String)> {
     let name = name.trim();
     let len = name.chars().count();
-    if !(3..=MAX_USERNAME).contains(&len) || name.chars().any(|c| c.is_control() || invisible(c))
-    {
+    if !(3..=MAX_USERNAME).contains(&len) || name.chars().any(|c| c.is_control() || invisible(c)) {
         return Err(ApiError::bad_request(format!(
             "username must be 3 to {MAX_USERNAME} characters, with no control or invisible characters"
         )));
     }
     let id = name.to_lowercase();
     if RESERVED.contains(&id.as_str()) {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "username already taken",
-        ));
+        return Err(ApiError::new(ErrorCode::Conflict, "username already taken"));
     }
     Ok((name.to_owned(), id))
 }
@@ -420,7 +416,10 @@ async fn caller(s: &AppState, headers: &HeaderMap) -> ApiResult<User> {
 /// logged in (when accounts are on) and not banned (a ban ends everything a session could
 /// do: reading, playing, signaling); handlers find the [`User`] in the request's extensions.
 pub async fn require_user(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
-    match caller(&s, req.headers()).await.and_then(|u| may_change(&u).map(|()| u)) {
+    match caller(&s, req.headers())
+        .await
+        .and_then(|u| may_change(&u).map(|()| u))
+    {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await

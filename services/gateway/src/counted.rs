@@ -1,4 +1,4 @@
-//! Per-key counts of things in progress (a user's open streams, submits in flight), each held
+//! Per-key counts of things in progress (a user's open streams), each held
 //! by a guard that counts itself out when dropped, so no path can forget to.
 
 use std::collections::HashMap;

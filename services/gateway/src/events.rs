@@ -105,11 +105,11 @@ pub async fn stream(
     let events = BroadcastStream::new(s.events.subscribe()).filter_map(move |e| {
         let _open = &guard;
         async move {
-        match e {
-            Ok(data) => Some(Ok(Event::default().event("task").data(data))),
-            // Skipped some: the next events carry the whole state again.
-            Err(BroadcastStreamRecvError::Lagged(_)) => None,
-        }
+            match e {
+                Ok(data) => Some(Ok(Event::default().event("task").data(data))),
+                // Skipped some: the next events carry the whole state again.
+                Err(BroadcastStreamRecvError::Lagged(_)) => None,
+            }
         }
     });
     // Ends on shutdown, so the server's graceful stop does not wait for browsers.

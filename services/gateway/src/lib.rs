@@ -16,6 +16,7 @@ pub mod routes;
 pub mod server;
 pub mod streams;
 pub mod throttle;
+pub mod turns;
 pub mod web;
 pub mod webrtc;
 pub mod ws;
@@ -34,10 +35,10 @@ use futures::future::{BoxFuture, Shared};
 use magnet_core::ErrorCode;
 use magnet_proto::v1 as pb;
 use magnet_proto::v1::file_service_client::FileServiceClient;
+use magnet_proto::v1::signaling_client::SignalingClient;
 use magnet_proto::v1::task_service_client::TaskServiceClient;
 use magnet_runtime::admin::Admin;
 use magnet_runtime::config::IceServerSettings;
-use magnet_proto::v1::signaling_client::SignalingClient;
 use magnet_runtime::{Settings, grpc, nats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -78,8 +79,8 @@ pub struct AppState {
     pub metrics: metrics::HttpMetrics,
     /// Tasks in progress one user may have (`gateway.max_active_tasks_per_user`).
     pub max_active_tasks: u32,
-    /// Submits in flight per user, counted against that limit.
-    pub submitting: counted::Counts,
+    /// Each user's submits, one at a time, so that limit is checked and kept together.
+    pub submitting: turns::Turns,
     /// WebSockets and event streams open per user.
     pub streams: streams::OpenStreams,
     /// Login and registration attempts per client address and username.
@@ -322,7 +323,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         shutdown: shutdown.clone(),
         metrics: metrics::HttpMetrics::registered(&admin),
         max_active_tasks: settings.gateway.max_active_tasks_per_user,
-        submitting: counted::Counts::default(),
+        submitting: turns::Turns::default(),
         streams: streams::OpenStreams::new(settings.gateway.max_streams_per_user),
         logins: throttle::Logins::new(
             settings.gateway.auth.attempts_per_minute_per_ip,

@@ -67,11 +67,26 @@ mod tests {
     #[test]
     fn same_origin_allowed_and_no_origin_passes() {
         let allowed = vec!["https://video.example.org".to_owned()];
-        assert!(acceptable(&headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"), &allowed));
+        assert!(acceptable(
+            &headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
+            &allowed
+        ));
         assert!(acceptable(&headers(None, "127.0.0.1:8080"), &allowed));
-        assert!(acceptable(&headers(Some("https://video.example.org"), "gw:8080"), &allowed));
-        assert!(!acceptable(&headers(Some("http://evil.example"), "127.0.0.1:8080"), &allowed));
-        assert!(!acceptable(&headers(Some("null"), "127.0.0.1:8080"), &allowed));
-        assert!(!acceptable(&headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080"), &allowed));
+        assert!(acceptable(
+            &headers(Some("https://video.example.org"), "gw:8080"),
+            &allowed
+        ));
+        assert!(!acceptable(
+            &headers(Some("http://evil.example"), "127.0.0.1:8080"),
+            &allowed
+        ));
+        assert!(!acceptable(
+            &headers(Some("null"), "127.0.0.1:8080"),
+            &allowed
+        ));
+        assert!(!acceptable(
+            &headers(Some("http://127.0.0.1:9999"), "127.0.0.1:8080"),
+            &allowed
+        ));
     }
 }

@@ -183,6 +183,10 @@ mod tests {
         assert_ne!(a, b, "salted");
         assert!(verify("secret1".into(), a.clone()).await.expect("verify"));
         assert!(!verify("secret2".into(), a).await.expect("verify"));
-        assert!(!verify("x".into(), "not a phc".into()).await.expect("verify"));
+        assert!(
+            !verify("x".into(), "not a phc".into())
+                .await
+                .expect("verify")
+        );
     }
 }

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::{self, User};
 use crate::convert;
-use crate::counted::Held;
 use crate::error::{ApiError, ApiResult, JsonBody, QueryParams, json_body, query};
+use crate::turns::Turn;
 
 fn ok(data: Value) -> Json<Value> {
     Json(json!({ "success": true, "data": data }))
@@ -206,13 +206,13 @@ pub async fn submit(
 /// A user (admins aside) may have at most `gateway.max_active_tasks_per_user` tasks not yet
 /// finished, over all nodes: five magnets that never resolve must not hold every download
 /// slot of the cluster.
-/// Submits still on their way count too (`ahead`), so parallel submits cannot all pass the
-/// check before any of their tasks exists; the reservation lasts until the submit returns.
-async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Held>> {
+/// A user's submits take turns (held until the submit returns), so parallel submits cannot
+/// all pass the check before any of their tasks exists.
+async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Turn>> {
     if user.role == auth::Role::Admin {
         return Ok(None);
     }
-    let (reservation, ahead) = s.submitting.hold(&user.id);
+    let turn = s.submitting.take(&user.id).await;
     let nodes = s.registry.online().await;
     // Lists of their own, not the shared in-flight ones: one started before a task of this
     // user was created would miss it.
@@ -231,8 +231,7 @@ async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Held>
                     | pb::TaskStatus::Transcoding
             )
         })
-        .count()
-        + ahead;
+        .count();
     let limit = s.max_active_tasks as usize;
     if active >= limit {
         return Err(ApiError::new(
@@ -243,7 +242,7 @@ async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Held>
         )
         .retry_after(60));
     }
-    Ok(Some(reservation))
+    Ok(Some(turn))
 }
 
 pub async fn status(State(s): State<AppState>) -> Json<Value> {

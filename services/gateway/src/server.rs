@@ -59,7 +59,8 @@ pub async fn serve(
             .clone()
             .map_request(move |mut req: http::Request<Incoming>| {
                 seen.notify_one();
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+                req.extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(remote));
                 req
             });
         let conn = builder

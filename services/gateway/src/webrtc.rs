@@ -81,7 +81,8 @@ pub fn scoped(user: &User, raw: &str) -> ApiResult<String> {
             "session_id: at most {MAX_CLIENT_SESSION_ID} characters"
         )));
     }
-    let id = SessionId::parse(raw).map_err(|e| ApiError::bad_request(format!("session_id: {e}")))?;
+    let id =
+        SessionId::parse(raw).map_err(|e| ApiError::bad_request(format!("session_id: {e}")))?;
     if user.is_local() {
         // No accounts: nobody to tell apart, and the streamer's per-user limit must not
         // count every viewer as one user.

@@ -565,7 +565,8 @@ impl Default for AuthSettings {
 impl Settings {
     /// Loads defaults → file → `MAGNET__…` environment → flags, then validates.
     pub fn load(service: &str, args: &CommonArgs) -> Result<Self> {
-        let mut settings = Self::figment(service, args.config.as_deref(), args)?.extract_validated()?;
+        let mut settings =
+            Self::figment(service, args.config.as_deref(), args)?.extract_validated()?;
         settings.internal.resolve_file()?;
         Ok(settings)
     }
@@ -671,7 +672,10 @@ impl Settings {
             }
         }
         if self.torrent.max_files == 0 || self.torrent.max_path_bytes == 0 {
-            return bad("torrent.max_files", "max_files and max_path_bytes must be at least 1");
+            return bad(
+                "torrent.max_files",
+                "max_files and max_path_bytes must be at least 1",
+            );
         }
         if self.gateway.max_streams_per_user == 0 || self.gateway.header_timeout_secs == 0 {
             return bad(

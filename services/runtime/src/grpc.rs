@@ -164,7 +164,10 @@ where
     let server = tonic::transport::Server::builder()
         .layer(crate::metrics::GrpcMetricsLayer)
         .add_service(health_service)
-        .add_service(InterceptedService::new(service, RequireToken::new(internal)))
+        .add_service(InterceptedService::new(
+            service,
+            RequireToken::new(internal),
+        ))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a small answer can wait for the peer's delayed ACK: about
             // 40 ms per call on an idle connection (measured through `GET /api/tasks`).

@@ -36,9 +36,7 @@ const TAG_LEN: usize = 12;
 /// The user a session id belongs to.
 pub fn user_of(id: &SessionId) -> &str {
     match id.as_str().split_once('_') {
-        Some((tag, _)) if tag.len() == TAG_LEN && tag.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            tag
-        }
+        Some((tag, _)) if tag.len() == TAG_LEN && tag.bytes().all(|b| b.is_ascii_hexdigit()) => tag,
         _ => id.as_str(),
     }
 }
@@ -107,7 +105,10 @@ mod tests {
         let slots = Slots::new(3, 2);
         let a1 = slots.take(&id("0123456789ab_one")).expect("a1");
         let _a2 = slots.take(&id("0123456789ab_two")).expect("a2");
-        let err = slots.take(&id("0123456789ab_three")).err().unwrap_or_default();
+        let err = slots
+            .take(&id("0123456789ab_three"))
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("2 sessions"), "{err}");
         let _b = slots.take(&id("ba9876543210_one")).expect("another user");
         let err = slots.take(&id("client-untagged")).err().unwrap_or_default();

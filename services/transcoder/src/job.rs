@@ -78,9 +78,13 @@ impl Job<'_> {
         let mut main = None;
         let mut variants = Vec::new();
         for (k, video) in videos.iter().enumerate() {
-            let info =
-                probe::probe(&self.programs.ffprobe, &video.source, &video.name, self.token)
-                    .await?;
+            let info = probe::probe(
+                &self.programs.ffprobe,
+                &video.source,
+                &video.name,
+                self.token,
+            )
+            .await?;
             let plan = plan::plan(&info, &video.name)?;
             let dir = if k == 0 {
                 out.to_owned()
@@ -97,8 +101,7 @@ impl Job<'_> {
                     input: video.name.clone(),
                 });
             }
-            let args =
-                plan::ffmpeg_args(&video.source, self.token, &plan, self.transcoding, &dir);
+            let args = plan::ffmpeg_args(&video.source, self.token, &plan, self.transcoding, &dir);
             let base = k as f64;
             let guard = ffmpeg::Guard {
                 budget: Budget::for_input(info.duration, video.size),
@@ -191,11 +194,7 @@ impl Job<'_> {
                 "-map".into(),
                 format!("0:{}", s.index),
             ]);
-            jobs.push((
-                input,
-                name,
-                s.language.clone(),
-            ));
+            jobs.push((input, name, s.language.clone()));
         }
         let mut tracks: Vec<Track> = Vec::new();
         for (input_args, name, language) in jobs {

@@ -123,7 +123,11 @@ pub fn ffmpeg_args(
     ]
     .map(String::from)
     .to_vec();
-    a.extend(untrusted::input_options(input, untrusted::VIDEO_FORMATS, token));
+    a.extend(untrusted::input_options(
+        input,
+        untrusted::VIDEO_FORMATS,
+        token,
+    ));
     a.extend(["-i".into(), input.into()]);
     a.extend(["-map".into(), format!("0:{}", plan.video_stream)]);
     if let Some(audio) = plan.audio_stream {

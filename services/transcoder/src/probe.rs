@@ -129,7 +129,11 @@ pub async fn probe(
             "-show_format",
             "-show_streams",
         ])
-        .args(untrusted::input_options(input, untrusted::VIDEO_FORMATS, token))
+        .args(untrusted::input_options(
+            input,
+            untrusted::VIDEO_FORMATS,
+            token,
+        ))
         .arg(input)
         .kill_on_drop(true)
         .output()

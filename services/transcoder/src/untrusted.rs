@@ -99,8 +99,7 @@ impl Budget {
         let time = match duration {
             // A container may claim any duration: the budget stops at MAX_TIME.
             Some(d) if d.is_finite() && d > 0.0 => {
-                Duration::from_secs_f64((d * TIME_FACTOR).min(MAX_TIME.as_secs_f64()))
-                    .max(MIN_TIME)
+                Duration::from_secs_f64((d * TIME_FACTOR).min(MAX_TIME.as_secs_f64())).max(MIN_TIME)
             }
             _ => UNKNOWN_DURATION_TIME,
         };
@@ -118,16 +117,32 @@ mod tests {
     #[test]
     fn local_files_are_read_as_files_only() {
         let o = input_options("/data/downloads/task_1/a.mkv", VIDEO_FORMATS, Some("t"));
-        assert_eq!(o, ["-protocol_whitelist", "file", "-format_whitelist", VIDEO_FORMATS]);
-        let o = input_options("http://127.0.0.1:1/stream/task_1/0", VIDEO_FORMATS, Some("tok"));
+        assert_eq!(
+            o,
+            [
+                "-protocol_whitelist",
+                "file",
+                "-format_whitelist",
+                VIDEO_FORMATS
+            ]
+        );
+        let o = input_options(
+            "http://127.0.0.1:1/stream/task_1/0",
+            VIDEO_FORMATS,
+            Some("tok"),
+        );
         assert_eq!(o[1], "http,tcp");
         assert!(o.contains(&"-reconnect".to_owned()));
-        assert_eq!(o.last().map(String::as_str), Some("Authorization: Bearer tok\r\n"));
+        assert_eq!(
+            o.last().map(String::as_str),
+            Some("Authorization: Bearer tok\r\n")
+        );
     }
 
     #[test]
     fn names_the_refused_format() {
-        let err = "[hls @ 0x55e9c71f9280] Format not on whitelist 'mov,matroska'\nx: Invalid argument";
+        let err =
+            "[hls @ 0x55e9c71f9280] Format not on whitelist 'mov,matroska'\nx: Invalid argument";
         assert_eq!(refused_format(err).as_deref(), Some("hls"));
         assert_eq!(refused_format("x: Invalid data found"), None);
     }
@@ -141,7 +156,11 @@ mod tests {
         assert_eq!(film.time, Duration::from_secs(28_800));
         assert_eq!(film.bytes, 16 << 30);
         assert_eq!(Budget::for_input(None, 0).time, UNKNOWN_DURATION_TIME);
-        assert_eq!(Budget::for_input(Some(1e9), 0).time, MAX_TIME, "a claimed 31 years");
+        assert_eq!(
+            Budget::for_input(Some(1e9), 0).time,
+            MAX_TIME,
+            "a claimed 31 years"
+        );
         assert_eq!(Budget::for_input(Some(f64::NAN), u64::MAX).bytes, u64::MAX);
     }
 }

@@ -391,7 +391,10 @@ impl Stack {
         }
         let nats_url = match &self.nats_users {
             Some(users) => {
-                let node = env.iter().find(|(k, _)| *k == "NODE__ID").map(|(_, v)| v.as_str());
+                let node = env
+                    .iter()
+                    .find(|(k, _)| *k == "NODE__ID")
+                    .map(|(_, v)| v.as_str());
                 users.url_for(&self.nats_url, &nats_auth::user_of(binary, node))?
             }
             None => self.nats_url.clone(),

@@ -37,7 +37,10 @@ impl Users {
         let mut entries = Vec::new();
         let mut add = |service: &str, node: Option<&str>| -> anyhow::Result<()> {
             let user = user_of(service, node);
-            let fill = |s: &str| s.replace("{node}", node.unwrap_or("")).replace("{user}", &user);
+            let fill = |s: &str| {
+                s.replace("{node}", node.unwrap_or(""))
+                    .replace("{user}", &user)
+            };
             let p = &permissions[service];
             let list = |key: &str| -> anyhow::Result<String> {
                 let v: Vec<String> = p[key]
@@ -71,7 +74,10 @@ impl Users {
                 add(service, Some(n))?;
             }
         }
-        users.conf = format!("authorization {{\n  users = [\n{}\n  ]\n}}\n", entries.join(",\n"));
+        users.conf = format!(
+            "authorization {{\n  users = [\n{}\n  ]\n}}\n",
+            entries.join(",\n")
+        );
         Ok(users)
     }
 
@@ -109,7 +115,12 @@ mod tests {
     #[test]
     fn every_service_of_every_node_gets_a_user() -> anyhow::Result<()> {
         let users = Users::new(&["node-1".into(), "node-2".into()])?;
-        for user in ["gateway", "signaling", "downloader-node-2", "streamer-node-1"] {
+        for user in [
+            "gateway",
+            "signaling",
+            "downloader-node-2",
+            "streamer-node-1",
+        ] {
             assert!(users.conf.contains(&format!("user: \"{user}\"")), "{user}");
         }
         assert!(users.conf.contains("\"magnet.jobs.node-2\""));

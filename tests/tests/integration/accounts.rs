@@ -95,18 +95,30 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
         (json!({ "username": "al", "password": "secret1" }), 400),
         (json!({ "username": "bob", "password": "123" }), 400),
         (json!({ "username": "  a  ", "password": "secret1" }), 400),
-        (json!({ "username": "bad\u{7}name", "password": "secret1" }), 400),
+        (
+            json!({ "username": "bad\u{7}name", "password": "secret1" }),
+            400,
+        ),
         // Any name of 3+ characters, as the original takes them (they used to be invalid
         // KV keys: 503).
         (json!({ "username": "...", "password": "secret1" }), 201),
         (json!({ "username": "a..b", "password": "secret1" }), 201),
-        (json!({ "username": "Zoë Ünal", "password": "secret1" }), 201),
+        (
+            json!({ "username": "Zoë Ünal", "password": "secret1" }),
+            201,
+        ),
         (json!({ "username": "张小明", "password": "secret1" }), 201),
-        (json!({ "username": "zoë ünal", "password": "secret1" }), 409),
+        (
+            json!({ "username": "zoë ünal", "password": "secret1" }),
+            409,
+        ),
         // The pseudo users' ids, and names that would pass for another in the admin table.
         (json!({ "username": "API", "password": "secret1" }), 409),
         (json!({ "username": "local", "password": "secret1" }), 409),
-        (json!({ "username": "ro\u{200B}ot", "password": "secret1" }), 400),
+        (
+            json!({ "username": "ro\u{200B}ot", "password": "secret1" }),
+            400,
+        ),
     ] {
         let (status, body) = json_of(
             anon.post(format!("{base}/api/auth/register"))
@@ -125,7 +137,10 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
             .await?,
     )
     .await?;
-    assert_eq!(status, 200, "names compare trimmed and case-insensitively: {body}");
+    assert_eq!(
+        status, 200,
+        "names compare trimmed and case-insensitively: {body}"
+    );
 
     // Login: wrong password refused; right one sets an HttpOnly, SameSite=Lax cookie.
     let (status, _) = json_of(
@@ -280,7 +295,12 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
     .await?;
     assert_eq!(status, 403, "a banned user cannot delete either");
     // Nor read, play or signal: a ban ends everything the session could do.
-    for path in ["/api/tasks", "/api/nodes", "/api/events", "/video/task_1/index.m3u8"] {
+    for path in [
+        "/api/tasks",
+        "/api/nodes",
+        "/api/events",
+        "/video/task_1/index.m3u8",
+    ] {
         let (status, body) = json_of(alice.get(format!("{base}{path}")).send().await?).await?;
         assert_eq!(status, 403, "{path}: {body}");
     }

@@ -17,12 +17,12 @@ use tonic::Code;
 
 const NODE: &str = "worker-t";
 
-async fn get(
-    client: &mut TaskClient,
-    id: &str,
-) -> Option<pb::Task> {
+async fn get(client: &mut TaskClient, id: &str) -> Option<pb::Task> {
     client
-        .get(pb::GetRequest { task_id: id.into(), ..Default::default() })
+        .get(pb::GetRequest {
+            task_id: id.into(),
+            ..Default::default()
+        })
         .await
         .ok()
         .map(|r| r.into_inner())
@@ -551,7 +551,10 @@ async fn a_task_without_peers_says_so_then_fails_and_delete_cleans_up() -> anyho
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let magnet = format!("magnet:?xt=urn:btih:{}&x.pe={dead}", "c".repeat(40));
     let task = client
-        .submit(pb::SubmitRequest { magnet_url: magnet, ..Default::default() })
+        .submit(pb::SubmitRequest {
+            magnet_url: magnet,
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .task
@@ -613,9 +616,12 @@ async fn concurrent_submits_get_unique_ids_and_the_disk_floor_refuses_new_tasks(
         let mut c = client.clone();
         let magnet = format!("magnet:?xt=urn:btih:{:040x}&x.pe={dead}", i + 1);
         async move {
-            c.submit(pb::SubmitRequest { magnet_url: magnet, ..Default::default() })
-                .await
-                .map(|r| r.into_inner())
+            c.submit(pb::SubmitRequest {
+                magnet_url: magnet,
+                ..Default::default()
+            })
+            .await
+            .map(|r| r.into_inner())
         }
     });
     let results = futures::future::join_all(submits).await;
@@ -753,7 +759,10 @@ async fn files_stream_while_they_download_with_ranges_a_token_and_a_cap() -> any
     assert_eq!(r.bytes().await?.as_ref(), &bytes[3_000_000..3_001_000]);
     let now = get(&mut client, &task.id).await.expect("task");
     assert_eq!(now.status(), pb::TaskStatus::Downloading, "{now:?}");
-    assert!(now.progress < 90.0, "read before the download got there: {now:?}");
+    assert!(
+        now.progress < 90.0,
+        "read before the download got there: {now:?}"
+    );
     let r = ranged("bytes=-100").await?;
     assert_eq!(r.bytes().await?.as_ref(), &bytes[bytes.len() - 100..]);
     let r = ranged(&format!("bytes={}-", bytes.len())).await?;
@@ -764,12 +773,19 @@ async fn files_stream_while_they_download_with_ranges_a_token_and_a_cap() -> any
     );
     let r = http.head(&url).header("authorization", auth).send().await?;
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.headers()["content-length"], bytes.len().to_string().as_str());
+    assert_eq!(
+        r.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
 
     // Only the node's own services: no token, a wrong one, bad paths.
     let r = http.get(&url).send().await?;
     assert_eq!(r.status().as_u16(), 401);
-    let r = http.get(&url).header("authorization", "Bearer wrong-token-wrong-token").send().await?;
+    let r = http
+        .get(&url)
+        .header("authorization", "Bearer wrong-token-wrong-token")
+        .send()
+        .await?;
     assert_eq!(r.status().as_u16(), 401);
     for (path, want) in [
         (format!("/stream/{}/7", task.id), 404),

@@ -255,7 +255,10 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
         .send()
         .await?;
     assert_eq!(r.status().as_u16(), 206);
-    assert_eq!(r.headers()["content-length"], segment.len().to_string().as_str());
+    assert_eq!(
+        r.headers()["content-length"],
+        segment.len().to_string().as_str()
+    );
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert_eq!(r.bytes().await?.to_vec(), segment);
     let r = http

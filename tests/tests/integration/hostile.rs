@@ -152,17 +152,41 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
         ("no info hash", "magnet:?dn=film".into()),
         ("empty btih", "magnet:?xt=urn:btih:".into()),
         ("39 hex", format!("magnet:?xt=urn:btih:{}", &HASH[..39])),
-        ("non-hex 40", format!("magnet:?xt=urn:btih:{}", "z".repeat(40))),
-        ("bad base32", format!("magnet:?xt=urn:btih:{}", "1".repeat(32))),
+        (
+            "non-hex 40",
+            format!("magnet:?xt=urn:btih:{}", "z".repeat(40)),
+        ),
+        (
+            "bad base32",
+            format!("magnet:?xt=urn:btih:{}", "1".repeat(32)),
+        ),
         ("unknown urn", format!("magnet:?xt=urn:sha1:{HASH}")),
         ("http URL", "http://example.org/file.torrent".into()),
         ("javascript URL", "javascript:alert(1)".into()),
-        ("two hashes", format!("magnet:?xt=urn:btih:{HASH}&xt=urn:btih:{}", "1".repeat(40))),
-        ("file tracker", format!("magnet:?xt=urn:btih:{HASH}&tr=file%3A%2F%2F%2Fetc%2Fpasswd")),
-        ("javascript tracker", format!("magnet:?xt=urn:btih:{HASH}&tr=javascript%3Aalert(1)")),
-        ("peer without port", format!("magnet:?xt=urn:btih:{HASH}&x.pe=127.0.0.1")),
-        ("peer port too big", format!("magnet:?xt=urn:btih:{HASH}&x.pe=127.0.0.1%3A99999")),
-        ("v2 only", format!("magnet:?xt=urn:btmh:1220{}", "ab".repeat(32))),
+        (
+            "two hashes",
+            format!("magnet:?xt=urn:btih:{HASH}&xt=urn:btih:{}", "1".repeat(40)),
+        ),
+        (
+            "file tracker",
+            format!("magnet:?xt=urn:btih:{HASH}&tr=file%3A%2F%2F%2Fetc%2Fpasswd"),
+        ),
+        (
+            "javascript tracker",
+            format!("magnet:?xt=urn:btih:{HASH}&tr=javascript%3Aalert(1)"),
+        ),
+        (
+            "peer without port",
+            format!("magnet:?xt=urn:btih:{HASH}&x.pe=127.0.0.1"),
+        ),
+        (
+            "peer port too big",
+            format!("magnet:?xt=urn:btih:{HASH}&x.pe=127.0.0.1%3A99999"),
+        ),
+        (
+            "v2 only",
+            format!("magnet:?xt=urn:btmh:1220{}", "ab".repeat(32)),
+        ),
         ("oversized magnet", long_dn),
         ("NUL in magnet", format!("magnet:?xt=urn:btih:{HASH}\u{0}")),
     ];
@@ -179,15 +203,55 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     for (name, body, ctype, want) in [
         ("not JSON", "magnet please", "application/json", &[400][..]),
-        ("truncated JSON", "{\"magnet_url\": ", "application/json", &[400]),
-        ("wrong type", "{\"magnet_url\": 5}", "application/json", &[400, 422]),
-        ("missing field", "{\"worker_id\": \"node-1\"}", "application/json", &[400, 422]),
-        ("array body", "[\"magnet:?xt=urn:btih:x\"]", "application/json", &[400, 422]),
+        (
+            "truncated JSON",
+            "{\"magnet_url\": ",
+            "application/json",
+            &[400],
+        ),
+        (
+            "wrong type",
+            "{\"magnet_url\": 5}",
+            "application/json",
+            &[400, 422],
+        ),
+        (
+            "missing field",
+            "{\"worker_id\": \"node-1\"}",
+            "application/json",
+            &[400, 422],
+        ),
+        (
+            "array body",
+            "[\"magnet:?xt=urn:btih:x\"]",
+            "application/json",
+            &[400, 422],
+        ),
         ("null body", "null", "application/json", &[400, 422]),
-        ("deeply nested", deep.as_str(), "application/json", &[400, 422]),
-        ("form body", "magnet_url=x", "application/x-www-form-urlencoded", &[415]),
-        ("no content type", "{\"magnet_url\": \"x\"}", "", &[400, 415]),
-        ("invalid UTF-8 escape", "{\"magnet_url\": \"\\udc00\"}", "application/json", &[400, 422]),
+        (
+            "deeply nested",
+            deep.as_str(),
+            "application/json",
+            &[400, 422],
+        ),
+        (
+            "form body",
+            "magnet_url=x",
+            "application/x-www-form-urlencoded",
+            &[415],
+        ),
+        (
+            "no content type",
+            "{\"magnet_url\": \"x\"}",
+            "",
+            &[400, 415],
+        ),
+        (
+            "invalid UTF-8 escape",
+            "{\"magnet_url\": \"\\udc00\"}",
+            "application/json",
+            &[400, 422],
+        ),
     ] {
         let req = raw(&s, body, ctype);
         s.case(name, req, want).await;
@@ -195,18 +259,34 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
     let huge = json!({ "magnet_url": "x".repeat(100_000) });
     let req = s.post("/api/tasks/submit").json(&huge);
     s.case("body over the limit", req, &[413]).await;
-    let req = s.post("/api/tasks/submit").json(&json!({ "magnet_url": format!("magnet:?xt=urn:btih:{HASH}"), "worker_id": "node-404" }));
+    let req = s.post("/api/tasks/submit").json(
+        &json!({ "magnet_url": format!("magnet:?xt=urn:btih:{HASH}"), "worker_id": "node-404" }),
+    );
     s.case("unknown node", req, &[404]).await;
-    let req = s.post("/api/tasks/submit").json(&json!({ "magnet_url": format!("magnet:?xt=urn:btih:{HASH}"), "worker_id": "../../etc" }));
+    let req = s.post("/api/tasks/submit").json(
+        &json!({ "magnet_url": format!("magnet:?xt=urn:btih:{HASH}"), "worker_id": "../../etc" }),
+    );
     s.case("node id with a path", req, &[404]).await;
 
     // Credentials.
     let anon = |path: &str| http.get(format!("{base}{path}"));
     for (name, req, want) in [
         ("no session", anon("/api/tasks"), &[401][..]),
-        ("garbage bearer", anon("/api/tasks").bearer_auth("nope"), &[401]),
-        ("huge bearer", anon("/api/tasks").bearer_auth("x".repeat(6000)), &[401, 431]),
-        ("garbage cookie", anon("/api/tasks").header("cookie", "magnet_session=%00%ff"), &[401]),
+        (
+            "garbage bearer",
+            anon("/api/tasks").bearer_auth("nope"),
+            &[401],
+        ),
+        (
+            "huge bearer",
+            anon("/api/tasks").bearer_auth("x".repeat(6000)),
+            &[401, 431],
+        ),
+        (
+            "garbage cookie",
+            anon("/api/tasks").header("cookie", "magnet_session=%00%ff"),
+            &[401],
+        ),
         (
             "wrong password",
             http.post(format!("{base}/api/auth/login"))
@@ -263,34 +343,119 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
     for (name, path, want) in [
         ("id without digits", "/api/tasks/task_", &[400][..]),
         ("id with letters", "/api/tasks/task_1a", &[400]),
-        ("encoded traversal id", "/api/tasks/..%2F..%2Fetc%2Fpasswd", &[400, 404]),
+        (
+            "encoded traversal id",
+            "/api/tasks/..%2F..%2Fetc%2Fpasswd",
+            &[400, 404],
+        ),
         ("unknown id", "/api/tasks/task_1", &[404]),
-        ("files page far away", &format!("/api/tasks/{id}?files_offset=4294967295"), &[200]),
-        ("files page not a number", &format!("/api/tasks/{id}?files_offset=-1"), &[400]),
+        (
+            "files page far away",
+            &format!("/api/tasks/{id}?files_offset=4294967295"),
+            &[200],
+        ),
+        (
+            "files page not a number",
+            &format!("/api/tasks/{id}?files_offset=-1"),
+            &[400],
+        ),
     ] {
         let req = s.get(path);
         s.case(name, req, want).await;
     }
-    let req = s.http.delete(format!("{base}/api/tasks/task_99")).bearer_auth(&s.token);
+    let req = s
+        .http
+        .delete(format!("{base}/api/tasks/task_99"))
+        .bearer_auth(&s.token);
     s.case("delete unknown", req, &[404]).await;
 
     // Relay paths and ranges.
     let video = format!("/video/{id}");
     for (name, path, range, want) in [
-        ("relay traversal", format!("{video}/..%2F..%2Fsecret.txt"), None, &[400, 404][..]),
-        ("relay absolute path", format!("{video}/%2Fetc%2Fpasswd"), None, &[400, 404]),
-        ("relay database", format!("{video}/..%2F..%2Fconfig%2Fworker.db"), None, &[400, 404]),
-        ("relay unknown file", format!("{video}/index99.ts"), None, &[404]),
-        ("relay bad extension", format!("{video}/index.sh"), None, &[400, 404]),
-        ("relay NUL", format!("{video}/index.m3u8%00.ts"), None, &[400, 404]),
-        ("relay bad task id", "/video/task_x/index.m3u8".into(), None, &[400]),
-        ("range not a number", format!("{video}/index0.ts"), Some("bytes=abc-"), &[200]),
-        ("range reversed", format!("{video}/index0.ts"), Some("bytes=50-10"), &[200, 416]),
-        ("range overflowing end", format!("{video}/index0.ts"), Some("bytes=0-18446744073709551615"), &[206]),
-        ("range empty suffix", format!("{video}/index0.ts"), Some("bytes=-0"), &[416]),
-        ("range past the end", format!("{video}/index0.ts"), Some("bytes=999999999-"), &[416]),
-        ("many ranges", format!("{video}/index0.ts"), Some("bytes=0-1,2-3,4-5,6-7"), &[200, 206]),
-        ("range other unit", format!("{video}/index0.ts"), Some("items=0-5"), &[200]),
+        (
+            "relay traversal",
+            format!("{video}/..%2F..%2Fsecret.txt"),
+            None,
+            &[400, 404][..],
+        ),
+        (
+            "relay absolute path",
+            format!("{video}/%2Fetc%2Fpasswd"),
+            None,
+            &[400, 404],
+        ),
+        (
+            "relay database",
+            format!("{video}/..%2F..%2Fconfig%2Fworker.db"),
+            None,
+            &[400, 404],
+        ),
+        (
+            "relay unknown file",
+            format!("{video}/index99.ts"),
+            None,
+            &[404],
+        ),
+        (
+            "relay bad extension",
+            format!("{video}/index.sh"),
+            None,
+            &[400, 404],
+        ),
+        (
+            "relay NUL",
+            format!("{video}/index.m3u8%00.ts"),
+            None,
+            &[400, 404],
+        ),
+        (
+            "relay bad task id",
+            "/video/task_x/index.m3u8".into(),
+            None,
+            &[400],
+        ),
+        (
+            "range not a number",
+            format!("{video}/index0.ts"),
+            Some("bytes=abc-"),
+            &[200],
+        ),
+        (
+            "range reversed",
+            format!("{video}/index0.ts"),
+            Some("bytes=50-10"),
+            &[200, 416],
+        ),
+        (
+            "range overflowing end",
+            format!("{video}/index0.ts"),
+            Some("bytes=0-18446744073709551615"),
+            &[206],
+        ),
+        (
+            "range empty suffix",
+            format!("{video}/index0.ts"),
+            Some("bytes=-0"),
+            &[416],
+        ),
+        (
+            "range past the end",
+            format!("{video}/index0.ts"),
+            Some("bytes=999999999-"),
+            &[416],
+        ),
+        (
+            "many ranges",
+            format!("{video}/index0.ts"),
+            Some("bytes=0-1,2-3,4-5,6-7"),
+            &[200, 206],
+        ),
+        (
+            "range other unit",
+            format!("{video}/index0.ts"),
+            Some("items=0-5"),
+            &[200],
+        ),
     ] {
         let mut req = s.get(&path);
         if let Some(r) = range {
@@ -301,13 +466,48 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
 
     // HTTP signaling.
     for (name, path, body, want) in [
-        ("offer without sdp", "/api/webrtc/offer", json!({ "session_id": "client-1-aaaaaaaaa", "worker_id": "node-1" }), &[400, 422][..]),
-        ("offer with garbage sdp", "/api/webrtc/offer", json!({ "sdp": "v=0 garbage", "session_id": "client-1-bbbbbbbbb", "worker_id": "node-1" }), &[400, 503]),
-        ("offer to an unknown node", "/api/webrtc/offer", json!({ "sdp": "v=0", "session_id": "client-1-ccccccccc", "worker_id": "node-404" }), &[404, 503]),
-        ("offer with a bad session id", "/api/webrtc/offer", json!({ "sdp": "v=0", "session_id": "../bad id", "worker_id": "node-1" }), &[400]),
-        ("offer with a long session id", "/api/webrtc/offer", json!({ "sdp": "v=0", "session_id": "x".repeat(60), "worker_id": "node-1" }), &[400]),
-        ("ice for no session", "/api/webrtc/ice", json!({ "session_id": "client-1-ddddddddd", "candidate": "candidate:x", "is_client": true }), &[404]),
-        ("answer for no session", "/api/webrtc/answer", json!({ "session_id": "client-1-eeeeeeeee" }), &[404]),
+        (
+            "offer without sdp",
+            "/api/webrtc/offer",
+            json!({ "session_id": "client-1-aaaaaaaaa", "worker_id": "node-1" }),
+            &[400, 422][..],
+        ),
+        (
+            "offer with garbage sdp",
+            "/api/webrtc/offer",
+            json!({ "sdp": "v=0 garbage", "session_id": "client-1-bbbbbbbbb", "worker_id": "node-1" }),
+            &[400, 503],
+        ),
+        (
+            "offer to an unknown node",
+            "/api/webrtc/offer",
+            json!({ "sdp": "v=0", "session_id": "client-1-ccccccccc", "worker_id": "node-404" }),
+            &[404, 503],
+        ),
+        (
+            "offer with a bad session id",
+            "/api/webrtc/offer",
+            json!({ "sdp": "v=0", "session_id": "../bad id", "worker_id": "node-1" }),
+            &[400],
+        ),
+        (
+            "offer with a long session id",
+            "/api/webrtc/offer",
+            json!({ "sdp": "v=0", "session_id": "x".repeat(60), "worker_id": "node-1" }),
+            &[400],
+        ),
+        (
+            "ice for no session",
+            "/api/webrtc/ice",
+            json!({ "session_id": "client-1-ddddddddd", "candidate": "candidate:x", "is_client": true }),
+            &[404],
+        ),
+        (
+            "answer for no session",
+            "/api/webrtc/answer",
+            json!({ "session_id": "client-1-eeeeeeeee" }),
+            &[404],
+        ),
     ] {
         let req = s.post(path).json(&body);
         s.case(name, req, want).await;
@@ -316,16 +516,24 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
     // Event streams.
     let req = http.get(format!("{base}/api/events"));
     s.case("events without a session", req, &[401]).await;
-    let req = s.get("/api/events").header("last-event-id", "99999999999999999999999';--<script>");
+    let req = s
+        .get("/api/events")
+        .header("last-event-id", "99999999999999999999999';--<script>");
     s.cases += 1;
     let r = req.send().await?;
-    assert_eq!(r.status().as_u16(), 200, "events with a garbage Last-Event-ID");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "events with a garbage Last-Event-ID"
+    );
     drop(r);
 
     // WebSocket frames: each bad one gets an error frame; the socket stays usable.
-    let mut ws_req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        format!("ws://{}/ws/clients?client_id=client-1-hostilews", stack.gateway),
-    )?;
+    let mut ws_req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/ws/clients?client_id=client-1-hostilews",
+            stack.gateway
+        ))?;
     ws_req
         .headers_mut()
         .insert("authorization", format!("Bearer {}", s.token).parse()?);
@@ -376,7 +584,9 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
         ),
     )?;
     let seeded_bad = seeder.seed(&disguised).await?;
-    let body = s.submit("a disguised playlist", &seeded_bad.magnet, &[200]).await;
+    let body = s
+        .submit("a disguised playlist", &seeded_bad.magnet, &[200])
+        .await;
     let bad_id = body["data"]["id"].as_str().unwrap_or_default().to_owned();
     let failed = eventually(Duration::from_secs(60), "the disguised task failed", || {
         let req = s.get(&format!("/api/tasks/{bad_id}"));
@@ -388,9 +598,13 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
     .await?;
     let error = failed["data"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("refused"), "{error}");
-    assert!(!error.contains(&dir.path().display().to_string()), "{error}");
+    assert!(
+        !error.contains(&dir.path().display().to_string()),
+        "{error}"
+    );
     let req = s.get(&format!("/video/{bad_id}/index.m3u8"));
-    s.case("the disguised task serves nothing", req, &[404]).await;
+    s.case("the disguised task serves nothing", req, &[404])
+        .await;
 
     // Afterwards: everything answers, the real task still plays, memory is bounded.
     let req = s.get("/api/status");

@@ -97,11 +97,12 @@ async fn a_huge_file_list_never_empties_the_task_list() -> anyhow::Result<()> {
     let mut roomy_client = roomy_node.client().await?;
     let accepted = submit(&mut roomy_client, &seeded.magnet).await?;
     wait_for(&mut roomy_client, &accepted.id, pb::TaskStatus::Downloaded).await?;
-    let list = roomy_client
-        .list(pb::ListRequest {})
-        .await?
-        .into_inner();
-    assert!(list.encoded_len() < 64 * 1024, "{} bytes", list.encoded_len());
+    let list = roomy_client.list(pb::ListRequest {}).await?.into_inner();
+    assert!(
+        list.encoded_len() < 64 * 1024,
+        "{} bytes",
+        list.encoded_len()
+    );
     let summary = &list.tasks[0];
     assert_eq!(summary.file_count as usize, HUGE_FILES);
     assert!(summary.files.len() <= 8);
@@ -125,14 +126,21 @@ async fn a_huge_file_list_never_empties_the_task_list() -> anyhow::Result<()> {
     assert_eq!(body["data"]["node_errors"], serde_json::json!([]));
 
     // The task's own answer pages its files: 1,000, then the other 400.
-    let (status, first) =
-        json_of(http.get(format!("{base}/api/tasks/{}", accepted.id)).send().await?).await?;
+    let (status, first) = json_of(
+        http.get(format!("{base}/api/tasks/{}", accepted.id))
+            .send()
+            .await?,
+    )
+    .await?;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["data"]["files"].as_array().map(Vec::len), Some(1000));
     let (_, rest) = json_of(
-        http.get(format!("{base}/api/tasks/{}?files_offset=1000", accepted.id))
-            .send()
-            .await?,
+        http.get(format!(
+            "{base}/api/tasks/{}?files_offset=1000",
+            accepted.id
+        ))
+        .send()
+        .await?,
     )
     .await?;
     assert_eq!(rest["data"]["files"].as_array().map(Vec::len), Some(400));
@@ -160,9 +168,11 @@ async fn a_huge_file_list_never_empties_the_task_list() -> anyhow::Result<()> {
     })
     .await?;
     assert_eq!(body["data"]["node_errors"][0]["node_id"], "node-2");
-    assert!(body["data"]["node_errors"][0]["error"]
-        .as_str()
-        .is_some_and(|e| !e.is_empty()));
+    assert!(
+        body["data"]["node_errors"][0]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
     assert_eq!(body["data"]["tasks"].as_array().map(Vec::len), Some(2));
 
     shutdown.cancel();
@@ -190,10 +200,7 @@ async fn internal_grpc_answers_only_with_the_service_token() -> anyhow::Result<(
 
     // Without the token: refused. Health (Kubernetes probes carry no token): answered.
     let mut anon = task_client(node.grpc_addr).await?;
-    let err = anon
-        .list(pb::ListRequest {})
-        .await
-        .expect_err("no token");
+    let err = anon.list(pb::ListRequest {}).await.expect_err("no token");
     assert_eq!(err.code(), Code::Unauthenticated, "{err}");
     let mut wrong = anon.clone();
     let mut req = tonic::Request::new(pb::ListRequest {});
@@ -316,7 +323,9 @@ async fn playlists_and_scripts_disguised_as_video_are_refused() -> anyhow::Resul
     queue
         .submit("task_1", &[(&playlist, "sample.mp4")], &m3u8)
         .await?;
-    queue.submit("task_2", &[(&script, "loop.mp4")], &m3u8).await?;
+    queue
+        .submit("task_2", &[(&script, "loop.mp4")], &m3u8)
+        .await?;
     let events = queue
         .collect(Duration::from_secs(60), |e| finals(e) == 2)
         .await?;
@@ -333,7 +342,10 @@ async fn playlists_and_scripts_disguised_as_video_are_refused() -> anyhow::Resul
             failed.contains(&format!("is a {format} file")) && failed.contains("refused"),
             "{task}: {failed}"
         );
-        assert!(!failed.contains(&outside.path().display().to_string()), "{failed}");
+        assert!(
+            !failed.contains(&outside.path().display().to_string()),
+            "{failed}"
+        );
     }
     let left: Vec<_> = std::fs::read_dir(&m3u8)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
@@ -538,17 +550,33 @@ async fn webrtc_sessions_belong_to_the_user_who_opened_them() -> anyhow::Result<
             .send()
     };
     // Bob naming her session id learns nothing and injects nothing.
-    let (status, body) = json_of(call(&bob, "answer", serde_json::json!({ "session_id": session })).await?).await?;
+    let (status, body) =
+        json_of(call(&bob, "answer", serde_json::json!({ "session_id": session })).await?).await?;
     assert_eq!(status, 404, "{body}");
-    assert!(body["data"].is_null(), "no answer, no ICE credentials: {body}");
+    assert!(
+        body["data"].is_null(),
+        "no answer, no ICE credentials: {body}"
+    );
     let ice = serde_json::json!({ "session_id": session, "candidate": "candidate:1 1 udp 1 10.9.9.9 9 typ host", "is_client": true });
     let (status, _) = json_of(call(&bob, "ice", ice).await?).await?;
     assert_eq!(status, 404);
     // Alice herself gets her answer.
-    let (status, body) = json_of(call(&alice, "answer", serde_json::json!({ "session_id": session })).await?).await?;
+    let (status, body) = json_of(
+        call(
+            &alice,
+            "answer",
+            serde_json::json!({ "session_id": session }),
+        )
+        .await?,
+    )
+    .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["session_id"], session);
-    assert!(body["data"]["sdp"].as_str().is_some_and(|s| s.contains("ice-ufrag")));
+    assert!(
+        body["data"]["sdp"]
+            .as_str()
+            .is_some_and(|s| s.contains("ice-ufrag"))
+    );
     peer.close().await;
 
     shutdown.cancel();
@@ -600,9 +628,16 @@ async fn tasks_belong_to_their_submitter_and_dead_magnets_hold_no_slot() -> anyh
     };
 
     // Two magnets nobody can resolve, then the real one: it downloads at once.
-    for hash in ["1111111111111111111111111111111111111111", "2222222222222222222222222222222222222222"] {
+    for hash in [
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+    ] {
         let (status, body) = json_of(
-            submit(&alice, &format!("magnet:?xt=urn:btih:{hash}&tr=udp%3A%2F%2Ftracker.invalid%3A1")).await?,
+            submit(
+                &alice,
+                &format!("magnet:?xt=urn:btih:{hash}&tr=udp%3A%2F%2Ftracker.invalid%3A1"),
+            )
+            .await?,
         )
         .await?;
         assert_eq!(status, 200, "{body}");
@@ -616,7 +651,11 @@ async fn tasks_belong_to_their_submitter_and_dead_magnets_hold_no_slot() -> anyh
     // A fourth task in progress is one too many (the downloaded one waits for a transcoder,
     // none runs here).
     let (status, body) = json_of(
-        submit(&alice, "magnet:?xt=urn:btih:4444444444444444444444444444444444444444").await?,
+        submit(
+            &alice,
+            "magnet:?xt=urn:btih:4444444444444444444444444444444444444444",
+        )
+        .await?,
     )
     .await?;
     assert_eq!(status, 429, "{body}");
@@ -693,7 +732,8 @@ async fn half_sent_requests_are_cut_off_and_live_streams_capped() -> anyhow::Res
     let mut slow = Vec::new();
     for _ in 0..100 {
         let mut c = tokio::net::TcpStream::connect(gateway.addr).await?;
-        c.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow: ").await?;
+        c.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await?;
         slow.push(c);
     }
     for i in 0..20 {
@@ -717,7 +757,11 @@ async fn half_sent_requests_are_cut_off_and_live_streams_capped() -> anyhow::Res
         ended.is_ok()
     }))
     .await;
-    assert!(closed.iter().all(|c| *c), "{} still open", closed.iter().filter(|c| !**c).count());
+    assert!(
+        closed.iter().all(|c| *c),
+        "{} still open",
+        closed.iter().filter(|c| !**c).count()
+    );
     // And the gateway still answers.
     let (status, _) = json_of(reqwest::get(format!("{base}/api/status")).await?).await?;
     assert_eq!(status, 200);
@@ -732,7 +776,9 @@ async fn half_sent_requests_are_cut_off_and_live_streams_capped() -> anyhow::Res
     }
     let (status, body) = json_of(http.get(format!("{base}/api/events")).send().await?).await?;
     assert_eq!(status, 429, "{body}");
-    let ws = tokio_tungstenite::connect_async(format!("ws://{}/ws/clients?client_id=x", gateway.addr)).await;
+    let ws =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/clients?client_id=x", gateway.addr))
+            .await;
     match ws {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 429),
         other => anyhow::bail!("a fourth live connection: {:?}", other.map(|_| ())),
@@ -774,8 +820,16 @@ async fn a_registration_flood_is_throttled_per_address() -> anyhow::Result<()> {
             .await?;
         statuses.push(r.status().as_u16());
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 20, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 5, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        20,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        5,
+        "{statuses:?}"
+    );
     shutdown.cancel();
     gateway.wait().await?;
     Ok(())

@@ -8,11 +8,11 @@ use std::time::Duration;
 use magnet_proto::v1 as pb;
 use magnet_proto::v1::file_service_client::FileServiceClient;
 use magnet_runtime::{Settings, nats, subjects};
-use magnet_tests::{eventually, init_logging};
 use magnet_tests::nats::NatsServer;
 use magnet_tests::peer::Client;
 use magnet_tests::seeder::random_file;
 use magnet_tests::services::offline_node;
+use magnet_tests::{eventually, init_logging};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 
@@ -362,7 +362,9 @@ async fn sessions_are_capped_per_user_atomically_and_unconnected_ones_released()
     // ever connects: two are answered, the rest refused (the limit is reserved atomically;
     // it once let 65 through a limit of 64).
     let ids: Vec<String> = (0..6).map(|i| format!("0123456789ab_s{i}")).collect();
-    let offers = ids.iter().map(|id| Unanswered::offer(n.signaling, NODE, id));
+    let offers = ids
+        .iter()
+        .map(|id| Unanswered::offer(n.signaling, NODE, id));
     let results = futures::future::join_all(offers).await;
     let mut held = Vec::new();
     let mut refused = Vec::new();
@@ -380,7 +382,9 @@ async fn sessions_are_capped_per_user_atomically_and_unconnected_ones_released()
     let other = Unanswered::offer(n.signaling, NODE, "ba9876543210_s0").await?;
     // Never connected: after 2 s their slots are freed, and the first user gets one again.
     let again = eventually(Duration::from_secs(15), "a freed slot", || async {
-        Unanswered::offer(n.signaling, NODE, "0123456789ab_again").await.ok()
+        Unanswered::offer(n.signaling, NODE, "0123456789ab_again")
+            .await
+            .ok()
     })
     .await?;
     again.close().await;

@@ -11,9 +11,7 @@ use magnet_runtime::Settings;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::queue::{JobQueue, finals, ready_of};
 use magnet_tests::seeder::Seeder;
-use magnet_tests::services::{
-    InProcess, Process, Transcoder, offline_node, submit, transcoder_of,
-};
+use magnet_tests::services::{InProcess, Process, Transcoder, offline_node, submit, transcoder_of};
 use magnet_tests::video::{Codec, codecs, duration, generate, generate_sized};
 use magnet_tests::{eventually, init_logging};
 use pb::transcode_event::Kind;
@@ -51,7 +49,10 @@ async fn seeded_video_with_subtitles_becomes_a_ready_hls_task() -> anyhow::Resul
         let id = task.id.clone();
         async move {
             let t = c
-                .get(pb::GetRequest { task_id: id, ..Default::default() })
+                .get(pb::GetRequest {
+                    task_id: id,
+                    ..Default::default()
+                })
                 .await
                 .ok()?
                 .into_inner();
@@ -396,7 +397,8 @@ async fn a_video_is_transcoded_from_the_stream_while_it_downloads() -> anyhow::R
     generate_sized(&video, 12, "640x360", Codec::H264Aac)?;
     let size = std::fs::metadata(&video)?.len();
     // Several seconds of downloading.
-    let seeder = Seeder::with_upload_limit(Some(u32::try_from(size / 6).unwrap_or(u32::MAX))).await?;
+    let seeder =
+        Seeder::with_upload_limit(Some(u32::try_from(size / 6).unwrap_or(u32::MAX))).await?;
     let seeded = seeder.seed_small_pieces(&video).await?;
     let token = "a-shared-service-token-0123";
     let data = tempfile::tempdir()?;
