@@ -69,11 +69,32 @@ impl JobQueue {
         inputs: Vec<pb::TranscodeInput>,
         m3u8: &Path,
     ) -> anyhow::Result<()> {
+        self.publish(task_id, inputs, m3u8, false).await
+    }
+
+    /// Publishes a progressive job (as a downloader does when metadata arrives).
+    pub async fn submit_progressive(
+        &self,
+        task_id: &str,
+        inputs: Vec<pb::TranscodeInput>,
+        m3u8: &Path,
+    ) -> anyhow::Result<()> {
+        self.publish(task_id, inputs, m3u8, true).await
+    }
+
+    async fn publish(
+        &self,
+        task_id: &str,
+        inputs: Vec<pb::TranscodeInput>,
+        m3u8: &Path,
+        progressive: bool,
+    ) -> anyhow::Result<()> {
         let job = pb::TranscodeJob {
             task_id: task_id.into(),
             node_id: self.node.clone(),
             inputs,
             output_dir: m3u8.join(task_id).to_string_lossy().into_owned(),
+            progressive,
         };
         self.js
             .publish(

@@ -282,4 +282,8 @@ pub struct Task {
     pub owner: String,
     /// "remux" or "transcode", once the transcoder chose.
     pub transcode_path: Option<String>,
+    /// Its playlist plays already while the torrent downloads (progressive playback).
+    pub playable: bool,
+    /// Percent 0..=100 of the transcode, apart from the download's `progress`.
+    pub transcode_progress: f64,
 }

@@ -80,6 +80,8 @@ pub fn task(t: Task) -> pb::Task {
         peers: t.peers,
         transcode_path: t.transcode_path.unwrap_or_default(),
         owner: t.owner,
+        playable: t.playable,
+        transcode_progress: t.transcode_progress,
     }
 }
 
@@ -100,5 +102,7 @@ pub fn progress(t: &Task) -> pb::TaskProgress {
             t.detail.clone()
         },
         timestamp_ms: chrono::Utc::now().timestamp_millis(),
+        playable: t.playable,
+        transcode_progress: t.transcode_progress,
     }
 }

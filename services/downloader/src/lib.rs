@@ -184,6 +184,14 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     .await?;
     let torrent_addr = engine.listen_addr();
     let stream_metrics = metrics.streams.clone();
+    // Bound before the tasks resume: a resumed download's progressive job names its address.
+    let (stream_listener, stream_addr) =
+        magnet_runtime::net::bind(settings.downloader.stream_listen).await?;
+    let stream_base = settings
+        .downloader
+        .stream_advertise
+        .clone()
+        .unwrap_or_else(|| format!("http://{}:{}", settings.node.address, stream_addr.port()));
     let tasks = tasks::Tasks::new(
         settings.clone(),
         downloads,
@@ -193,6 +201,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         client.clone(),
         shutdown.clone(),
         metrics,
+        stream_base,
     )
     .await?;
     tasks.resume().await?;
@@ -235,8 +244,8 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     )
     .await?;
 
-    let (stream_addr, stream_task) = stream::serve(
-        settings.downloader.stream_listen,
+    let stream_task = stream::serve(
+        stream_listener,
         tasks.clone(),
         &settings,
         stream_metrics,

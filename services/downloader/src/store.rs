@@ -55,7 +55,8 @@ pub struct ReadyOutput {
 }
 
 const COLUMNS: &str = "task_id, magnet_url, status, progress, speed, size, downloaded, torrent_name, torrent_files, \
-     m3u8_file_path, srts, segments, metadata, created_at, updated_at, node_id, info_hash, error, detail, peers, peer_hints, owner";
+     m3u8_file_path, srts, segments, metadata, created_at, updated_at, node_id, info_hash, error, detail, peers, peer_hints, owner, \
+     playable, hls_ready, transcode_progress";
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -259,11 +260,13 @@ impl Store {
         Ok(())
     }
 
-    /// `downloading → downloaded` with final figures.
+    /// `downloading → downloaded` with final figures; straight to `ready` when a progressive
+    /// transcode already made every segment (`hold_ready`).
     pub async fn mark_downloaded(&self, id: &TaskId, size: u64) -> Result<bool> {
         let (marks, from) = predecessors(TaskStatus::Downloaded);
         let mut q = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE tasks SET status = 'downloaded', progress = 100, downloaded = ?, size = ?, speed = 0, detail = '', \
+            "UPDATE tasks SET status = CASE WHEN hls_ready = 1 THEN 'ready' ELSE 'downloaded' END, \
+             progress = 100, downloaded = ?, size = ?, speed = 0, detail = '', \
              updated_at = ? WHERE task_id = ? AND status IN ({marks})"
         )))
         .bind(size as i64)
@@ -274,6 +277,18 @@ impl Store {
             q = q.bind(f);
         }
         Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+    }
+
+    /// Whether the task's transcode job went out (progressively, or after the download).
+    pub async fn job_published(&self, id: &TaskId) -> Result<bool> {
+        let row = sqlx::query("SELECT job_published_at IS NOT NULL AS out FROM tasks WHERE task_id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(r.try_get::<bool, _>("out")?),
+            None => Err(Error::TaskNotFound(id.clone())),
+        }
     }
 
     pub async fn mark_job_published(&self, id: &TaskId) -> Result<()> {
@@ -288,54 +303,114 @@ impl Store {
     /// `→ transcoding`, recording which path (remux/transcode) the transcoder took, in one
     /// statement so that readers never see the status without the path.
     pub async fn mark_transcoding(&self, id: &TaskId, path_taken: &str) -> Result<bool> {
-        let (marks, from) = predecessors(TaskStatus::Transcoding);
-        let mut q = sqlx::query(AssertSqlSafe(format!(
+        // Not from pending or downloading: a progressive transcode runs while the download's
+        // driver owns the status.
+        let done = sqlx::query(
             "UPDATE tasks SET \
                progress = CASE WHEN status = 'transcoding' THEN progress ELSE 0 END, \
                status = 'transcoding', detail = '', speed = 0, \
                metadata = CASE WHEN ? = '' THEN metadata ELSE json_set(metadata, '$.transcode_path', ?) END, \
-               updated_at = ? WHERE task_id = ? AND status IN ({marks})"
-        )))
+               updated_at = ? WHERE task_id = ? AND status IN ('downloaded', 'transcoding')",
+        )
         .bind(path_taken)
         .bind(path_taken)
         .bind(now())
-        .bind(id.as_str());
-        for f in from {
-            q = q.bind(f);
-        }
-        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
-    }
-
-    /// Transcode progress, only while transcoding.
-    pub async fn set_transcode_progress(&self, id: &TaskId, progress: f64) -> Result<bool> {
-        let done = sqlx::query("UPDATE tasks SET progress = ?, updated_at = ? WHERE task_id = ? AND status = 'transcoding'")
-            .bind(progress)
-            .bind(now())
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await?;
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// `→ ready` with the HLS output.
-    pub async fn mark_ready(&self, id: &TaskId, out: &ReadyOutput) -> Result<bool> {
-        let (marks, from) = predecessors(TaskStatus::Ready);
-        let mut q = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE tasks SET status = 'ready', progress = 100, m3u8_file_path = ?, segments = ?, srts = ?, detail = '', \
-             metadata = CASE WHEN ? = '' THEN metadata ELSE json_set(metadata, '$.transcode_path', ?) END, \
-             updated_at = ? WHERE task_id = ? AND status IN ({marks})"
-        )))
+    /// Transcode progress; it is also the task's `progress` while transcoding.
+    pub async fn set_transcode_progress(&self, id: &TaskId, progress: f64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET transcode_progress = ?, \
+               progress = CASE WHEN status = 'transcoding' THEN ? ELSE progress END, \
+               updated_at = ? WHERE task_id = ? AND status NOT IN ('ready', 'error', 'cancelled')",
+        )
+        .bind(progress)
+        .bind(progress)
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// A progressive transcode chose its path while the torrent still downloads: recorded
+    /// without moving the status (the download's driver owns it until `mark_downloaded`).
+    pub async fn set_transcode_path(&self, id: &TaskId, path_taken: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET metadata = CASE WHEN ? = '' THEN metadata ELSE json_set(metadata, '$.transcode_path', ?) END, \
+               updated_at = ? WHERE task_id = ? AND status IN ('pending', 'downloading')",
+        )
+        .bind(path_taken)
+        .bind(path_taken)
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The task's playlist plays already (progressive playback).
+    pub async fn mark_playable(&self, id: &TaskId, m3u8_path: &str, path_taken: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET playable = 1, m3u8_file_path = COALESCE(m3u8_file_path, ?), \
+               metadata = CASE WHEN ? = '' THEN metadata ELSE json_set(metadata, '$.transcode_path', ?) END, \
+               updated_at = ? WHERE task_id = ? AND playable = 0 AND status NOT IN ('error', 'cancelled')",
+        )
+        .bind(m3u8_path)
+        .bind(path_taken)
+        .bind(path_taken)
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every segment of a progressive transcode is made while the torrent still downloads:
+    /// the output is kept, and `mark_downloaded` makes the task `ready`.
+    pub async fn hold_ready(&self, id: &TaskId, out: &ReadyOutput) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET hls_ready = 1, playable = 1, transcode_progress = 100, \
+               m3u8_file_path = ?, segments = ?, srts = ?, \
+               metadata = CASE WHEN ? = '' THEN metadata ELSE json_set(metadata, '$.transcode_path', ?) END, \
+               updated_at = ? WHERE task_id = ? AND status IN ('pending', 'downloading') AND hls_ready = 0",
+        )
         .bind(&out.m3u8_path)
         .bind(json(&out.segments))
         .bind(json(&out.srts))
         .bind(&out.transcode_path)
         .bind(&out.transcode_path)
         .bind(now())
-        .bind(id.as_str());
-        for f in from {
-            q = q.bind(f);
-        }
-        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// `→ ready` with the HLS output.
+    pub async fn mark_ready(&self, id: &TaskId, out: &ReadyOutput) -> Result<bool> {
+        // Not from pending or downloading: a progressive transcode that finishes first is
+        // kept by `hold_ready` until the download ends.
+        let done = sqlx::query(
+            "UPDATE tasks SET status = 'ready', progress = 100, transcode_progress = 100, playable = 1, \
+             m3u8_file_path = ?, segments = ?, srts = ?, detail = '', \
+             metadata = CASE WHEN ? = '' THEN metadata ELSE json_set(metadata, '$.transcode_path', ?) END, \
+             updated_at = ? WHERE task_id = ? AND status IN ('downloaded', 'transcoding', 'ready')",
+        )
+        .bind(&out.m3u8_path)
+        .bind(json(&out.segments))
+        .bind(json(&out.srts))
+        .bind(&out.transcode_path)
+        .bind(&out.transcode_path)
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn delete(&self, id: &TaskId) -> Result<bool> {
@@ -393,6 +468,8 @@ fn from_row(row: &SqliteRow) -> Result<Task> {
             .get("transcode_path")
             .and_then(|v| v.as_str())
             .map(str::to_owned),
+        playable: row.try_get::<bool, _>("playable")?,
+        transcode_progress: row.try_get("transcode_progress")?,
     })
 }
 

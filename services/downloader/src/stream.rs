@@ -12,7 +12,6 @@
 //! reconnects). A client that stops reading is not timed out here (its socket's back
 //! pressure stops the polling); its place comes back when the connection closes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,12 +57,12 @@ struct Streams {
 
 /// Binds `addr` and serves until `shutdown`; returns the bound address.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     tasks: Arc<Tasks>,
     settings: &magnet_runtime::Settings,
     metrics: StreamMetrics,
     shutdown: CancellationToken,
-) -> Result<(SocketAddr, JoinHandle<()>)> {
+) -> Result<JoinHandle<()>> {
     let state = Streams {
         tasks,
         token: RequireToken::new(&settings.internal),
@@ -74,7 +73,6 @@ pub async fn serve(
     let app = Router::new()
         .route("/stream/{task_id}/{file}", get(stream))
         .with_state(state);
-    let (listener, local) = magnet_runtime::net::bind(addr).await?;
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -83,7 +81,7 @@ pub async fn serve(
             tracing::error!(error = %e, "stream server failed");
         }
     });
-    Ok((local, task))
+    Ok(task)
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {

@@ -45,6 +45,8 @@ pub struct Tasks {
     drivers: Mutex<HashMap<TaskId, (CancellationToken, JoinHandle<()>)>>,
     shutdown: CancellationToken,
     metrics: crate::Metrics,
+    /// `http://host:port` of this node's stream endpoint, for progressive jobs' inputs.
+    stream_base: String,
 }
 
 impl Tasks {
@@ -58,6 +60,7 @@ impl Tasks {
         nats: async_nats::Client,
         shutdown: CancellationToken,
         metrics: crate::Metrics,
+        stream_base: String,
     ) -> Result<Arc<Self>> {
         let torrents = state.join("torrents");
         tokio::fs::create_dir_all(&torrents)
@@ -82,6 +85,7 @@ impl Tasks {
             drivers: Mutex::new(HashMap::new()),
             shutdown,
             metrics,
+            stream_base,
         }))
     }
 
@@ -211,7 +215,7 @@ impl Tasks {
         }
         for task in self.store.awaiting_job().await? {
             tracing::info!(task = %task.id, "publishing transcode job that did not go out before the restart");
-            self.publish_job(&task).await?;
+            self.publish_job(&task, false).await?;
         }
         Ok(())
     }
@@ -364,6 +368,13 @@ impl Tasks {
                     r.map_err(Error::torrent)?;
                     self.engine.resume(&handle).await?;
                     started = true;
+                    // Progressive playback: the transcoders read the files while they come.
+                    if self.settings.transcoding.progressive_playback()
+                        && !self.store.job_published(&task.id).await?
+                    {
+                        let task = self.store.get(&task.id).await?;
+                        self.publish_job(&task, true).await?;
+                    }
                 }
                 r = &mut completed, if !complete => {
                     r.map_err(Error::torrent)?;
@@ -408,7 +419,13 @@ impl Tasks {
                 peers: snap.live_peers,
                 detail: detail.to_owned(),
             };
-            self.store.update_download(&task.id, &progress).await?;
+            if !self.store.update_download(&task.id, &progress).await? {
+                // The task ended elsewhere (its progressive transcode failed): stop fetching.
+                let now = self.store.get(&task.id).await?;
+                tracing::info!(status = %now.status, "task ended while downloading; torrent paused");
+                self.engine.pause(&handle).await?;
+                return Ok(());
+            }
             self.publish_current(&task.id).await;
         }
 
@@ -419,7 +436,10 @@ impl Tasks {
         self.metrics.downloaded_bytes.inc_by(total);
         let task = self.store.get(&task.id).await?;
         self.publish_progress(&task).await;
-        self.publish_job(&task).await
+        if self.store.job_published(&task.id).await? {
+            return Ok(());
+        }
+        self.publish_job(&task, false).await
     }
 
     /// Waits for one of the node's download slots (`limits.max_downloads`), the torrent
@@ -573,7 +593,9 @@ impl Tasks {
     /// The job names the torrent's videos and subtitles only (a torrent of thousands of other
     /// files must not make a job too large for NATS); with no video at all, the first few
     /// other files, so that the transcoder's error lists what the torrent holds.
-    async fn publish_job(&self, task: &Task) -> Result<()> {
+    /// A `progressive` job's inputs are URLs of the stream endpoint (the files are still
+    /// coming), with their sizes from the metadata.
+    async fn publish_job(&self, task: &Task, progressive: bool) -> Result<()> {
         let out = torrent::output_dir(&self.downloads, task.id.as_str());
         let mut inputs: Vec<&String> = task
             .files
@@ -588,24 +610,48 @@ impl Tasks {
                     .take(20),
             );
         }
+        let sizes = if progressive {
+            self.engine
+                .get(&task.info_hash)
+                .and_then(|h| torrent::describe(&h).ok())
+                .map(|d| d.files)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let job = pb::TranscodeJob {
             task_id: task.id.to_string(),
             node_id: self.node_id.clone(),
             inputs: inputs
                 .into_iter()
-                .map(|name| pb::TranscodeInput {
-                    source: Some(pb::transcode_input::Source::Path(
-                        absolute(&out.join(name)).to_string_lossy().into_owned(),
-                    )),
-                    name: name.clone(),
-                    size: std::fs::metadata(out.join(name))
-                        .map(|m| m.len())
-                        .unwrap_or(0),
+                .map(|name| {
+                    let index = task.files.iter().position(|f| f == name).unwrap_or(0);
+                    if progressive {
+                        pb::TranscodeInput {
+                            source: Some(pb::transcode_input::Source::Url(format!(
+                                "{}/stream/{}/{index}",
+                                self.stream_base, task.id
+                            ))),
+                            name: name.clone(),
+                            size: sizes.get(index).map(|(_, len)| *len).unwrap_or(0),
+                        }
+                    } else {
+                        pb::TranscodeInput {
+                            source: Some(pb::transcode_input::Source::Path(
+                                absolute(&out.join(name)).to_string_lossy().into_owned(),
+                            )),
+                            name: name.clone(),
+                            size: std::fs::metadata(out.join(name))
+                                .map(|m| m.len())
+                                .unwrap_or(0),
+                        }
+                    }
                 })
                 .collect(),
             output_dir: absolute(&self.m3u8.join(task.id.as_str()))
                 .to_string_lossy()
                 .into_owned(),
+            progressive,
         };
         if job.encoded_len() > MAX_JOB_BYTES {
             return Err(Error::TorrentTooLarge(format!(
@@ -616,7 +662,7 @@ impl Tasks {
         }
         jobs::publish_job(&self.js, &job).await?;
         self.store.mark_job_published(&task.id).await?;
-        tracing::info!(task = %task.id, inputs = job.inputs.len(), "transcode job published");
+        tracing::info!(task = %task.id, inputs = job.inputs.len(), progressive, "transcode job published");
         Ok(())
     }
 
@@ -625,13 +671,21 @@ impl Tasks {
     pub async fn apply_event(&self, event: &pb::TranscodeEvent) -> Result<()> {
         let id = TaskId::parse(&event.task_id)?;
         let applied = match &event.kind {
+            // While the torrent downloads (a progressive job) the download's driver owns the
+            // status: the transcode's events record what they say without moving it.
             Some(pb::transcode_event::Kind::Started(s)) => {
                 self.store.mark_transcoding(&id, &s.path_taken).await?
+                    || self.store.set_transcode_path(&id, &s.path_taken).await?
             }
             Some(pb::transcode_event::Kind::Progress(p)) => {
                 self.store.mark_transcoding(&id, "").await?;
                 self.store
                     .set_transcode_progress(&id, p.progress.clamp(0.0, 100.0))
+                    .await?
+            }
+            Some(pb::transcode_event::Kind::Playable(p)) => {
+                self.store
+                    .mark_playable(&id, &p.m3u8_path, &p.path_taken)
                     .await?
             }
             Some(pb::transcode_event::Kind::Ready(r)) => {
@@ -641,7 +695,7 @@ impl Tasks {
                     srts: r.srts.clone(),
                     transcode_path: r.path_taken.clone(),
                 };
-                self.store.mark_ready(&id, &out).await?
+                self.store.hold_ready(&id, &out).await? || self.store.mark_ready(&id, &out).await?
             }
             Some(pb::transcode_event::Kind::Failed(f)) => {
                 self.store

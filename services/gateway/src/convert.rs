@@ -80,5 +80,8 @@ pub fn task(t: &pb::Task, viewer: &User) -> Value {
         "detail": t.detail,
         "transcode_path": t.transcode_path,
         "peers": t.peers,
+        // Plays already while it downloads (progressive playback); always once ready.
+        "playable": t.playable || t.status() == pb::TaskStatus::Ready,
+        "transcode_progress": t.transcode_progress.round().clamp(0.0, 100.0) as u32,
     })
 }

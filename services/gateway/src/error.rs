@@ -59,7 +59,8 @@ impl From<tonic::Status> for ApiError {
             code,
             message,
             status: None,
-            retry_after: None,
+            // A node restarting, or a segment still being made: soon is worth a try.
+            retry_after: (code == ErrorCode::Unavailable).then_some(1),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! but intermediate values).
 //!
 //! Each event is `event: task` with data
-//! `{id, worker_id, status, progress, speed, downloaded, size, peers, detail}`.
+//! `{id, worker_id, status, progress, speed, downloaded, size, peers, detail, playable,
+//! transcode_progress}`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -91,6 +92,8 @@ fn to_json(p: &pb::TaskProgress) -> String {
         "size": p.size,
         "peers": p.peers,
         "detail": p.detail,
+        "playable": p.playable || p.status() == pb::TaskStatus::Ready,
+        "transcode_progress": p.transcode_progress.round().clamp(0.0, 100.0) as u32,
     })
     .to_string()
 }

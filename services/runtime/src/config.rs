@@ -197,6 +197,19 @@ pub struct TranscodingSettings {
     pub hls_segment_type: String,
     /// Transcode every video file of a torrent instead of only the largest.
     pub all_videos: bool,
+    /// Playable seconds after metadata arrives: the job goes out at once, reads the files
+    /// through the downloader's stream endpoint, and segments are made as they are wanted
+    /// (MPEG-TS segments, main video only; otherwise the job waits for the download).
+    pub progressive: bool,
+    /// How long a streamer waits for a segment that is being made before answering 503.
+    pub segment_wait_ms: u32,
+}
+
+impl TranscodingSettings {
+    /// Whether jobs go out progressively (see `progressive`).
+    pub fn progressive_playback(&self) -> bool {
+        self.progressive && self.hls_segment_type == "mpegts" && !self.all_videos
+    }
 }
 
 impl Default for TranscodingSettings {
@@ -209,6 +222,8 @@ impl Default for TranscodingSettings {
             crf: 23,
             hls_segment_type: "mpegts".into(),
             all_videos: false,
+            progressive: true,
+            segment_wait_ms: 8000,
         }
     }
 }
@@ -608,6 +623,12 @@ impl Settings {
             return bad(
                 "transcoding.segment_duration",
                 "must be between 1 and 60 seconds",
+            );
+        }
+        if !(100..=60_000).contains(&self.transcoding.segment_wait_ms) {
+            return bad(
+                "transcoding.segment_wait_ms",
+                "must be between 100 and 60000 milliseconds",
             );
         }
         if !matches!(

@@ -81,6 +81,13 @@ pub fn signal_to_client(session: &str) -> String {
     format!("magnet.signal.client.{session}")
 }
 
+/// Request/reply subject where the transcoder working on a progressive task makes the
+/// segments asked for (`SegmentWanted` → `SegmentReply`). Requester: the node's streamer.
+/// Subscriber: the transcoder replica that holds the task's job.
+pub fn hls_want(node: &str, task: &str) -> String {
+    format!("magnet.hls.{node}.{task}.want")
+}
+
 /// Durable pull consumer shared by all transcoder replicas of a node.
 pub fn transcoder_consumer(node: &str) -> String {
     format!("transcoder-{node}")

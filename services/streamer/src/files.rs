@@ -35,6 +35,8 @@ pub enum FileError {
     TooLarge(u64),
     #[error("cannot read the file: {0}")]
     Io(String),
+    #[error("segment not made yet; ask again")]
+    NotYet,
 }
 
 /// A validated request for one file.
@@ -130,10 +132,53 @@ impl FileRef {
 }
 
 /// The node's `m3u8/` folder.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Root {
     dir: PathBuf,
     max_bytes: u64,
+    maker: Option<std::sync::Arc<Maker>>,
+}
+
+/// Asks the transcoder working on a progressive task for a segment not made yet
+/// (`subjects::hls_want`), waiting at most `wait`.
+pub struct Maker {
+    pub client: async_nats::Client,
+    pub node: String,
+    pub wait: std::time::Duration,
+}
+
+/// A task folder whose segments are still being made holds this marker.
+const PROGRESSIVE_MARKER: &str = ".progressive";
+
+impl Maker {
+    /// Whether the segment is in place now (`Ok(true)`), not in the task's plan (`NotFound`),
+    /// or still coming (`NotYet`).
+    async fn want(&self, r: &FileRef) -> Result<(), FileError> {
+        use magnet_proto::v1 as pb;
+        use prost::Message as _;
+        let subject = magnet_runtime::subjects::hls_want(&self.node, r.task.as_str());
+        let ask = pb::SegmentWanted {
+            task_id: r.task.to_string(),
+            file: r.file.clone(),
+            wait_ms: u32::try_from(self.wait.as_millis()).unwrap_or(u32::MAX),
+        };
+        let request = self.client.request(subject, ask.encode_to_vec().into());
+        let reply = match tokio::time::timeout(self.wait + std::time::Duration::from_secs(1), request).await {
+            Ok(Ok(m)) => m,
+            // No responders (no transcoder holds the job right now), or no answer in time.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, file = %r.file, "segment request unanswered");
+                return Err(FileError::NotYet);
+            }
+            Err(_) => return Err(FileError::NotYet),
+        };
+        let reply = pb::SegmentReply::decode(reply.payload).map_err(|_| FileError::NotYet)?;
+        match reply.outcome() {
+            pb::SegmentOutcome::Ready => Ok(()),
+            pb::SegmentOutcome::NotInPlan => Err(FileError::NotFound),
+            _ => Err(FileError::NotYet),
+        }
+    }
 }
 
 impl Root {
@@ -143,7 +188,14 @@ impl Root {
         Ok(Self {
             dir: dir.canonicalize()?,
             max_bytes: max_file_mb.saturating_mul(1024 * 1024),
+            maker: None,
         })
+    }
+
+    /// Segments of progressive tasks that are not made yet are asked for through `maker`.
+    pub fn with_maker(mut self, maker: Maker) -> Self {
+        self.maker = Some(std::sync::Arc::new(maker));
+        self
     }
 
     /// Validates a data-channel request's URL and opens its file.
@@ -154,7 +206,28 @@ impl Root {
     }
 
     /// Opens a file for reading, refusing anything outside `m3u8/<task_id>/` and any symlink.
+    /// A segment of a task still being made progressively is asked for and waited for
+    /// (bounded); still missing then, it is [`FileError::NotYet`].
     pub async fn open(&self, r: &FileRef) -> Result<(tokio::fs::File, u64), FileError> {
+        match self.open_now(r).await {
+            Err(FileError::NotFound) => {}
+            other => return other,
+        }
+        let Some(maker) = &self.maker else {
+            return Err(FileError::NotFound);
+        };
+        let marker = self.dir.join(r.task.as_str()).join(PROGRESSIVE_MARKER);
+        if r.file.contains('/') || !tokio::fs::try_exists(&marker).await.unwrap_or(false) {
+            return Err(FileError::NotFound);
+        }
+        maker.want(r).await?;
+        self.open_now(r).await.map_err(|e| match e {
+            FileError::NotFound => FileError::NotYet,
+            other => other,
+        })
+    }
+
+    async fn open_now(&self, r: &FileRef) -> Result<(tokio::fs::File, u64), FileError> {
         let task_dir = self.dir.join(r.task.as_str());
         let path = task_dir.join(&r.file);
         let io = |e: std::io::Error| {

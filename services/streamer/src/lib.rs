@@ -98,6 +98,11 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         Duration::from_secs(30),
     )
     .await?;
+    let root = root.with_maker(files::Maker {
+        client: client.clone(),
+        node: settings.node.id.clone(),
+        wait: Duration::from_millis(u64::from(settings.transcoding.segment_wait_ms)),
+    });
 
     let sessions = sessions::Sessions::new(
         settings.clone(),

@@ -33,6 +33,7 @@ fn status(e: &FileError) -> Status {
         FileError::NotFound => ErrorCode::NotFound,
         FileError::TooLarge(_) => ErrorCode::ResourceExhausted,
         FileError::Io(_) => ErrorCode::Internal,
+        FileError::NotYet => ErrorCode::Unavailable,
     };
     magnet_runtime::grpc::status(code, e.to_string())
 }

@@ -16,6 +16,7 @@ pub fn status_of(e: &FileError) -> u16 {
         FileError::NotFound => 404,
         FileError::TooLarge(_) => 413,
         FileError::Io(_) => 500,
+        FileError::NotYet => 503,
     }
 }
 

@@ -33,6 +33,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read the video's index: {0}")]
+    Index(String),
     #[error("malformed job: {0}")]
     BadJob(String),
     #[error("NATS: {0}")]

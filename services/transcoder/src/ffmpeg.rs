@@ -59,6 +59,23 @@ pub async fn run(
     guard: &Guard<'_>,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    let on_line = |line: &str| {
+        if let (Some(t), Some(d)) = (out_time(line), duration) {
+            progress((t * 100.0 / d).clamp(0.0, 100.0));
+        }
+    };
+    run_lines(ffmpeg, args, on_line, guard, cancel).await
+}
+
+/// Runs `ffmpeg args`, handing each line it writes on stdout to `on_line` (progress, or the
+/// segment muxer's list of finished segments); killed on cancel or past its guard's budget.
+pub async fn run_lines(
+    ffmpeg: &str,
+    args: &[String],
+    mut on_line: impl FnMut(&str),
+    guard: &Guard<'_>,
+    cancel: &CancellationToken,
+) -> Result<()> {
     let started = Instant::now();
     let mut child = Command::new(ffmpeg)
         .args(args)
@@ -102,9 +119,7 @@ pub async fn run(
         if let Some(out) = stdout {
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let (Some(t), Some(d)) = (out_time(&line), duration) {
-                    progress((t * 100.0 / d).clamp(0.0, 100.0));
-                }
+                on_line(&line);
             }
         }
     };

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use magnet_core::TaskId;
 use magnet_proto::v1 as pb;
 use magnet_runtime::config::{TranscoderSettings, TranscodingSettings};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::output::{self, Track};
 use crate::plan::{self, Input};
+use crate::progressive::{Progressive, Want};
+use crate::segments::{Mode, Segments};
 use crate::untrusted::{self, Budget};
 use crate::{Error, Result, ffmpeg, probe};
 
@@ -19,6 +21,12 @@ use crate::{Error, Result, ffmpeg, probe};
 pub enum Report {
     Started { path_taken: String, input: String },
     Progress(f64),
+    /// A progressive job's playlist is whole and its first segment made.
+    Playable {
+        segments: usize,
+        duration: f64,
+        mode: Mode,
+    },
 }
 
 /// What a finished job produced.
@@ -41,13 +49,25 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// Runs the job; on any failure the partial folder is removed and the final one untouched.
+    /// Runs the job; on any failure the partial folder is removed and the final one untouched
+    /// (a progressive job keeps the segments it made for its next attempt). `wants` are the
+    /// segments streamers ask a progressive job for.
     pub async fn run(
         &self,
         reports: UnboundedSender<Report>,
+        wants: &mut UnboundedReceiver<Want>,
         cancel: &CancellationToken,
     ) -> Result<Done> {
         let (task_id, final_dir) = validate(self.job)?;
+        if self.job.progressive && self.transcoding.progressive_playback() {
+            if let Some(done) = self
+                .progressive(&task_id, &final_dir, &reports, wants, cancel)
+                .await?
+            {
+                return Ok(done);
+            }
+            tracing::info!("no keyframe index to cut on; converting the whole file as it comes");
+        }
         let partial = output::partial_dir(&final_dir);
         output::fresh(&partial).await?;
         let outcome = self.build(&task_id, &partial, &reports, cancel).await;
@@ -63,6 +83,77 @@ impl Job<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// The progressive path; `None` when the video cannot be cut before it is whole.
+    async fn progressive(
+        &self,
+        task_id: &TaskId,
+        final_dir: &Path,
+        reports: &UnboundedSender<Report>,
+        wants: &mut UnboundedReceiver<Want>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Done>> {
+        let inputs: Vec<Input> = self.job.inputs.iter().filter_map(input).collect();
+        let (videos, subtitle_files) = plan::pick(&inputs, false)?;
+        let Some(video) = videos.first() else {
+            return Ok(None);
+        };
+        let info = probe::probe(
+            &self.programs.ffprobe,
+            &video.source,
+            &video.name,
+            self.token,
+        )
+        .await?;
+        let plan = plan::plan(&info, &video.name)?;
+        let p = Progressive {
+            job: self,
+            task_id: task_id.as_str(),
+            final_dir,
+            video,
+            info: &info,
+            plan: &plan,
+        };
+        let Some(segments) = p.segments().await? else {
+            return Ok(None);
+        };
+        tracing::info!(input = %video.name, path = plan.path_taken(), mode = segments.mode.as_str(), segments = segments.len(), "transcoding progressively");
+        let _ = reports.send(Report::Started {
+            path_taken: plan.path_taken().into(),
+            input: video.name.clone(),
+        });
+        p.run(&segments, reports, wants, cancel).await?;
+
+        let files: Vec<String> = (0..segments.len()).map(Segments::file).collect();
+        let duration = segments.duration;
+        let tracks = self
+            .subtitles(video, &info, &subtitle_files, final_dir, cancel)
+            .await?;
+        for t in &tracks {
+            let path = final_dir.join(t.file.trim_end_matches(".vtt").to_owned() + ".m3u8");
+            tokio::fs::write(&path, output::subtitle_playlist(t, duration))
+                .await
+                .map_err(Error::io(&path))?;
+        }
+        let variants = [(
+            "index.m3u8".to_owned(),
+            bandwidth(final_dir, &files, duration).await,
+        )];
+        crate::progressive::write_atomic(
+            &final_dir.join("master.m3u8"),
+            output::master_playlist(&variants, &tracks).as_bytes(),
+        )
+        .await?;
+        crate::progressive::finish(final_dir).await?;
+        let _ = reports.send(Report::Progress(100.0));
+        Ok(Some(Done {
+            m3u8_path: format!("m3u8/{task_id}/index.m3u8"),
+            segments: files,
+            srts: tracks.into_iter().map(|t| t.file).collect(),
+            path_taken: plan.path_taken().into(),
+            duration,
+        }))
     }
 
     async fn build(

@@ -6,10 +6,14 @@
 
 pub mod error;
 pub mod ffmpeg;
+pub mod heads;
+pub mod index;
 pub mod job;
 pub mod output;
 pub mod plan;
 pub mod probe;
+pub mod progressive;
+pub mod segments;
 pub mod untrusted;
 pub mod worker;
 

@@ -244,13 +244,31 @@ impl Worker {
         cancel: &CancellationToken,
     ) -> Result<Done> {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (want_tx, mut wants) = tokio::sync::mpsc::unbounded_channel();
+        // Streamers' requests for segments of this task, while the job runs here.
+        let _answering = if job.progressive {
+            let subject = subjects::hls_want(&job.node_id, &job.task_id);
+            let subscriber = self
+                .client
+                .subscribe(subject)
+                .await
+                .map_err(|e| Error::Nats(e.to_string()))?;
+            Some(AbortOnDrop(tokio::spawn(answer_wants(
+                self.client.clone(),
+                subscriber,
+                want_tx,
+            ))))
+        } else {
+            drop(want_tx);
+            None
+        };
         let runner = Job {
             job,
             transcoding: &self.settings.transcoding,
             programs: &self.settings.transcoder,
             token: self.settings.internal.token.as_deref(),
         };
-        let work = runner.run(tx, cancel);
+        let work = runner.run(tx, &mut wants, cancel);
         tokio::pin!(work);
         let keepalive_every =
             Duration::from_secs((self.settings.transcoder.ack_wait_secs / 3).max(1));
@@ -293,11 +311,31 @@ impl Worker {
                 if let Err(e) = self.publish_event(job, kind).await {
                     tracing::warn!(error = %e, "started event not published");
                 }
-                self.publish_progress(job, 0.0).await;
+                if !job.progressive {
+                    self.publish_progress(job, 0.0).await;
+                }
+            }
+            Report::Playable {
+                segments,
+                duration,
+                mode,
+            } => {
+                let kind = pb::transcode_event::Kind::Playable(pb::TranscodePlayable {
+                    m3u8_path: format!("m3u8/{}/index.m3u8", job.task_id),
+                    duration,
+                    segments: u32::try_from(segments).unwrap_or(u32::MAX),
+                    mode: mode.as_str().into(),
+                    path_taken: String::new(),
+                });
+                tracing::info!(segments, duration, "playable");
+                if let Err(e) = self.publish_event(job, kind).await {
+                    tracing::warn!(error = %e, "playable event not published");
+                }
             }
             Report::Progress(p) => {
-                // UI progress each second on core NATS; a durable event every 5 s for the store.
-                if last_progress.elapsed() >= Duration::from_secs(1) {
+                // UI progress each second on core NATS (the downloader's own while a
+                // progressive job's torrent downloads); a durable event every 5 s for the store.
+                if !job.progressive && last_progress.elapsed() >= Duration::from_secs(1) {
                     *last_progress = tokio::time::Instant::now();
                     self.publish_progress(job, p).await;
                 }
@@ -359,6 +397,67 @@ impl Worker {
                 event.encode_to_vec().into(),
             )
             .await;
+    }
+}
+
+/// Aborts a spawned task when dropped (the job's want answering ends with the job).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Most segment requests answered at once per job; more wait for a turn.
+const MAX_WANTS_IN_FLIGHT: usize = 64;
+
+/// Hands each `SegmentWanted` to the job and replies with its outcome.
+async fn answer_wants(
+    client: async_nats::Client,
+    mut subscriber: async_nats::Subscriber,
+    wants: tokio::sync::mpsc::UnboundedSender<crate::progressive::Want>,
+) {
+    let mut pending = tokio::task::JoinSet::new();
+    while let Some(msg) = subscriber.next().await {
+        while pending.len() >= MAX_WANTS_IN_FLIGHT {
+            pending.join_next().await;
+        }
+        while pending.try_join_next().is_some() {}
+        let Some(reply_to) = msg.reply.clone() else {
+            continue;
+        };
+        let outcome = match pb::SegmentWanted::decode(msg.payload.clone()) {
+            Ok(w) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let wait = Duration::from_millis(u64::from(w.wait_ms.clamp(1, 60_000)));
+                let want = crate::progressive::Want {
+                    file: w.file,
+                    wait,
+                    reply: tx,
+                };
+                if wants.send(want).is_err() {
+                    return;
+                }
+                Some(rx)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "malformed segment request");
+                None
+            }
+        };
+        let client = client.clone();
+        pending.spawn(async move {
+            let (outcome, message) = match outcome {
+                Some(rx) => (rx.await.unwrap_or(pb::SegmentOutcome::Failed), String::new()),
+                None => (pb::SegmentOutcome::NotInPlan, "malformed request".to_owned()),
+            };
+            let reply = pb::SegmentReply {
+                outcome: outcome.into(),
+                message,
+            };
+            let _ = client.publish(reply_to, reply.encode_to_vec().into()).await;
+        });
     }
 }
 

@@ -145,10 +145,18 @@ async fn seeded_video_is_downloaded_reported_and_queued_for_transcoding() -> any
     assert_eq!(job.task_id, task.id);
     assert_eq!(job.node_id, NODE);
     assert_eq!(job.inputs.len(), 1);
-    let Some(pb::transcode_input::Source::Path(input)) = &job.inputs[0].source else {
-        panic!("no input path")
+    // Published when the metadata came (progressive playback): the input is the node's stream
+    // endpoint, with the file's size from the metadata.
+    assert!(job.progressive);
+    assert_eq!(job.inputs[0].size, original.len() as u64);
+    let Some(pb::transcode_input::Source::Url(input)) = &job.inputs[0].source else {
+        panic!("no input URL: {:?}", job.inputs[0])
     };
-    assert_eq!(std::fs::read(input)?, original);
+    assert_eq!(
+        input,
+        &format!("http://127.0.0.1:{}/stream/{}/0", node.stream_addr.port(), task.id)
+    );
+    assert_eq!(reqwest::get(input).await?.bytes().await?, original);
     assert!(
         job.output_dir.ends_with(&format!("m3u8/{}", task.id)),
         "{}",
