@@ -281,10 +281,11 @@ impl Store {
 
     /// Whether the task's transcode job went out (progressively, or after the download).
     pub async fn job_published(&self, id: &TaskId) -> Result<bool> {
-        let row = sqlx::query("SELECT job_published_at IS NOT NULL AS out FROM tasks WHERE task_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT job_published_at IS NOT NULL AS out FROM tasks WHERE task_id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         match row {
             Some(r) => Ok(r.try_get::<bool, _>("out")?),
             None => Err(Error::TaskNotFound(id.clone())),
@@ -354,7 +355,12 @@ impl Store {
     }
 
     /// The task's playlist plays already (progressive playback).
-    pub async fn mark_playable(&self, id: &TaskId, m3u8_path: &str, path_taken: &str) -> Result<bool> {
+    pub async fn mark_playable(
+        &self,
+        id: &TaskId,
+        m3u8_path: &str,
+        path_taken: &str,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE tasks SET playable = 1, m3u8_file_path = COALESCE(m3u8_file_path, ?), \
                metadata = CASE WHEN ? = '' THEN metadata ELSE json_set(metadata, '$.transcode_path', ?) END, \

@@ -163,7 +163,12 @@ impl Maker {
             wait_ms: u32::try_from(self.wait.as_millis()).unwrap_or(u32::MAX),
         };
         let request = self.client.request(subject, ask.encode_to_vec().into());
-        let reply = match tokio::time::timeout(self.wait + std::time::Duration::from_secs(1), request).await {
+        let reply = match tokio::time::timeout(
+            self.wait + std::time::Duration::from_secs(1),
+            request,
+        )
+        .await
+        {
             Ok(Ok(m)) => m,
             // No responders (no transcoder holds the job right now), or no answer in time.
             Ok(Err(e)) => {

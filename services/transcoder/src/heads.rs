@@ -73,13 +73,19 @@ impl Head {
             let target = self.out_dir.join(Segments::file(k));
             if target.exists() {
                 let _ = std::fs::remove_file(&made);
-                let _ = events.send(Event::Reached { head: self.id, n: k });
+                let _ = events.send(Event::Reached {
+                    head: self.id,
+                    n: k,
+                });
                 stop.cancel();
                 return;
             }
             match std::fs::rename(&made, &target) {
                 Ok(()) => {
-                    let _ = events.send(Event::Made { head: self.id, n: k });
+                    let _ = events.send(Event::Made {
+                        head: self.id,
+                        n: k,
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(segment = k, error = %e, "segment not moved into place");

@@ -139,7 +139,9 @@ async fn mp4(src: &Source, size: u64) -> Result<Option<Vec<f64>>> {
             n => n,
         };
         if len < 8 {
-            return Err(Error::Index(format!("an MP4 box at byte {pos} is {len} bytes long")));
+            return Err(Error::Index(format!(
+                "an MP4 box at byte {pos} is {len} bytes long"
+            )));
         }
         match &kind {
             b"moov" => {
@@ -255,7 +257,9 @@ fn children(mut b: &[u8]) -> Vec<(u32, &[u8])> {
 }
 
 fn uint(b: &[u8]) -> u64 {
-    b.iter().take(8).fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+    b.iter()
+        .take(8)
+        .fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
 }
 
 async fn mkv(src: &Source, size: u64) -> Result<Option<Vec<f64>>> {
@@ -264,7 +268,9 @@ async fn mkv(src: &Source, size: u64) -> Result<Option<Vec<f64>>> {
     let Some((_, Some(ebml_len), h)) = element(&head) else {
         return Ok(None);
     };
-    let seg_at = usize::try_from(ebml_len).ok().and_then(|l| l.checked_add(h));
+    let seg_at = usize::try_from(ebml_len)
+        .ok()
+        .and_then(|l| l.checked_add(h));
     let Some(seg_at) = seg_at.filter(|s| *s < head.len()) else {
         return Ok(None);
     };
@@ -296,7 +302,10 @@ async fn mkv(src: &Source, size: u64) -> Result<Option<Vec<f64>>> {
                         continue;
                     }
                     let fields = children(seek);
-                    let target = fields.iter().find(|(i, _)| *i == SEEK_ID).map(|(_, v)| uint(v));
+                    let target = fields
+                        .iter()
+                        .find(|(i, _)| *i == SEEK_ID)
+                        .map(|(_, v)| uint(v));
                     let position = fields
                         .iter()
                         .find(|(i, _)| *i == SEEK_POSITION)
@@ -307,7 +316,10 @@ async fn mkv(src: &Source, size: u64) -> Result<Option<Vec<f64>>> {
                 }
             }
             INFO => {
-                if let Some((_, v)) = children(data).into_iter().find(|(i, _)| *i == TIMESTAMP_SCALE) {
+                if let Some((_, v)) = children(data)
+                    .into_iter()
+                    .find(|(i, _)| *i == TIMESTAMP_SCALE)
+                {
                     scale = uint(v).max(1);
                 }
             }
@@ -317,7 +329,11 @@ async fn mkv(src: &Source, size: u64) -> Result<Option<Vec<f64>>> {
                     .filter(|(i, _)| *i == TRACK_ENTRY)
                     .map(|(_, e)| children(e))
                     .find(|f| f.iter().any(|(i, v)| *i == TRACK_TYPE && uint(v) == 1))
-                    .and_then(|f| f.iter().find(|(i, _)| *i == TRACK_NUMBER).map(|(_, v)| uint(v)));
+                    .and_then(|f| {
+                        f.iter()
+                            .find(|(i, _)| *i == TRACK_NUMBER)
+                            .map(|(_, v)| uint(v))
+                    });
             }
             _ => {}
         }
@@ -342,7 +358,11 @@ async fn mkv(src: &Source, size: u64) -> Result<Option<Vec<f64>>> {
             continue;
         }
         let fields = children(point);
-        let Some(time) = fields.iter().find(|(i, _)| *i == CUE_TIME).map(|(_, v)| uint(v)) else {
+        let Some(time) = fields
+            .iter()
+            .find(|(i, _)| *i == CUE_TIME)
+            .map(|(_, v)| uint(v))
+        else {
             continue;
         };
         let for_video = fields
@@ -400,12 +420,39 @@ mod tests {
     #[tokio::test]
     async fn index_keyframes_match_the_packets() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for (name, extra) in [("tail.mp4", &[][..]), ("cues.mkv", &[][..]), ("fast.mp4", &["-movflags", "+faststart"][..])] {
+        for (name, extra) in [
+            ("tail.mp4", &[][..]),
+            ("cues.mkv", &[][..]),
+            ("fast.mp4", &["-movflags", "+faststart"][..]),
+        ] {
             let path = dir.path().join(name);
             let status = std::process::Command::new("ffmpeg")
-                .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24"])
-                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "12"])
-                .args(["-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "30"])
+                .args([
+                    "-v",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=320x240:rate=24",
+                ])
+                .args([
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=440:sample_rate=48000",
+                    "-t",
+                    "12",
+                ])
+                .args([
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-bf",
+                    "2",
+                    "-g",
+                    "30",
+                ])
                 .args(["-keyint_min", "10", "-c:a", "aac", "-shortest"])
                 .args(extra)
                 .arg(&path)
@@ -426,13 +473,27 @@ mod tests {
         // A file with no index this reader knows: MPEG-TS.
         let ts = dir.path().join("plain.ts");
         let status = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=24", "-t", "2"])
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=160x120:rate=24",
+                "-t",
+                "2",
+            ])
             .args(["-c:v", "libx264", "-preset", "ultrafast"])
             .arg(&ts)
             .status()
             .expect("ffmpeg runs");
         assert!(status.success());
         let size = std::fs::metadata(&ts).expect("made").len();
-        assert_eq!(keyframes(&Source::File(ts), size, "plain.ts").await.expect("read"), None);
+        assert_eq!(
+            keyframes(&Source::File(ts), size, "plain.ts")
+                .await
+                .expect("read"),
+            None
+        );
     }
 }

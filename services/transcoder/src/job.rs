@@ -19,7 +19,10 @@ use crate::{Error, Result, ffmpeg, probe};
 /// What a running job tells the outside.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Report {
-    Started { path_taken: String, input: String },
+    Started {
+        path_taken: String,
+        input: String,
+    },
     Progress(f64),
     /// A progressive job's playlist is whole and its first segment made.
     Playable {

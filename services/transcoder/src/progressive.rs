@@ -117,7 +117,9 @@ impl Progressive<'_> {
             output::remove(dir).await?;
         }
         output::fresh(work).await?;
-        tokio::fs::create_dir_all(dir).await.map_err(Error::io(dir))?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(Error::io(dir))?;
         write_atomic(&marker, b"").await?;
         write_atomic(&index, playlist.as_bytes()).await?;
         let master = output::master_playlist(&[("index.m3u8".into(), 0)], &[]);
@@ -129,9 +131,13 @@ impl Progressive<'_> {
 pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
     ));
-    tokio::fs::write(&tmp, bytes).await.map_err(Error::io(&tmp))?;
+    tokio::fs::write(&tmp, bytes)
+        .await
+        .map_err(Error::io(&tmp))?;
     tokio::fs::rename(&tmp, path).await.map_err(Error::io(path))
 }
 
@@ -314,24 +320,35 @@ impl Controller<'_> {
             return;
         }
         self.waiters.push((n, Instant::now() + w.wait, w.reply));
-        let near = |h: &Option<Running>| h.as_ref().is_some_and(|h| h.next <= n && n <= h.next + NEAR);
+        let near = |h: &Option<Running>| {
+            h.as_ref()
+                .is_some_and(|h| h.next <= n && n <= h.next + NEAR)
+        };
         if near(&self.sweep) {
             return;
         }
-        if let Some(v) = self.viewer.as_mut().filter(|v| v.next <= n && n <= v.next + NEAR) {
+        if let Some(v) = self
+            .viewer
+            .as_mut()
+            .filter(|v| v.next <= n && n <= v.next + NEAR)
+        {
             v.until = v.until.max(n + VIEWER_AHEAD);
             return;
         }
         if let Some(old) = self.viewer.take() {
             old.stop.cancel();
         }
-        tracing::info!(segment = n, "seek: a viewer wants a segment nobody is making");
+        tracing::info!(
+            segment = n,
+            "seek: a viewer wants a segment nobody is making"
+        );
         self.viewer = Some(self.start(n, n + VIEWER_AHEAD, tx));
     }
 
     fn answer(&mut self, n: usize, outcome: pb::SegmentOutcome) {
-        let (now, later): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.waiters).into_iter().partition(|(k, _, _)| *k == n);
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|(k, _, _)| *k == n);
         self.waiters = later;
         for (_, _, reply) in now {
             let _ = reply.send(outcome);
@@ -350,7 +367,10 @@ impl Controller<'_> {
     }
 
     async fn stop_all(&mut self) {
-        for h in [self.sweep.take(), self.viewer.take()].into_iter().flatten() {
+        for h in [self.sweep.take(), self.viewer.take()]
+            .into_iter()
+            .flatten()
+        {
             h.stop.cancel();
             let _ = h.join.await;
         }

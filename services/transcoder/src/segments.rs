@@ -3,8 +3,9 @@
 //! forced keyframes when it is re-encoded), the VOD playlist that lists them all up front, and
 //! the ffmpeg arguments of a "head" that makes segments from number N on.
 //!
-//! Every head writes the source's own timestamps (`-copyts -start_at_zero`, no shift for
-//! negative DTS), so segments made by different heads join without a gap. A head that starts
+//! Every head writes the source's own timestamps plus [`TS_OFFSET`] (`-copyts -start_at_zero
+//! -output_ts_offset`, and the MPEG-TS muxer told to keep them), so segments made by different
+//! heads join without a gap or an overlap. A head that starts
 //! at N > 0 begins a little before segment N's start (the keyframe before it, or a second
 //! before it when re-encoding); what comes before N is numbered N-1 and thrown away, so the
 //! cut at N's start is the segment muxer's, exactly as in a head from 0.
@@ -24,6 +25,9 @@ const SHORT_SEGMENTS: usize = 3;
 const MIN_LAST: f64 = 0.5;
 /// Pre-roll of a re-encoding head that starts at N > 0, in seconds.
 const PRE_ROLL: f64 = 1.0;
+/// Every head's output clock is the source's plus this: a stream with B-frames starts with a
+/// negative DTS, which a muxer would otherwise shift away in the head from 0 only.
+pub const TS_OFFSET: f64 = 1.0;
 
 /// How the cuts were chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +128,10 @@ impl Segments {
 
     /// `index<n>.ts` → `n`.
     pub fn number(file: &str) -> Option<usize> {
-        file.strip_prefix("index")?.strip_suffix(".ts")?.parse().ok()
+        file.strip_prefix("index")?
+            .strip_suffix(".ts")?
+            .parse()
+            .ok()
     }
 
     /// The whole VOD playlist, as ffmpeg's HLS muxer writes it.
@@ -202,6 +209,11 @@ impl Segments {
             .iter()
             .map(|s| format!("{s:.6}"))
             .collect();
+        // The segment muxer sees the output clock.
+        let output_cuts: Vec<String> = self.starts[(n.max(1))..]
+            .iter()
+            .map(|s| format!("{:.6}", s + TS_OFFSET))
+            .collect();
         if plan.copy_video {
             a.extend(["-c:v", "copy"].map(String::from));
         } else {
@@ -216,7 +228,7 @@ impl Segments {
                 "yuv420p".into(),
             ]);
             if !cuts.is_empty() {
-                // Absolute times (with -copyts the encoder sees the source's clock).
+                // Absolute times on the source's clock, which the encoder sees with -copyts.
                 a.extend(["-force_key_frames".into(), cuts.join(",")]);
             }
         }
@@ -236,22 +248,24 @@ impl Segments {
             [
                 "-sn",
                 "-dn",
-                "-avoid_negative_ts",
-                "disabled",
-                "-muxdelay",
-                "0",
                 "-f",
                 "segment",
                 "-segment_format",
                 "mpegts",
+                "-segment_format_options",
+                "mpegts_copyts=1",
             ]
             .map(String::from),
         );
-        if !cuts.is_empty() {
-            a.extend(["-segment_times".into(), cuts.join(",")]);
+        a.extend(["-output_ts_offset".into(), format!("{TS_OFFSET}")]);
+        if !output_cuts.is_empty() {
+            a.extend(["-segment_times".into(), output_cuts.join(",")]);
         } else {
             // One segment to the end: no cut before it.
-            a.extend(["-segment_time".into(), format!("{}", self.duration.ceil() + 1.0)]);
+            a.extend([
+                "-segment_time".into(),
+                format!("{}", self.duration.ceil() + 1.0),
+            ]);
         }
         a.extend(
             [
@@ -285,7 +299,10 @@ mod tests {
         // No keyframe at all after 0: one segment.
         assert_eq!(Segments::indexed(&[0.0], 30.0, 6.0).len(), 1);
         // A keyframe just before the end does not make a sliver of a segment.
-        assert_eq!(Segments::indexed(&[0.0, 2.0, 9.8], 10.0, 6.0).starts, vec![0.0, 2.0]);
+        assert_eq!(
+            Segments::indexed(&[0.0, 2.0, 9.8], 10.0, 6.0).starts,
+            vec![0.0, 2.0]
+        );
     }
 
     #[test]

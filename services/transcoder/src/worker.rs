@@ -449,8 +449,14 @@ async fn answer_wants(
         let client = client.clone();
         pending.spawn(async move {
             let (outcome, message) = match outcome {
-                Some(rx) => (rx.await.unwrap_or(pb::SegmentOutcome::Failed), String::new()),
-                None => (pb::SegmentOutcome::NotInPlan, "malformed request".to_owned()),
+                Some(rx) => (
+                    rx.await.unwrap_or(pb::SegmentOutcome::Failed),
+                    String::new(),
+                ),
+                None => (
+                    pb::SegmentOutcome::NotInPlan,
+                    "malformed request".to_owned(),
+                ),
             };
             let reply = pb::SegmentReply {
                 outcome: outcome.into(),

@@ -154,7 +154,11 @@ async fn seeded_video_is_downloaded_reported_and_queued_for_transcoding() -> any
     };
     assert_eq!(
         input,
-        &format!("http://127.0.0.1:{}/stream/{}/0", node.stream_addr.port(), task.id)
+        &format!(
+            "http://127.0.0.1:{}/stream/{}/0",
+            node.stream_addr.port(),
+            task.id
+        )
     );
     assert_eq!(reqwest::get(input).await?.bytes().await?, original);
     assert!(

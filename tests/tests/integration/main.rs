@@ -7,6 +7,7 @@ mod gateway;
 mod hostile;
 mod local;
 mod observability;
+mod progressive;
 mod security;
 mod stack;
 mod streamer;

@@ -1,0 +1,249 @@
+//! Progressive playback against a real node (nats-server, downloader, transcoder, streamer,
+//! gateway) and a seeder whose upload is capped: an MP4 with its index at the END plays
+//! through the gateway relay long before it has downloaded, a segment far past what is
+//! downloaded is made when asked for, and the finished folder is the original's VOD layout.
+
+use std::path::Path;
+use std::time::Duration;
+
+use magnet_tests::nats::NatsServer;
+use magnet_tests::seeder::Seeder;
+use magnet_tests::services::{InProcess, Transcoder, offline_node, transcoder_of};
+use magnet_tests::video::{Codec, duration, generate_sized};
+use magnet_tests::{eventually, init_logging, json_of};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+const NODE: &str = "worker-p";
+
+/// Start times of the playlist's segments and their names.
+fn planned(playlist: &str) -> Vec<(f64, String)> {
+    let mut at = 0.0;
+    let mut out = Vec::new();
+    let mut length = None;
+    for line in playlist.lines() {
+        if let Some(d) = line.strip_prefix("#EXTINF:") {
+            length = d.trim_end_matches(',').parse::<f64>().ok();
+        } else if !line.starts_with('#') && !line.is_empty() {
+            out.push((at, line.to_owned()));
+            at += length.take().unwrap_or(0.0);
+        }
+    }
+    out
+}
+
+/// Segments carry the source's clock plus this (see the transcoder's `segments.rs`).
+const TS_OFFSET: f64 = 1.0;
+
+/// The first video timestamp of a segment file, on the source's clock.
+fn first_video_pts(path: &Path) -> anyhow::Result<f64> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args([
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+            "-read_intervals",
+            "%+#1",
+        ])
+        .arg(path)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .next()
+        .and_then(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .map_or(f64::NAN, |t| t - TS_OFFSET))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let src = tempfile::tempdir()?;
+    // ffmpeg writes the MP4 index (moov) at the end unless told otherwise.
+    let video = src.path().join("movie.mp4");
+    generate_sized(&video, 60, "640x360", Codec::H264Aac)?;
+    let size = std::fs::metadata(&video)?.len();
+    // About 30 s for the whole file.
+    let cap = u32::try_from((size / 30).max(64 * 1024))?;
+    let seeder = Seeder::with_upload_limit(Some(cap)).await?;
+    let seeded = seeder.seed(&video).await?;
+
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+    let shutdown = CancellationToken::new();
+    let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
+    settings.streamer.advertise = Some(format!("http://{}", streamer.grpc_addr));
+    let node = InProcess::start(settings.clone()).await?;
+    let transcoder = Transcoder::start(transcoder_of(&settings, "r1")).await?;
+    let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
+    let base = format!("http://{}", gateway.addr);
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(10), "node online", || {
+        let req = http.get(format!("{base}/api/nodes"));
+        async move {
+            let (_, body) = json_of(req.send().await.ok()?).await.ok()?;
+            (!body["data"].as_array()?.is_empty()).then_some(())
+        }
+    })
+    .await?;
+    let (status, body) = json_of(
+        http.post(format!("{base}/api/tasks/submit"))
+            .json(&serde_json::json!({ "magnet_url": seeded.magnet }))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let id = body["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let task = |http: reqwest::Client| {
+        let url = format!("{base}/api/tasks/{id}");
+        async move {
+            let (_, body) = json_of(http.get(url).send().await?).await?;
+            anyhow::Ok(body["data"].clone())
+        }
+    };
+    let fraction = |t: &Value| {
+        t["downloaded"].as_f64().unwrap_or(0.0) / t["size"].as_f64().unwrap_or(1.0).max(1.0)
+    };
+
+    // Playable long before the download is done.
+    let playable = eventually(Duration::from_secs(60), "task playable", || {
+        let http = http.clone();
+        let task = &task;
+        async move { task(http).await.ok().filter(|t| t["playable"] == true) }
+    })
+    .await?;
+    assert_eq!(playable["status"], "downloading", "{playable}");
+    assert!(
+        fraction(&playable) < 0.5,
+        "playable only at {}",
+        fraction(&playable)
+    );
+
+    // A segment answered through the relay: at once, or after 503s with Retry-After.
+    let fetch = |file: String| {
+        let http = http.clone();
+        let url = format!("{base}/video/{id}/{file}");
+        async move {
+            for _ in 0..60 {
+                let r = http.get(&url).send().await?;
+                match r.status().as_u16() {
+                    200 => return anyhow::Ok(r.bytes().await?),
+                    503 => {
+                        assert!(r.headers().contains_key("retry-after"));
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    other => anyhow::bail!("{url}: {other} {}", r.text().await?),
+                }
+            }
+            anyhow::bail!("{url}: still not made")
+        }
+    };
+    let playlist = String::from_utf8(fetch("index.m3u8".into()).await?.to_vec())?;
+    assert!(playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{playlist}");
+    assert!(
+        playlist.trim_end().ends_with("#EXT-X-ENDLIST"),
+        "{playlist}"
+    );
+    let plan = planned(&playlist);
+    let source = duration(&video)?;
+    let total: f64 = {
+        let (last_start, _) = plan.last().cloned().unwrap_or_default();
+        let last_len: f64 = playlist
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .last()
+            .and_then(|d| d.trim_end_matches(',').parse().ok())
+            .unwrap_or(0.0);
+        last_start + last_len
+    };
+    assert!(
+        (total - source).abs() < 0.2,
+        "plan {total} s, source {source} s"
+    );
+    assert!(!fetch("index0.ts".into()).await?.is_empty());
+
+    // A seek to 80 %: the segment there is made while most of the file is still missing.
+    let before = task(http.clone()).await?;
+    let (start, file) = plan
+        .iter()
+        .rev()
+        .find(|(s, _)| *s <= source * 0.8)
+        .cloned()
+        .unwrap_or_default();
+    let bytes = fetch(file.clone()).await?;
+    let after = task(http.clone()).await?;
+    assert!(
+        fraction(&before) < 0.4 && after["status"] == "downloading",
+        "the seek was tried at {} downloaded, answered at {} ({})",
+        fraction(&before),
+        fraction(&after),
+        after["status"]
+    );
+    let seg = src.path().join("seek.ts");
+    std::fs::write(&seg, &bytes)?;
+    let pts = first_video_pts(&seg)?;
+    assert!(
+        (pts - start).abs() < 0.05,
+        "{file} starts at {pts}, planned {start}"
+    );
+
+    // Let the rest come quickly; the task ends ready, in the original's VOD layout.
+    seeder.set_upload_limit(None);
+    let ready = eventually(Duration::from_secs(120), "task ready", || {
+        let http = http.clone();
+        let task = &task;
+        async move { task(http).await.ok().filter(|t| t["status"] == "ready") }
+    })
+    .await?;
+    assert_eq!(ready["playable"], true);
+    let dir = data.path().join("m3u8").join(&id);
+    assert!(!dir.join(".progressive").exists());
+    assert!(
+        !data
+            .path()
+            .join("m3u8")
+            .join(format!(".{id}.partial"))
+            .exists()
+    );
+    let index = std::fs::read_to_string(dir.join("index.m3u8"))?;
+    assert_eq!(
+        index, playlist,
+        "the playlist served up front is the final one"
+    );
+    assert!(dir.join("master.m3u8").exists());
+    for (n, (start, file)) in plan.iter().enumerate() {
+        assert_eq!(file, &format!("index{n}.ts"));
+        let pts = first_video_pts(&dir.join(file))?;
+        assert!(
+            (pts - start).abs() < 0.05,
+            "{file} starts at {pts}, planned {start}"
+        );
+    }
+    let check = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(dir.join("index.m3u8"))
+        .args(["-f", "null", "-"])
+        .output()?;
+    assert!(check.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&check.stderr),
+        "",
+        "ffmpeg reads it cleanly"
+    );
+    let made = duration(&dir.join("index.m3u8"))?;
+    assert!(
+        (made - source).abs() < 0.2,
+        "HLS {made} s, source {source} s"
+    );
+
+    shutdown.cancel();
+    transcoder.stop().await?;
+    node.stop().await?;
+    gateway.wait().await?;
+    Ok(())
+}
