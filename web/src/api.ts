@@ -60,6 +60,10 @@ export interface Task {
   file_count?: number;
   /** Whether the caller submitted it (or is an admin): then it may delete it. */
   mine?: boolean;
+  /** It plays already while it downloads (progressive playback); always once ready. */
+  playable?: boolean;
+  /** Percent of the transcode, apart from the download's `progress`. */
+  transcode_progress?: number;
 }
 
 /** A node whose task list could not be had: its tasks are missing from the list. */

@@ -430,7 +430,8 @@ function renderRow(row: Row): void {
   const del = row.actions.querySelector<HTMLButtonElement>('button.delete');
   if (del) del.hidden = t.mine === false;
 
-  const ready = t.status === 'ready';
+  // Ready, or playable while it downloads (progressive playback).
+  const ready = t.status === 'ready' || t.playable === true;
   if (ready && !row.play) {
     row.play = h('a', { class: 'play button', text: 'Play' });
     row.actions.prepend(row.play);

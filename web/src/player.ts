@@ -5,7 +5,7 @@
 // attempt (default 5000). Tests read `window.__player`.
 
 import Hls, { type ErrorData, type HlsConfig, type LoaderCallbacks, type LoaderConfiguration, type LoaderContext } from 'hls.js';
-import { api, ApiError, type Task } from './api';
+import { api, ApiError, type Task, type TaskEvent } from './api';
 import { DcClient, dcLoader, type LoaderClass } from './dc-loader';
 import { byId, errorText, h, setText } from './dom';
 import { humanBytes, humanRate } from './format';
@@ -44,6 +44,10 @@ const el = {
   rate: byId('rate'),
   total: byId('total'),
   subtitles: byId<HTMLSelectElement>('subtitles'),
+  download: byId('download'),
+  downloadBar: byId('download-bar'),
+  downloadFill: byId('download-fill'),
+  downloadText: byId('download-text'),
 };
 
 const params = new URLSearchParams(location.search);
@@ -125,7 +129,8 @@ async function main(): Promise<void> {
     showError('Open this page as /player?taskId=<task id>.');
     return;
   }
-  const task = await waitUntilReady();
+  followEvents();
+  const task = await waitUntilPlayable();
   if (!task) return;
 
   if (!Hls.isSupported()) {
@@ -159,19 +164,70 @@ async function main(): Promise<void> {
   });
 }
 
-/** Fetches the task until it is ready; `null` when it never will be (or is unknown). */
-async function waitUntilReady(): Promise<Task | null> {
+/** The task as last heard (the API, then its live events). */
+let current: Task | null = null;
+/** Wakes `waitUntilPlayable` when an event says the task changed. */
+let wake: (() => void) | null = null;
+
+/** Live figures of the task from `GET /api/events`: the download bar, and a wake-up when the
+ * task becomes playable (no waiting for the next poll). */
+function followEvents(): void {
+  if (typeof EventSource === 'undefined') return;
+  const events = new EventSource('/api/events');
+  events.addEventListener('task', (e) => {
+    let update: TaskEvent;
+    try {
+      update = JSON.parse((e as MessageEvent<string>).data) as TaskEvent;
+    } catch {
+      return;
+    }
+    if (update?.id !== taskId || !current) return;
+    current = { ...current, ...Object.fromEntries(Object.entries(update).filter(([, v]) => v !== undefined && v !== null)) };
+    showDownload(current);
+    wake?.();
+  });
+  window.addEventListener('pagehide', () => events.close());
+}
+
+/** How much is downloaded, at what speed, from how many peers, while the torrent downloads. */
+function showDownload(t: Task): void {
+  const downloading = t.status === 'downloading' || t.status === 'pending';
+  el.download.hidden = !downloading;
+  if (!downloading) return;
+  const percent = Math.max(0, Math.min(100, Math.round(t.progress ?? 0)));
+  el.downloadFill.style.width = `${percent}%`;
+  el.downloadBar.setAttribute('aria-valuenow', String(percent));
+  const peers = t.peers ?? 0;
+  const parts = [`${percent}%`, humanRate(t.speed ?? 0), peers === 1 ? '1 peer' : `${peers} peers`];
+  if (t.detail) parts.push(t.detail);
+  setText(el.downloadText, parts.join(' · '));
+}
+
+/** What the viewer is told while the video waits for data. */
+function waitingText(): string {
+  const t = current;
+  if (!t || (t.status !== 'downloading' && t.status !== 'pending')) return 'Buffering…';
+  const peers = t.peers ?? 0;
+  if (peers === 0) return 'Waiting for data: no peer is sending this torrent right now.';
+  return `Waiting for data from peers: ${peers === 1 ? '1 peer' : `${peers} peers`}, ${humanRate(t.speed ?? 0)}.`;
+}
+
+/** Fetches the task until it can play (ready, or playable while it downloads); `null` when
+ * it never will (or is unknown). Events wake it early; a slow poll covers a lost stream. */
+async function waitUntilPlayable(): Promise<Task | null> {
   for (;;) {
     try {
       const task = await api.task(taskId);
+      current = task;
       showTitle(task);
-      if (task.status === 'ready') return task;
+      showDownload(task);
+      if (task.status === 'ready' || task.playable) return task;
       if (task.status === 'error' || task.status === 'cancelled') {
         say(`This task is ${task.status}.`);
         if (task.error) showError(task.error);
         return null;
       }
-      say(`Not ready yet: ${task.status} (${Math.round(task.progress ?? 0)}%)${task.detail ? `, ${task.detail}` : ''}. Waiting…`);
+      say(`Not playable yet: ${task.status} (${Math.round(task.progress ?? 0)}%)${task.detail ? `, ${task.detail}` : ''}. Waiting…`);
     } catch (e) {
       if (e instanceof ApiError && (e.status === 404 || e.status === 400)) {
         say('Nothing to play.');
@@ -180,7 +236,15 @@ async function waitUntilReady(): Promise<Task | null> {
       }
       say(`Cannot read the task (${errorText(e)}); retrying…`);
     }
-    await new Promise((r) => window.setTimeout(r, READY_POLL_MS));
+    await new Promise<void>((r) => {
+      const timer = window.setTimeout(r, READY_POLL_MS);
+      wake = () => {
+        window.clearTimeout(timer);
+        // An event that says playable (or ended) is worth a fetch now.
+        if (current?.playable || current?.status === 'ready' || current?.status === 'error') r();
+      };
+    });
+    wake = null;
   }
 }
 
@@ -204,6 +268,16 @@ function startHls(loader: LoaderClass, startPosition = -1): void {
     loader,
     startPosition,
     renderTextTracksNatively: true,
+    // A segment of a task that still downloads may be being made: the node holds the request
+    // up to 8 s, then answers 503 (ask again). Wait longer and retry more than for a VOD.
+    fragLoadPolicy: {
+      default: {
+        maxTimeToFirstByteMs: 15_000,
+        maxLoadTimeMs: 120_000,
+        timeoutRetry: { maxNumRetry: 4, retryDelayMs: 0, maxRetryDelayMs: 0 },
+        errorRetry: { maxNumRetry: 30, retryDelayMs: 500, maxRetryDelayMs: 2_000 },
+      },
+    },
   };
   const player = (hls = new Hls(config));
   player.on(Hls.Events.MANIFEST_PARSED, () => {
@@ -234,6 +308,13 @@ function onHlsError(player: Hls, data: ErrorData): void {
   if (data.type === Hls.ErrorTypes.MEDIA_ERROR && mediaRecoveries < 2) {
     mediaRecoveries++;
     player.recoverMediaError();
+    return;
+  }
+  // 503: the segment is not made yet (its pieces are still coming). Not a P2P failure:
+  // keep the transport and ask again.
+  if (data.type === Hls.ErrorTypes.NETWORK_ERROR && data.response?.code === 503) {
+    say(waitingText());
+    player.startLoad(el.video.currentTime > 0 ? el.video.currentTime : -1);
     return;
   }
   if (data.type === Hls.ErrorTypes.NETWORK_ERROR && state.transport === 'p2p') {
@@ -268,7 +349,7 @@ el.subtitles.addEventListener('change', () => {
 });
 
 el.video.addEventListener('playing', () => say(`Playing over ${state.transport === 'p2p' ? 'P2P' : 'the relay'}.`));
-el.video.addEventListener('waiting', () => say('Buffering…'));
+el.video.addEventListener('waiting', () => say(waitingText()));
 el.video.addEventListener('ended', () => say('Ended.'));
 
 window.addEventListener('pagehide', () => {

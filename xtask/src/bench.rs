@@ -3,7 +3,14 @@
 
 use crate::system::{self, cargo};
 
-const ALL: &[&str] = &["download", "transcode", "datachannel", "gateway"];
+const ALL: &[&str] = &[
+    "download",
+    "transcode",
+    "datachannel",
+    "gateway",
+    "progressive",
+    "seek",
+];
 
 pub fn run(names: &[String]) -> anyhow::Result<()> {
     system::ensure_programs()?;

@@ -28,7 +28,8 @@ enum Command {
     },
     /// Runs benchmarks in release mode; each prints one `bench <name>: …` line.
     Bench {
-        /// Which benchmarks (default: all). Known: download, transcode, datachannel, gateway.
+        /// Which benchmarks (default: all). Known: download, transcode, datachannel, gateway, progressive,
+        /// seek.
         names: Vec<String>,
     },
     /// Checks the Helm chart (lint, render, validate, assertions) and lints the Dockerfile.

@@ -1,6 +1,8 @@
 //! Benchmarks of magnetm3u8 against baselines measured in the same run (`cargo xtask bench`).
 //! Each ends with one line `bench <name>: key=value …`.
 
+mod progressive;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -24,6 +26,8 @@ async fn main() -> anyhow::Result<()> {
             "transcode" => transcode().await?,
             "datachannel" => datachannel().await?,
             "gateway" => gateway().await?,
+            "progressive" => progressive::progressive().await?,
+            "seek" => progressive::seek().await?,
             other => anyhow::bail!("unknown benchmark {other:?}"),
         }
     }
