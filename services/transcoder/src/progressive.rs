@@ -262,6 +262,7 @@ impl Controller<'_> {
     fn on_event(&mut self, ev: Event, reports: &UnboundedSender<Report>) -> Result<()> {
         match ev {
             Event::Made { head, n } => {
+                tracing::debug!(head, segment = n, "segment made");
                 if let Some(m) = self.made.get_mut(n) {
                     *m = true;
                 }

@@ -1,6 +1,7 @@
 //! A replica's side of the node's job queue: one durable pull consumer shared by every replica
-//! (so each job goes to exactly one), at most `limits.max_transcodes` jobs at a time, pulled
-//! one by one (no replica hoards jobs it cannot start). While a job runs the replica marks it in
+//! (so each job goes to exactly one), at most `limits.max_transcodes` jobs at a time
+//! (progressive jobs beside them, at most `limits.max_downloads`), pulled one by one (no
+//! replica hoards jobs it cannot start). While a job runs the replica marks it in
 //! progress; it publishes the result event and only then acks. Permanent failures (and the
 //! last allowed attempt) become an `error` result; transient ones are naked with backoff; on
 //! shutdown the running job is stopped and naked so another replica takes it.
@@ -59,6 +60,12 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> Result<()> {
         let slots = Arc::new(Semaphore::new(self.settings.limits.max_transcodes as usize));
+        // Progressive jobs run for as long as their torrents download, mostly waiting for
+        // pieces: they run beside the node's transcodes (at most one per download), so one
+        // slow torrent never holds the transcode slot the next task needs to become playable.
+        let progressive_slots = Arc::new(Semaphore::new(
+            self.settings.limits.max_downloads.max(1) as usize
+        ));
         let mut running = tokio::task::JoinSet::new();
         loop {
             let slot = tokio::select! {
@@ -87,6 +94,15 @@ impl Worker {
             };
             match next {
                 Some(Ok(message)) => {
+                    let progressive = pb::TranscodeJob::decode(message.payload.clone())
+                        .is_ok_and(|j| j.progressive);
+                    let slot = match progressive_slots.clone().try_acquire_owned() {
+                        Ok(own) if progressive => {
+                            drop(slot);
+                            own
+                        }
+                        _ => slot,
+                    };
                     let this = self.clone();
                     let token = shutdown.child_token();
                     running.spawn(async move {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::Seeder;
 use magnet_tests::services::{InProcess, Transcoder, offline_node, transcoder_of};
@@ -236,6 +237,152 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
         "ffmpeg reads it cleanly"
     );
     let made = duration(&dir.join("index.m3u8"))?;
+    assert!(
+        (made - source).abs() < 0.2,
+        "HLS {made} s, source {source} s"
+    );
+
+    shutdown.cancel();
+    transcoder.stop().await?;
+    node.stop().await?;
+    gateway.wait().await?;
+    Ok(())
+}
+
+/// The transcode path (MPEG-4 Part 2 + AC3 in Matroska) is progressive too, on a grid of
+/// forced keyframes; and with one transcode slot, a second task still becomes playable while
+/// the first one's torrent downloads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transcoded_task_plays_beside_another_on_a_grid_of_keyframes() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let src = tempfile::tempdir()?;
+    let first = src.path().join("first.mp4");
+    generate_sized(&first, 40, "320x240", Codec::H264Aac)?;
+    let second = src.path().join("second.mkv");
+    generate_sized(&second, 20, "320x240", Codec::Mpeg4Ac3)?;
+    let size = std::fs::metadata(&first)?.len() + std::fs::metadata(&second)?.len();
+    let seeder =
+        Seeder::with_upload_limit(Some(u32::try_from((size / 20).max(32 * 1024))?)).await?;
+    let seeded = [seeder.seed(&first).await?, seeder.seed(&second).await?];
+
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.limits.max_transcodes = 1;
+    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+    let shutdown = CancellationToken::new();
+    let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
+    settings.streamer.advertise = Some(format!("http://{}", streamer.grpc_addr));
+    let node = InProcess::start(settings.clone()).await?;
+    let transcoder = Transcoder::start(transcoder_of(&settings, "r1")).await?;
+    let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
+    let base = format!("http://{}", gateway.addr);
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(10), "node online", || {
+        let req = http.get(format!("{base}/api/nodes"));
+        async move {
+            let (_, body) = json_of(req.send().await.ok()?).await.ok()?;
+            (!body["data"].as_array()?.is_empty()).then_some(())
+        }
+    })
+    .await?;
+    let mut ids = Vec::new();
+    for s in &seeded {
+        let (status, body) = json_of(
+            http.post(format!("{base}/api/tasks/submit"))
+                .json(&serde_json::json!({ "magnet_url": s.magnet }))
+                .send()
+                .await?,
+        )
+        .await?;
+        assert_eq!(status, 200, "{body}");
+        ids.push(body["data"]["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let task = |id: String| {
+        let http = http.clone();
+        let url = format!("{base}/api/tasks/{id}");
+        async move {
+            let (_, body) = json_of(http.get(url).send().await.ok()?).await.ok()?;
+            Some(body["data"].clone())
+        }
+    };
+    // The second task plays while both torrents still download: the first one's job does not
+    // hold the node's only transcode slot.
+    let t = eventually(Duration::from_secs(60), "second task playable", || {
+        task(ids[1].clone()).map(|t| t.filter(|t| t["playable"] == true))
+    })
+    .await?;
+    assert_eq!(
+        t["status"], "downloading",
+        "playable while downloading: {t}"
+    );
+    let other = task(ids[0].clone()).await.unwrap_or_default();
+    assert_eq!(
+        other["status"], "downloading",
+        "the first task still downloads: {other}"
+    );
+    let transcoded = &ids[1];
+    let t = task(transcoded.clone()).await.unwrap_or_default();
+    assert_eq!(t["transcode_path"], "transcode", "{t}");
+
+    seeder.set_upload_limit(None);
+    for id in &ids {
+        eventually(Duration::from_secs(120), "ready", || {
+            task(id.clone()).map(|t| t.filter(|t| t["status"] == "ready"))
+        })
+        .await?;
+    }
+    // Every segment of the re-encoded video starts with a keyframe at its grid time.
+    let dir = data.path().join("m3u8").join(transcoded);
+    let playlist = std::fs::read_to_string(dir.join("index.m3u8"))?;
+    let plan = planned(&playlist);
+    let grid: Vec<f64> = plan.iter().map(|(s, _)| *s).collect();
+    assert_eq!(&grid[..4], &[0.0, 2.0, 4.0, 6.0], "{playlist}");
+    for (start, file) in &plan {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+            .args([
+                "packet=pts_time,flags",
+                "-of",
+                "csv=p=0",
+                "-read_intervals",
+                "%+#1",
+            ])
+            .arg(dir.join(file))
+            .output()?;
+        let first = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let mut parts = first.split(',');
+        let pts: f64 = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(f64::NAN)
+            - TS_OFFSET;
+        assert!(
+            (pts - start).abs() < 0.05,
+            "{file} starts at {pts}, planned {start}"
+        );
+        assert!(
+            parts.next().is_some_and(|f| f.starts_with('K')),
+            "{file} starts with a keyframe: {first}"
+        );
+    }
+    let check = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(dir.join("index.m3u8"))
+        .args(["-f", "null", "-"])
+        .output()?;
+    assert_eq!(
+        String::from_utf8_lossy(&check.stderr),
+        "",
+        "ffmpeg reads it cleanly"
+    );
+    let made = duration(&dir.join("index.m3u8"))?;
+    let source = duration(&second)?;
     assert!(
         (made - source).abs() < 0.2,
         "HLS {made} s, source {source} s"

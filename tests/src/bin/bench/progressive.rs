@@ -20,6 +20,7 @@ const SEEK_CAP: u32 = 1_000_000;
 
 /// A node (downloader, transcoder, streamer) and a gateway in front of it.
 struct Node {
+    id: String,
     gateway: String,
     stream: std::net::SocketAddr,
     node: InProcess,
@@ -59,6 +60,7 @@ impl Node {
         })
         .await?;
         Ok(Self {
+            id: id.to_owned(),
             gateway: base,
             stream: node.stream_addr,
             node,
@@ -71,7 +73,7 @@ impl Node {
     async fn submit(&self, http: &reqwest::Client, magnet: &str) -> anyhow::Result<String> {
         let v: Value = http
             .post(format!("{}/api/tasks/submit", self.gateway))
-            .json(&serde_json::json!({ "magnet_url": magnet }))
+            .json(&serde_json::json!({ "magnet_url": magnet, "worker_id": self.id }))
             .send()
             .await?
             .json()
