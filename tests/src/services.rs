@@ -311,3 +311,57 @@ impl Drop for Transcoder {
         self.shutdown.cancel();
     }
 }
+
+/// A whole worker node in this process (streamer, downloader, one transcoder) behind a
+/// gateway, all on ephemeral loopback ports; ready once the gateway lists the node.
+pub struct Served {
+    /// `http://127.0.0.1:<port>` of the gateway.
+    pub base: String,
+    pub node: InProcess,
+    pub transcoder: Transcoder,
+    gateway: magnet_gateway::Running,
+    shutdown: CancellationToken,
+}
+
+impl Served {
+    pub async fn start(mut settings: Settings) -> anyhow::Result<Self> {
+        settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+        settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+        let shutdown = CancellationToken::new();
+        let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
+        settings.streamer.advertise = Some(format!("http://{}", streamer.grpc_addr));
+        let node = InProcess::start(settings.clone()).await?;
+        let transcoder = Transcoder::start(transcoder_of(&settings, "r1")).await?;
+        let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
+        let base = format!("http://{}", gateway.addr);
+        let http = reqwest::Client::new();
+        let id = settings.node.id.clone();
+        crate::eventually(Duration::from_secs(15), "node listed", || {
+            let req = http.get(format!("{base}/api/nodes"));
+            let id = id.clone();
+            async move {
+                let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+                v["data"]
+                    .as_array()
+                    .filter(|a| a.iter().any(|n| n["id"] == id.as_str()))
+                    .map(|_| ())
+            }
+        })
+        .await?;
+        Ok(Self {
+            base,
+            node,
+            transcoder,
+            gateway,
+            shutdown,
+        })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.transcoder.stop().await?;
+        self.node.stop().await?;
+        self.gateway.wait().await?;
+        Ok(())
+    }
+}

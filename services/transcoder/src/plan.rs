@@ -133,36 +133,9 @@ pub fn ffmpeg_args(
     if let Some(audio) = plan.audio_stream {
         a.extend(["-map".into(), format!("0:{audio}")]);
     }
-    if plan.copy_video {
-        a.extend(["-c:v", "copy"].map(String::from));
-    } else {
-        a.extend([
-            "-c:v".into(),
-            t.video_codec.clone(),
-            "-preset".into(),
-            t.preset.clone(),
-            "-crf".into(),
-            t.crf.to_string(),
-        ]);
-        a.extend(["-pix_fmt", "yuv420p"].map(String::from));
-        // A keyframe at every segment boundary, so segments are the configured length.
-        a.extend([
-            "-force_key_frames".into(),
-            format!("expr:gte(t,n_forced*{})", t.segment_duration),
-        ]);
-    }
-    match plan.audio {
-        Audio::None => {}
-        Audio::Copy => a.extend(["-c:a", "copy"].map(String::from)),
-        Audio::Aac => a.extend([
-            "-c:a".into(),
-            t.audio_codec.clone(),
-            "-ac".into(),
-            "2".into(),
-            "-b:a".into(),
-            "160k".into(),
-        ]),
-    }
+    // A keyframe at every segment boundary, so segments are the configured length.
+    let keyframes = format!("expr:gte(t,n_forced*{})", t.segment_duration);
+    a.extend(codec_args(plan, t, Some(keyframes)));
     a.extend(
         [
             "-sn",
@@ -198,6 +171,43 @@ pub fn ffmpeg_args(
         ]);
     }
     a.push(out.join("index.m3u8").to_string_lossy().into_owned());
+    a
+}
+
+/// The codec arguments of a plan: the video copied, or re-encoded with the configured codec,
+/// preset and CRF and `keyframes` forced (a `-force_key_frames` value); the audio copied, or
+/// converted to stereo AAC.
+pub fn codec_args(plan: &Plan, t: &TranscodingSettings, keyframes: Option<String>) -> Vec<String> {
+    let mut a = Vec::new();
+    if plan.copy_video {
+        a.extend(["-c:v", "copy"].map(String::from));
+    } else {
+        a.extend([
+            "-c:v".into(),
+            t.video_codec.clone(),
+            "-preset".into(),
+            t.preset.clone(),
+            "-crf".into(),
+            t.crf.to_string(),
+            "-pix_fmt".into(),
+            "yuv420p".into(),
+        ]);
+        if let Some(k) = keyframes {
+            a.extend(["-force_key_frames".into(), k]);
+        }
+    }
+    match plan.audio {
+        Audio::None => {}
+        Audio::Copy => a.extend(["-c:a", "copy"].map(String::from)),
+        Audio::Aac => a.extend([
+            "-c:a".into(),
+            t.audio_codec.clone(),
+            "-ac".into(),
+            "2".into(),
+            "-b:a".into(),
+            "160k".into(),
+        ]),
+    }
     a
 }
 

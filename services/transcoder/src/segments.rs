@@ -15,7 +15,7 @@ use std::path::Path;
 
 use magnet_runtime::config::TranscodingSettings;
 
-use crate::plan::{Audio, Plan};
+use crate::plan::{self, Plan};
 use crate::untrusted;
 
 /// The first segments are short, so playback starts soon after a seek too.
@@ -214,36 +214,13 @@ impl Segments {
             .iter()
             .map(|s| format!("{:.6}", s + TS_OFFSET))
             .collect();
-        if plan.copy_video {
-            a.extend(["-c:v", "copy"].map(String::from));
-        } else {
-            a.extend([
-                "-c:v".into(),
-                t.video_codec.clone(),
-                "-preset".into(),
-                t.preset.clone(),
-                "-crf".into(),
-                t.crf.to_string(),
-                "-pix_fmt".into(),
-                "yuv420p".into(),
-            ]);
-            if !cuts.is_empty() {
-                // Absolute times on the source's clock, which the encoder sees with -copyts.
-                a.extend(["-force_key_frames".into(), cuts.join(",")]);
-            }
-        }
-        match plan.audio {
-            Audio::None => {}
-            Audio::Copy => a.extend(["-c:a", "copy"].map(String::from)),
-            Audio::Aac => a.extend([
-                "-c:a".into(),
-                t.audio_codec.clone(),
-                "-ac".into(),
-                "2".into(),
-                "-b:a".into(),
-                "160k".into(),
-            ]),
-        }
+        // Forced keyframes at absolute times on the source's clock, which the encoder sees
+        // with -copyts.
+        a.extend(plan::codec_args(
+            plan,
+            t,
+            (!cuts.is_empty()).then(|| cuts.join(",")),
+        ));
         a.extend(
             [
                 "-sn",

@@ -9,11 +9,10 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::Seeder;
-use magnet_tests::services::{InProcess, Transcoder, offline_node, transcoder_of};
+use magnet_tests::services::{Served, offline_node};
 use magnet_tests::video::{Codec, duration, generate_sized};
 use magnet_tests::{eventually, init_logging, json_of};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 const NODE: &str = "worker-p";
 
@@ -72,25 +71,9 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
     let seeder = Seeder::with_upload_limit(Some(cap)).await?;
     let seeded = seeder.seed(&video).await?;
 
-    let mut settings = offline_node(data.path(), nats.url(), NODE);
-    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
-    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
-    let shutdown = CancellationToken::new();
-    let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
-    settings.streamer.advertise = Some(format!("http://{}", streamer.grpc_addr));
-    let node = InProcess::start(settings.clone()).await?;
-    let transcoder = Transcoder::start(transcoder_of(&settings, "r1")).await?;
-    let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
-    let base = format!("http://{}", gateway.addr);
+    let served = Served::start(offline_node(data.path(), nats.url(), NODE)).await?;
+    let base = served.base.clone();
     let http = reqwest::Client::new();
-    eventually(Duration::from_secs(10), "node online", || {
-        let req = http.get(format!("{base}/api/nodes"));
-        async move {
-            let (_, body) = json_of(req.send().await.ok()?).await.ok()?;
-            (!body["data"].as_array()?.is_empty()).then_some(())
-        }
-    })
-    .await?;
     let (status, body) = json_of(
         http.post(format!("{base}/api/tasks/submit"))
             .json(&serde_json::json!({ "magnet_url": seeded.magnet }))
@@ -157,7 +140,7 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
         let last_len: f64 = playlist
             .lines()
             .filter_map(|l| l.strip_prefix("#EXTINF:"))
-            .last()
+            .next_back()
             .and_then(|d| d.trim_end_matches(',').parse().ok())
             .unwrap_or(0.0);
         last_start + last_len
@@ -242,11 +225,7 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
         "HLS {made} s, source {source} s"
     );
 
-    shutdown.cancel();
-    transcoder.stop().await?;
-    node.stop().await?;
-    gateway.wait().await?;
-    Ok(())
+    served.stop().await
 }
 
 /// The transcode path (MPEG-4 Part 2 + AC3 in Matroska) is progressive too, on a grid of
@@ -269,24 +248,9 @@ async fn a_transcoded_task_plays_beside_another_on_a_grid_of_keyframes() -> anyh
 
     let mut settings = offline_node(data.path(), nats.url(), NODE);
     settings.limits.max_transcodes = 1;
-    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
-    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
-    let shutdown = CancellationToken::new();
-    let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
-    settings.streamer.advertise = Some(format!("http://{}", streamer.grpc_addr));
-    let node = InProcess::start(settings.clone()).await?;
-    let transcoder = Transcoder::start(transcoder_of(&settings, "r1")).await?;
-    let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
-    let base = format!("http://{}", gateway.addr);
+    let served = Served::start(settings).await?;
+    let base = served.base.clone();
     let http = reqwest::Client::new();
-    eventually(Duration::from_secs(10), "node online", || {
-        let req = http.get(format!("{base}/api/nodes"));
-        async move {
-            let (_, body) = json_of(req.send().await.ok()?).await.ok()?;
-            (!body["data"].as_array()?.is_empty()).then_some(())
-        }
-    })
-    .await?;
     let mut ids = Vec::new();
     for s in &seeded {
         let (status, body) = json_of(
@@ -388,9 +352,5 @@ async fn a_transcoded_task_plays_beside_another_on_a_grid_of_keyframes() -> anyh
         "HLS {made} s, source {source} s"
     );
 
-    shutdown.cancel();
-    transcoder.stop().await?;
-    node.stop().await?;
-    gateway.wait().await?;
-    Ok(())
+    served.stop().await
 }

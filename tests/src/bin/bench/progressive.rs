@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::{Seeded, Seeder};
-use magnet_tests::services::{InProcess, Transcoder, offline_node, transcoder_of};
+use magnet_tests::services::{Served, offline_node};
 use magnet_tests::video::{Codec, generate_sized};
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 /// Runs per case.
 const RUNS: usize = 10;
@@ -23,9 +22,7 @@ struct Node {
     id: String,
     gateway: String,
     stream: std::net::SocketAddr,
-    node: InProcess,
-    transcoder: Transcoder,
-    shutdown: CancellationToken,
+    served: Served,
     _data: tempfile::TempDir,
 }
 
@@ -34,38 +31,12 @@ impl Node {
         let data = tempfile::tempdir()?;
         let mut settings = offline_node(data.path(), nats.url(), id);
         settings.transcoding.progressive = progressive;
-        settings.gateway.listen = ([127, 0, 0, 1], 0).into();
-        settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
-        let shutdown = CancellationToken::new();
-        let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
-        settings.streamer.advertise = Some(format!("http://{}", streamer.grpc_addr));
-        let node = InProcess::start(settings.clone()).await?;
-        let transcoder = Transcoder::start(transcoder_of(&settings, "r1")).await?;
-        let gateway = magnet_gateway::start(settings, shutdown.clone()).await?;
-        let base = format!("http://{}", gateway.addr);
-        let http = reqwest::Client::new();
-        magnet_tests::eventually(Duration::from_secs(15), "node listed", || async {
-            let v: Value = http
-                .get(format!("{base}/api/nodes"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            v["data"]
-                .as_array()
-                .filter(|a| a.iter().any(|n| n["id"] == id))
-                .map(|_| ())
-        })
-        .await?;
+        let served = Served::start(settings).await?;
         Ok(Self {
             id: id.to_owned(),
-            gateway: base,
-            stream: node.stream_addr,
-            node,
-            transcoder,
-            shutdown,
+            gateway: served.base.clone(),
+            stream: served.node.stream_addr,
+            served,
             _data: data,
         })
     }
@@ -113,9 +84,7 @@ impl Node {
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        self.shutdown.cancel();
-        self.transcoder.stop().await?;
-        self.node.stop().await
+        self.served.stop().await
     }
 }
 
