@@ -62,9 +62,11 @@ impl Job<'_> {
         cancel: &CancellationToken,
     ) -> Result<Done> {
         let (task_id, final_dir) = validate(self.job)?;
+        // A video probed by the progressive path is not probed again by the whole-file path.
+        let mut probed = None;
         if self.job.progressive && self.transcoding.progressive_playback() {
             if let Some(done) = self
-                .progressive(&task_id, &final_dir, &reports, wants, cancel)
+                .progressive(&task_id, &final_dir, &reports, wants, &mut probed, cancel)
                 .await?
             {
                 return Ok(done);
@@ -73,7 +75,9 @@ impl Job<'_> {
         }
         let partial = output::partial_dir(&final_dir);
         output::fresh(&partial).await?;
-        let outcome = self.build(&task_id, &partial, &reports, cancel).await;
+        let outcome = self
+            .build(&task_id, &partial, &reports, &mut probed, cancel)
+            .await;
         match outcome {
             Ok(done) => {
                 output::publish(&partial, &final_dir).await?;
@@ -95,6 +99,7 @@ impl Job<'_> {
         final_dir: &Path,
         reports: &UnboundedSender<Report>,
         wants: &mut UnboundedReceiver<Want>,
+        probed: &mut Option<(String, probe::MediaInfo)>,
         cancel: &CancellationToken,
     ) -> Result<Option<Done>> {
         let inputs: Vec<Input> = self.job.inputs.iter().filter_map(input).collect();
@@ -102,13 +107,7 @@ impl Job<'_> {
         let Some(video) = videos.first() else {
             return Ok(None);
         };
-        let info = probe::probe(
-            &self.programs.ffprobe,
-            &video.source,
-            &video.name,
-            self.token,
-        )
-        .await?;
+        let info = self.probe(video, probed).await?;
         let plan = plan::plan(&info, &video.name)?;
         let p = Progressive {
             job: self,
@@ -119,6 +118,7 @@ impl Job<'_> {
             plan: &plan,
         };
         let Some(segments) = p.segments().await? else {
+            *probed = Some((video.source.clone(), info));
             return Ok(None);
         };
         tracing::info!(input = %video.name, path = plan.path_taken(), mode = segments.mode.as_str(), segments = segments.len(), "transcoding progressively");
@@ -131,14 +131,8 @@ impl Job<'_> {
         let files: Vec<String> = (0..segments.len()).map(Segments::file).collect();
         let duration = segments.duration;
         let tracks = self
-            .subtitles(video, &info, &subtitle_files, final_dir, cancel)
+            .subtitles(video, &info, &subtitle_files, final_dir, duration, cancel)
             .await?;
-        for t in &tracks {
-            let path = final_dir.join(t.file.trim_end_matches(".vtt").to_owned() + ".m3u8");
-            tokio::fs::write(&path, output::subtitle_playlist(t, duration))
-                .await
-                .map_err(Error::io(&path))?;
-        }
         let variants = [(
             "index.m3u8".to_owned(),
             bandwidth(final_dir, &files, duration).await,
@@ -164,6 +158,7 @@ impl Job<'_> {
         task_id: &TaskId,
         out: &Path,
         reports: &UnboundedSender<Report>,
+        probed: &mut Option<(String, probe::MediaInfo)>,
         cancel: &CancellationToken,
     ) -> Result<Done> {
         let inputs: Vec<Input> = self.job.inputs.iter().filter_map(input).collect();
@@ -172,13 +167,7 @@ impl Job<'_> {
         let mut main = None;
         let mut variants = Vec::new();
         for (k, video) in videos.iter().enumerate() {
-            let info = probe::probe(
-                &self.programs.ffprobe,
-                &video.source,
-                &video.name,
-                self.token,
-            )
-            .await?;
+            let info = self.probe(video, probed).await?;
             let plan = plan::plan(&info, &video.name)?;
             let dir = if k == 0 {
                 out.to_owned()
@@ -232,14 +221,8 @@ impl Job<'_> {
         };
 
         let tracks = self
-            .subtitles(&video, &info, &subtitle_files, out, cancel)
+            .subtitles(&video, &info, &subtitle_files, out, duration, cancel)
             .await?;
-        for t in &tracks {
-            let path = out.join(t.file.trim_end_matches(".vtt").to_owned() + ".m3u8");
-            tokio::fs::write(&path, output::subtitle_playlist(t, duration))
-                .await
-                .map_err(Error::io(&path))?;
-        }
         let master = out.join("master.m3u8");
         tokio::fs::write(&master, output::master_playlist(&variants, &tracks))
             .await
@@ -254,14 +237,34 @@ impl Job<'_> {
         })
     }
 
-    /// Subtitle files of the torrent and text subtitle streams of the video, as WebVTT. A track
-    /// that fails to convert is logged and skipped: it must not cost the user the video.
+    /// The video's probe: the one already made of it (`probed`), or a new one.
+    async fn probe(
+        &self,
+        video: &Input,
+        probed: &mut Option<(String, probe::MediaInfo)>,
+    ) -> Result<probe::MediaInfo> {
+        if let Some((_, info)) = probed.take_if(|(source, _)| *source == video.source) {
+            return Ok(info);
+        }
+        probe::probe(
+            &self.programs.ffprobe,
+            &video.source,
+            &video.name,
+            self.token,
+        )
+        .await
+    }
+
+    /// Subtitle files of the torrent and text subtitle streams of the video, as WebVTT, each
+    /// with a one-segment playlist of `duration`. A track that fails to convert is logged and
+    /// skipped: it must not cost the user the video.
     async fn subtitles(
         &self,
         video: &Input,
         info: &probe::MediaInfo,
         files: &[Input],
         out: &Path,
+        duration: f64,
         cancel: &CancellationToken,
     ) -> Result<Vec<Track>> {
         let mut jobs: Vec<(Vec<String>, String, Option<String>)> = Vec::new();
@@ -319,6 +322,13 @@ impl Job<'_> {
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
                 Err(e) => tracing::warn!(subtitle = %name, error = %e, "subtitle skipped"),
             }
+        }
+        // Each track as a one-segment playlist of its own, for the master playlist.
+        for t in &tracks {
+            let path = out.join(t.file.trim_end_matches(".vtt").to_owned() + ".m3u8");
+            tokio::fs::write(&path, output::subtitle_playlist(t, duration))
+                .await
+                .map_err(Error::io(&path))?;
         }
         Ok(tracks)
     }
