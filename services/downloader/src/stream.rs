@@ -85,6 +85,7 @@ pub async fn serve(
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
+    tracing::debug!(%status, message, "stream refused");
     (status, message.to_owned()).into_response()
 }
 
@@ -171,6 +172,7 @@ async fn stream(
     }
     let metrics = s.metrics.clone();
     metrics.open.inc();
+    tracing::debug!(task = %id, file = index, start, length, "stream opened");
     let open = OpenBody {
         metrics: metrics.clone(),
         _permit: permit,
@@ -204,6 +206,7 @@ struct OpenBody {
 
 impl Drop for OpenBody {
     fn drop(&mut self) {
+        tracing::debug!("stream closed");
         self.metrics.open.dec();
     }
 }

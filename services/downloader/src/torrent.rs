@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,8 +15,8 @@ use librqbit::api::TorrentIdOrHash;
 use librqbit::dht::Id20;
 use librqbit::limits::LimitsConfig;
 use librqbit::{
-    AddTorrent, AddTorrentOptions, ListenerMode, ListenerOptions, ManagedTorrent, Session,
-    SessionOptions, SessionPersistenceConfig,
+    AddTorrent, AddTorrentOptions, ConnectionOptions, ListenerMode, ListenerOptions,
+    ManagedTorrent, PeerConnectionOptions, Session, SessionOptions, SessionPersistenceConfig,
 };
 use magnet_runtime::config::TorrentSettings;
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
@@ -55,6 +56,12 @@ pub struct Description {
 
 pub struct Engine {
     session: Arc<Session>,
+    /// The id of the next torrent added. librqbit's JSON persistence hands out "the largest
+    /// stored id + 1", read before the new torrent is stored, so two magnets whose metadata
+    /// arrive together got the same id, and the second was answered with the FIRST one's
+    /// torrent (`AlreadyManaged`): two tasks downloading one torrent, the other never
+    /// fetched. Ids from this counter are unique.
+    next_id: AtomicUsize,
 }
 
 impl Engine {
@@ -130,6 +137,13 @@ impl Engine {
             // chunk writes and the hash check: librqbit's default of 8 would let 8 streams
             // waiting for pieces stop the pieces from being written.
             runtime_worker_threads: Some(settings.blocking_threads),
+            connect: Some(ConnectionOptions {
+                peer_opts: Some(PeerConnectionOptions {
+                    max_request_window: Some(settings.peer_request_window),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
             ratelimits: LimitsConfig {
                 upload_bps: kibps(settings.upload_limit_kibps),
                 download_bps: kibps(settings.download_limit_kibps),
@@ -139,7 +153,11 @@ impl Engine {
         let session = Session::new_with_opts(downloads.to_owned(), options)
             .await
             .map_err(Error::torrent)?;
-        Ok(Self { session })
+        let next_id = session.with_torrents(|it| it.map(|(id, _)| id + 1).max().unwrap_or(0));
+        Ok(Self {
+            session,
+            next_id: AtomicUsize::new(next_id),
+        })
     }
 
     /// Where peers can reach this session, if it listens.
@@ -171,6 +189,7 @@ impl Engine {
             overwrite: true,
             initial_peers: (!peers.is_empty()).then_some(peers),
             paused: true,
+            preferred_id: Some(self.next_id.fetch_add(1, Ordering::Relaxed)),
             ..Default::default()
         };
         let response = self

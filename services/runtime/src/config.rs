@@ -274,6 +274,10 @@ pub struct TorrentSettings {
     /// librqbit's blocking permits: each open file stream holds one for its life, and chunk
     /// writes need one too (keep well above `downloader.max_open_streams`).
     pub blocking_threads: usize,
+    /// Chunk requests (16 KiB each) kept outstanding per peer. A piece a stream needs after a
+    /// seek is requested behind these, so fewer make seeks answer sooner from slow peers;
+    /// more keep distant fast peers busy (librqbit's own default is 128).
+    pub peer_request_window: usize,
     /// Let magnets make the node dial trackers and peers on loopback, private and link-local
     /// addresses (the local stack seeds on loopback). Off: such magnets are refused.
     pub allow_internal_peers: bool,
@@ -299,6 +303,7 @@ impl Default for TorrentSettings {
             download_limit_kibps: None,
             upload_limit_kibps: None,
             blocking_threads: 64,
+            peer_request_window: 32,
             allow_internal_peers: false,
             max_files: 10_000,
             max_path_bytes: 1024 * 1024,
@@ -745,6 +750,9 @@ impl Settings {
                 "downloader.max_open_streams and stream_idle_secs must be at least 1, and \
                  torrent.blocking_threads more than max_open_streams",
             );
+        }
+        if !(1..=1024).contains(&self.torrent.peer_request_window) {
+            return bad("torrent.peer_request_window", "must be between 1 and 1024");
         }
         self.internal.validate(&[
             ("downloader.grpc_listen", self.downloader.grpc_listen),
