@@ -1,13 +1,16 @@
 //! Running ffmpeg: progress from `-progress pipe:1` (`out_time_us` against the probed
-//! duration), the last lines of stderr kept for the error message, killed on cancel.
+//! duration), the last lines of stderr kept for the error message, killed on cancel, and
+//! killed with the transcoder when it dies without a chance to stop them (`setpriv`).
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::untrusted::Budget;
@@ -21,6 +24,79 @@ pub fn tail(text: &str, n: usize) -> String {
         .filter(|l| !l.is_empty())
         .collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// A command for `program` (ffmpeg, ffprobe) that dies with this process, started with
+/// [`spawn`]. `kill_on_drop` covers every way the transcoder stops but `kill -9` and a crash;
+/// for those the child runs under util-linux's `setpriv --pdeathsig KILL` (in every Debian
+/// system, the images included), since `PR_SET_PDEATHSIG` needs code between fork and exec,
+/// which this crate does not write (no `unsafe`).
+pub fn command(program: &str) -> Command {
+    match setpriv() {
+        Some(setpriv) => {
+            let mut cmd = Command::new(setpriv);
+            cmd.args(["--pdeathsig", "KILL", "--", program]);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+fn setpriv() -> Option<&'static Path> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let found = std::env::var_os("PATH").and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join("setpriv"))
+                    .find(|p| p.is_file())
+            });
+            if found.is_none() {
+                tracing::warn!(
+                    "setpriv is not installed: a killed transcoder leaves its ffmpeg running"
+                );
+            }
+            found
+        })
+        .as_deref()
+}
+
+type SpawnRequest = (
+    tokio::runtime::Handle,
+    Command,
+    oneshot::Sender<std::io::Result<Child>>,
+);
+
+/// Starts `cmd` from one thread that lives as long as the process. The parent-death signal
+/// is sent when the *thread* that forked the child ends, not the process, and tokio's threads
+/// come and go (a worker that enters `block_in_place`, as librqbit's disk writes do, is
+/// replaced and later retired): started from one of them, an ffmpeg would be killed some
+/// seconds into its run.
+pub async fn spawn(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<std::sync::mpsc::Sender<SpawnRequest>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        let started = std::thread::Builder::new()
+            .name("child-spawner".into())
+            .spawn(move || {
+                for (runtime, mut cmd, reply) in rx {
+                    let _entered = runtime.enter();
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "no thread to start children from; starting them in place");
+        }
+        tx
+    });
+    let (reply, answer) = oneshot::channel();
+    let runtime = tokio::runtime::Handle::current();
+    if let Err(std::sync::mpsc::SendError((_, mut cmd, _))) = spawner.send((runtime, cmd, reply)) {
+        return cmd.spawn();
+    }
+    answer
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the child-spawner thread is gone")))
 }
 
 /// Seconds of output written, from one `-progress` line.
@@ -77,17 +153,16 @@ pub async fn run_lines(
     cancel: &CancellationToken,
 ) -> Result<()> {
     let started = Instant::now();
-    let mut child = Command::new(ffmpeg)
-        .args(args)
+    let mut cmd = command(ffmpeg);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: ffmpeg.into(),
-            source,
-        })?;
+        .kill_on_drop(true);
+    let mut child = spawn(cmd).await.map_err(|source| Error::Spawn {
+        program: ffmpeg.into(),
+        source,
+    })?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
 

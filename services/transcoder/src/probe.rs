@@ -1,7 +1,8 @@
 //! `ffprobe` of an input: its streams and duration, in our own types.
 
+use std::process::Stdio;
+
 use serde::Deserialize;
-use tokio::process::Command;
 
 use crate::untrusted;
 
@@ -120,28 +121,35 @@ pub async fn probe(
     name: &str,
     token: Option<&str>,
 ) -> Result<MediaInfo> {
-    let out = Command::new(ffprobe)
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
-        .args(untrusted::input_options(
-            input,
-            untrusted::VIDEO_FORMATS,
-            token,
-        ))
-        .arg(input)
-        .kill_on_drop(true)
-        .output()
+    let mut cmd = crate::ffmpeg::command(ffprobe);
+    cmd.args([
+        "-v",
+        "error",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+    ])
+    .args(untrusted::input_options(
+        input,
+        untrusted::VIDEO_FORMATS,
+        token,
+    ))
+    .arg(input)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let spawn_error = |source| Error::Spawn {
+        program: ffprobe.into(),
+        source,
+    };
+    let out = crate::ffmpeg::spawn(cmd)
         .await
-        .map_err(|source| Error::Spawn {
-            program: ffprobe.into(),
-            source,
-        })?;
+        .map_err(spawn_error)?
+        .wait_with_output()
+        .await
+        .map_err(spawn_error)?;
     let full = String::from_utf8_lossy(&out.stderr);
     if let Some(format) = untrusted::refused_format(&full) {
         return Err(Error::FormatRefused {
