@@ -259,10 +259,12 @@ function switchToRelay(reason: string): void {
   session = null;
   const at = el.video.currentTime;
   setTransport('relay', reason);
-  startHls(relayLoader(), at > 0 ? at : -1);
+  startHls(relayLoader(), at > 0 ? at : 0);
 }
 
-function startHls(loader: LoaderClass, startPosition = -1): void {
+// From the start by default: a task converted in one pass as it downloads (no index to cut
+// on) has an EVENT playlist, which hls.js would otherwise join at its live edge.
+function startHls(loader: LoaderClass, startPosition = 0): void {
   hls?.destroy();
   const config: Partial<HlsConfig> = {
     loader,

@@ -9,10 +9,11 @@ use magnet_runtime::config::{TranscoderSettings, TranscodingSettings};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
+use crate::event::EventPass;
 use crate::output::{self, Track};
 use crate::plan::{self, Input};
 use crate::progressive::{Progressive, Want};
-use crate::segments::{Mode, Segments};
+use crate::segments::Segments;
 use crate::untrusted::{self, Budget};
 use crate::{Error, Result, ffmpeg, probe};
 
@@ -25,10 +26,12 @@ pub enum Report {
     },
     Progress(f64),
     /// A progressive job's playlist is whole and its first segment made.
+    /// `segments` is 0 for an EVENT pass, whose playlist grows; `mode` is `indexed`,
+    /// `grid` or `event`.
     Playable {
         segments: usize,
         duration: f64,
-        mode: Mode,
+        mode: &'static str,
     },
 }
 
@@ -62,22 +65,18 @@ impl Job<'_> {
         cancel: &CancellationToken,
     ) -> Result<Done> {
         let (task_id, final_dir) = validate(self.job)?;
-        // A video probed by the progressive path is not probed again by the whole-file path.
-        let mut probed = None;
         if self.job.progressive && self.transcoding.progressive_playback() {
             if let Some(done) = self
-                .progressive(&task_id, &final_dir, &reports, wants, &mut probed, cancel)
+                .progressive(&task_id, &final_dir, &reports, wants, cancel)
                 .await?
             {
                 return Ok(done);
             }
-            tracing::info!("no keyframe index to cut on; converting the whole file as it comes");
+            tracing::info!("no video for the progressive path; trying the whole-file path");
         }
         let partial = output::partial_dir(&final_dir);
         output::fresh(&partial).await?;
-        let outcome = self
-            .build(&task_id, &partial, &reports, &mut probed, cancel)
-            .await;
+        let outcome = self.build(&task_id, &partial, &reports, cancel).await;
         match outcome {
             Ok(done) => {
                 output::publish(&partial, &final_dir).await?;
@@ -99,7 +98,6 @@ impl Job<'_> {
         final_dir: &Path,
         reports: &UnboundedSender<Report>,
         wants: &mut UnboundedReceiver<Want>,
-        probed: &mut Option<(String, probe::MediaInfo)>,
         cancel: &CancellationToken,
     ) -> Result<Option<Done>> {
         let inputs: Vec<Input> = self.job.inputs.iter().filter_map(input).collect();
@@ -107,7 +105,7 @@ impl Job<'_> {
         let Some(video) = videos.first() else {
             return Ok(None);
         };
-        let info = self.probe(video, probed).await?;
+        let info = self.probe(video).await?;
         let plan = plan::plan(&info, &video.name)?;
         let p = Progressive {
             job: self,
@@ -117,19 +115,31 @@ impl Job<'_> {
             info: &info,
             plan: &plan,
         };
-        let Some(segments) = p.segments().await? else {
-            *probed = Some((video.source.clone(), info));
-            return Ok(None);
-        };
-        tracing::info!(input = %video.name, path = plan.path_taken(), mode = segments.mode.as_str(), segments = segments.len(), "transcoding progressively");
-        let _ = reports.send(Report::Started {
+        let started = Report::Started {
             path_taken: plan.path_taken().into(),
             input: video.name.clone(),
-        });
-        p.run(&segments, reports, wants, cancel).await?;
-
-        let files: Vec<String> = (0..segments.len()).map(Segments::file).collect();
-        let duration = segments.duration;
+        };
+        let (files, duration) = match p.segments().await? {
+            Some(segments) => {
+                tracing::info!(input = %video.name, path = plan.path_taken(), mode = segments.mode.as_str(), segments = segments.len(), "transcoding progressively");
+                let _ = reports.send(started);
+                p.run(&segments, reports, wants, cancel).await?;
+                let files: Vec<String> = (0..segments.len()).map(Segments::file).collect();
+                (files, segments.duration)
+            }
+            None => {
+                tracing::info!(input = %video.name, path = plan.path_taken(), "no keyframe index to cut on: one EVENT pass as the video arrives");
+                let _ = reports.send(started);
+                let pass = EventPass {
+                    job: self,
+                    final_dir,
+                    video,
+                    info: &info,
+                    plan: &plan,
+                };
+                pass.run(reports, wants, cancel).await?
+            }
+        };
         let tracks = self
             .subtitles(video, &info, &subtitle_files, final_dir, duration, cancel)
             .await?;
@@ -158,7 +168,6 @@ impl Job<'_> {
         task_id: &TaskId,
         out: &Path,
         reports: &UnboundedSender<Report>,
-        probed: &mut Option<(String, probe::MediaInfo)>,
         cancel: &CancellationToken,
     ) -> Result<Done> {
         let inputs: Vec<Input> = self.job.inputs.iter().filter_map(input).collect();
@@ -167,7 +176,7 @@ impl Job<'_> {
         let mut main = None;
         let mut variants = Vec::new();
         for (k, video) in videos.iter().enumerate() {
-            let info = self.probe(video, probed).await?;
+            let info = self.probe(video).await?;
             let plan = plan::plan(&info, &video.name)?;
             let dir = if k == 0 {
                 out.to_owned()
@@ -237,15 +246,7 @@ impl Job<'_> {
         })
     }
 
-    /// The video's probe: the one already made of it (`probed`), or a new one.
-    async fn probe(
-        &self,
-        video: &Input,
-        probed: &mut Option<(String, probe::MediaInfo)>,
-    ) -> Result<probe::MediaInfo> {
-        if let Some((_, info)) = probed.take_if(|(source, _)| *source == video.source) {
-            return Ok(info);
-        }
+    async fn probe(&self, video: &Input) -> Result<probe::MediaInfo> {
         probe::probe(
             &self.programs.ffprobe,
             &video.source,

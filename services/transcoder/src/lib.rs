@@ -5,6 +5,7 @@
 //! of replicas share a node's queue.
 
 pub mod error;
+pub mod event;
 pub mod ffmpeg;
 pub mod heads;
 pub mod index;

@@ -3,8 +3,10 @@
 //! the whole VOD playlist is written up front from the container's keyframe index (or a grid
 //! when re-encoding), and segments are made by heads (`heads.rs`): the sweep from the first
 //! missing segment to the end, and one viewer head that starts where a viewer wants a segment
-//! nobody is about to make. When every segment is in place, subtitles and `master.m3u8` are
-//! finished and the folder is exactly what a whole-file job leaves.
+//! nobody is about to make. While a viewer head runs the sweep stands down, so the pieces
+//! under the viewer's position have the peers to themselves. When every segment is in place,
+//! subtitles and `master.m3u8` are finished and the folder is exactly what a whole-file job
+//! leaves.
 //!
 //! The task's folder holds `.progressive` while segments are missing; streamers then ask for
 //! a missing segment (`Want`) instead of answering 404. A job redelivered after a crash keeps
@@ -89,6 +91,7 @@ impl Progressive<'_> {
                 .collect(),
             sweep: None,
             viewer: None,
+            retiring: Vec::new(),
             next_id: 0,
             waiters: Vec::new(),
             failures: 0,
@@ -160,6 +163,8 @@ struct Controller<'a> {
     made: Vec<bool>,
     sweep: Option<Running>,
     viewer: Option<Running>,
+    /// Heads told to stop, until their `Ended` arrives.
+    retiring: Vec<Running>,
     next_id: u64,
     waiters: Vec<(usize, Instant, oneshot::Sender<pb::SegmentOutcome>)>,
     failures: u32,
@@ -182,11 +187,10 @@ impl Controller<'_> {
         let mut wants_open = true;
         self.announce(reports);
         loop {
-            if self.sweep.is_none() {
+            if self.sweep.is_none() && self.viewer.is_none() {
                 match self.first_gap() {
                     Some(gap) => self.sweep = Some(self.start(gap, usize::MAX, &tx)),
-                    None if self.viewer.is_none() => return Ok(()),
-                    None => {}
+                    None => return Ok(()),
                 }
             }
             tokio::select! {
@@ -209,7 +213,7 @@ impl Controller<'_> {
         let _ = reports.send(Report::Playable {
             segments: self.segments.len(),
             duration: self.segments.duration,
-            mode: self.segments.mode,
+            mode: self.segments.mode.as_str(),
         });
     }
 
@@ -255,7 +259,15 @@ impl Controller<'_> {
         } else if self.viewer.as_ref().is_some_and(|h| h.id == id) {
             self.viewer.as_mut()
         } else {
-            None
+            self.retiring.iter_mut().find(|h| h.id == id)
+        }
+    }
+
+    /// Tells a head to stop; it is forgotten when its `Ended` arrives.
+    fn retire(&mut self, head: Option<Running>) {
+        if let Some(h) = head {
+            h.stop.cancel();
+            self.retiring.push(h);
         }
     }
 
@@ -306,6 +318,7 @@ impl Controller<'_> {
                 } else if self.viewer.as_ref().is_some_and(|h| h.id == head) {
                     self.viewer = None;
                 }
+                self.retiring.retain(|h| h.id != head);
             }
         }
         Ok(())
@@ -336,12 +349,12 @@ impl Controller<'_> {
             v.until = v.until.max(n + VIEWER_AHEAD);
             return;
         }
-        if let Some(old) = self.viewer.take() {
-            old.stop.cancel();
-        }
+        let (old, sweep) = (self.viewer.take(), self.sweep.take());
+        self.retire(old);
+        self.retire(sweep);
         tracing::info!(
             segment = n,
-            "seek: a viewer wants a segment nobody is making"
+            "seek: a viewer wants a segment nobody is making; the sweep waits"
         );
         self.viewer = Some(self.start(n, n + VIEWER_AHEAD, tx));
     }
@@ -368,9 +381,11 @@ impl Controller<'_> {
     }
 
     async fn stop_all(&mut self) {
+        let retiring = std::mem::take(&mut self.retiring);
         for h in [self.sweep.take(), self.viewer.take()]
             .into_iter()
             .flatten()
+            .chain(retiring)
         {
             h.stop.cancel();
             let _ = h.join.await;

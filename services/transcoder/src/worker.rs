@@ -340,7 +340,7 @@ impl Worker {
                     m3u8_path: format!("m3u8/{}/index.m3u8", job.task_id),
                     duration,
                     segments: u32::try_from(segments).unwrap_or(u32::MAX),
-                    mode: mode.as_str().into(),
+                    mode: mode.into(),
                     path_taken: String::new(),
                 });
                 tracing::info!(segments, duration, "playable");
