@@ -189,6 +189,10 @@ impl Default for LimitsSettings {
 pub struct TranscodingSettings {
     /// Target segment length in seconds.
     pub segment_duration: u32,
+    /// Target segment length of progressive jobs. A seek waits for the whole segment under
+    /// the new position to download, so shorter segments answer sooner (copied video is cut
+    /// on its own keyframes, so a segment is never shorter than the source's keyframe gap).
+    pub progressive_segment_duration: u32,
     pub video_codec: String,
     pub audio_codec: String,
     pub preset: String,
@@ -216,6 +220,7 @@ impl Default for TranscodingSettings {
     fn default() -> Self {
         Self {
             segment_duration: 6,
+            progressive_segment_duration: 2,
             video_codec: "libx264".into(),
             audio_codec: "aac".into(),
             preset: "veryfast".into(),
@@ -627,6 +632,12 @@ impl Settings {
         if self.transcoding.segment_duration == 0 || self.transcoding.segment_duration > 60 {
             return bad(
                 "transcoding.segment_duration",
+                "must be between 1 and 60 seconds",
+            );
+        }
+        if !(1..=60).contains(&self.transcoding.progressive_segment_duration) {
+            return bad(
+                "transcoding.progressive_segment_duration",
                 "must be between 1 and 60 seconds",
             );
         }

@@ -91,20 +91,33 @@ impl Source {
     }
 }
 
-/// The video's keyframe times in seconds, ascending, from the container's index; `None` when
-/// the container has none this reader understands (MPEG-TS, AVI, fragmented MP4, Matroska
-/// without `Cues`).
-pub async fn keyframes(src: &Source, size: u64, name: &str) -> Result<Option<Vec<f64>>> {
+/// The containers whose index this reader understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    Mp4,
+    Matroska,
+}
+
+/// A video's keyframe times in seconds, ascending, and the container they were read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyframes {
+    pub container: Container,
+    pub times: Vec<f64>,
+}
+
+/// The video's keyframes from the container's index; `None` when the container has none this
+/// reader understands (MPEG-TS, AVI, fragmented MP4, Matroska without `Cues`).
+pub async fn keyframes(src: &Source, size: u64, name: &str) -> Result<Option<Keyframes>> {
     if size < 16 {
         return Ok(None);
     }
     let head = src.read_at(0, 16).await?;
-    let times = if head.len() >= 8 && &head[4..8] == b"ftyp" {
-        mp4(src, size).await?
+    let (container, times) = if head.len() >= 8 && &head[4..8] == b"ftyp" {
+        (Container::Mp4, mp4(src, size).await?)
     } else if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
-        mkv(src, size).await?
+        (Container::Matroska, mkv(src, size).await?)
     } else {
-        None
+        return Ok(None);
     };
     Ok(times.and_then(|mut t| {
         t.retain(|x| x.is_finite() && *x >= 0.0);
@@ -114,7 +127,10 @@ pub async fn keyframes(src: &Source, size: u64, name: &str) -> Result<Option<Vec
             tracing::info!(input = %name, "container index lists no keyframe");
             None
         } else {
-            Some(t)
+            Some(Keyframes {
+                container,
+                times: t,
+            })
         }
     }))
 }
@@ -464,6 +480,13 @@ mod tests {
                 .await
                 .expect("readable")
                 .expect("indexed");
+            let container = if name.ends_with(".mkv") {
+                Container::Matroska
+            } else {
+                Container::Mp4
+            };
+            assert_eq!(got.container, container, "{name}");
+            let got = got.times;
             let want = ffprobe_keyframes(&path);
             assert_eq!(got.len(), want.len(), "{name}: {got:?} vs {want:?}");
             for (g, w) in got.iter().zip(&want) {

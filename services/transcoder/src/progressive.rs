@@ -61,14 +61,14 @@ impl Progressive<'_> {
         let Some(duration) = self.info.duration.filter(|d| *d > 0.0) else {
             return Ok(None);
         };
-        let target = f64::from(self.job.transcoding.segment_duration);
+        let target = f64::from(self.job.transcoding.progressive_segment_duration);
         if !self.plan.copy_video {
             return Ok(Some(Segments::grid(duration, target)));
         }
         let src = index::Source::new(&self.video.source, self.job.token);
         Ok(index::keyframes(&src, self.video.size, &self.video.name)
             .await?
-            .map(|kf| Segments::indexed(&kf, duration, target)))
+            .map(|kf| Segments::indexed(&kf.times, duration, target).read_from(kf.container)))
     }
 
     /// Makes every segment of `segments`, answering `wants` meanwhile; returns when all are in

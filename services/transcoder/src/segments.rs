@@ -5,16 +5,19 @@
 //!
 //! Every head writes the source's own timestamps plus [`TS_OFFSET`] (`-copyts -start_at_zero
 //! -output_ts_offset`, and the MPEG-TS muxer told to keep them), so segments made by different
-//! heads join without a gap or an overlap. A head that starts
-//! at N > 0 begins a little before segment N's start (the keyframe before it, or a second
-//! before it when re-encoding); what comes before N is numbered N-1 and thrown away, so the
-//! cut at N's start is the segment muxer's, exactly as in a head from 0.
+//! heads join without a gap or an overlap. A copying head that starts at N > 0 seeks just past
+//! segment N's keyframe: the demuxer lands on that keyframe and `-copypriorss 1` keeps it, so
+//! the head reads nothing before N (a seek waits only for N's own bytes). A re-encoding head
+//! starts a second before N's start, for the encoder to settle; what comes before N is
+//! numbered N-1 and thrown away, so the cut at N's start is the segment muxer's, exactly as in
+//! a head from 0.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use magnet_runtime::config::TranscodingSettings;
 
+use crate::index::Container;
 use crate::plan::{self, Plan};
 use crate::untrusted;
 
@@ -25,6 +28,9 @@ const SHORT_SEGMENTS: usize = 3;
 const MIN_LAST: f64 = 0.5;
 /// Pre-roll of a re-encoding head that starts at N > 0, in seconds.
 const PRE_ROLL: f64 = 1.0;
+/// How far past its first keyframe a copying head seeks: the demuxer goes back to the
+/// keyframe at or before the target, which is that one.
+const PAST_KEYFRAME: f64 = 0.001;
 /// Every head's output clock is the source's plus this: a stream with B-frames starts with a
 /// negative DTS, which a muxer would otherwise shift away in the head from 0 only.
 pub const TS_OFFSET: f64 = 1.0;
@@ -50,10 +56,11 @@ impl Mode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segments {
     pub mode: Mode,
+    /// The container of an indexed source, whose demuxer a head that starts at N > 0 is told
+    /// how to seek.
+    container: Option<Container>,
     /// Start of each segment, seconds; `starts[0] == 0`.
     pub starts: Vec<f64>,
-    /// Keyframes of the source (indexed mode), for where a head seeks to.
-    keyframes: Vec<f64>,
     pub duration: f64,
 }
 
@@ -83,8 +90,8 @@ impl Segments {
         }
         Self {
             mode: Mode::Indexed,
+            container: None,
             starts,
-            keyframes: keyframes.to_vec(),
             duration,
         }
     }
@@ -101,10 +108,16 @@ impl Segments {
         }
         Self {
             mode: Mode::Grid,
+            container: None,
             starts,
-            keyframes: Vec::new(),
             duration,
         }
+    }
+
+    /// These keyframes were read from a `container`'s index.
+    pub fn read_from(mut self, container: Container) -> Self {
+        self.container = Some(container);
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -158,22 +171,11 @@ impl Segments {
             return (None, 0);
         }
         let start = self.starts[n];
-        let seek = match self.mode {
-            // Between the keyframe before N's start and N's start: the demuxer lands on that
-            // keyframe, so N's start is a cut the muxer makes itself.
-            Mode::Indexed => {
-                let before = self
-                    .keyframes
-                    .iter()
-                    .rev()
-                    .find(|k| **k < start - 1e-6)
-                    .copied()
-                    .unwrap_or(0.0);
-                (before + start) / 2.0
-            }
-            Mode::Grid => (start - PRE_ROLL).max(0.0),
-        };
-        (Some(seek), n - 1)
+        match self.mode {
+            // N starts on a keyframe of the index: begin right there.
+            Mode::Indexed => (Some(start + PAST_KEYFRAME), n),
+            Mode::Grid => (Some((start - PRE_ROLL).max(0.0)), n - 1),
+        }
     }
 
     /// ffmpeg arguments of a head that makes segments `n…` into `dir/seg<k>.ts`, listing each
@@ -199,18 +201,26 @@ impl Segments {
         if let Some(s) = seek {
             a.extend(["-ss".into(), format!("{s:.6}")]);
         }
+        if first == n && n > 0 && self.container == Some(Container::Mp4) {
+            // Every stream positioned where it stands in the file after N's keyframe, as a
+            // head from 0 reads it, rather than each at its own sample nearest the time: an
+            // audio packet that comes before the keyframe in the file belongs to N-1, and
+            // would otherwise be in both.
+            a.extend(["-seek_streams_individually".into(), "0".into()]);
+        }
         a.extend(["-copyts", "-start_at_zero", "-i"].map(String::from));
         a.push(input.into());
         a.extend(["-map".into(), format!("0:{}", plan.video_stream)]);
         if let Some(audio) = plan.audio_stream {
             a.extend(["-map".into(), format!("0:{audio}")]);
         }
-        let cuts: Vec<String> = self.starts[(n.max(1))..]
+        // Cuts after the head's first segment starts.
+        let cuts: Vec<String> = self.starts[first + 1..]
             .iter()
             .map(|s| format!("{s:.6}"))
             .collect();
         // The segment muxer sees the output clock.
-        let output_cuts: Vec<String> = self.starts[(n.max(1))..]
+        let output_cuts: Vec<String> = self.starts[first + 1..]
             .iter()
             .map(|s| format!("{:.6}", s + TS_OFFSET))
             .collect();
@@ -234,6 +244,10 @@ impl Segments {
             ]
             .map(String::from),
         );
+        if first == n && n > 0 {
+            // The keyframe N starts on lies just before the seek target: keep it.
+            a.extend(["-copypriorss".into(), "1".into()]);
+        }
         a.extend(["-output_ts_offset".into(), format!("{TS_OFFSET}")]);
         if !output_cuts.is_empty() {
             a.extend(["-segment_times".into(), output_cuts.join(",")]);
@@ -302,12 +316,12 @@ mod tests {
     }
 
     #[test]
-    fn heads_after_zero_start_before_their_segment() {
+    fn heads_after_zero_start_on_their_keyframe_or_before_it_when_encoding() {
         let kf: Vec<f64> = (0..12).map(|k| k as f64 * 2.5).collect();
         let s = Segments::indexed(&kf, 30.0, 6.0);
         assert_eq!(s.entry(0), (None, 0));
-        // Segment 4 starts at 15.0; the keyframe before is 12.5.
-        assert_eq!(s.entry(4), (Some(13.75), 3));
+        // Segment 4 starts on the keyframe at 15.0: a copying head begins there.
+        assert_eq!(s.entry(4), (Some(15.001), 4));
         let g = Segments::grid(25.0, 6.0);
         assert_eq!(g.entry(4), (Some(11.0), 3));
     }
