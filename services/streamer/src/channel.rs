@@ -112,7 +112,9 @@ pub async fn serve(
                     offset,
                     length,
                 } => {
+                    let started = std::time::Instant::now();
                     serve::get(&root, chunk, id, &url, offset, length, &out, &done).await;
+                    tracing::debug!(%url, ms = started.elapsed().as_millis() as u64, "request answered");
                 }
                 Request::Cancel { .. } => {}
             }
