@@ -87,6 +87,17 @@ impl Seeder {
         self.seed_with(path, options).await
     }
 
+    /// [`Seeder::seed`] with pieces of `piece_length` bytes. librqbit makes 2 MiB pieces
+    /// whatever the size, and only whole, checked pieces can be read: tools pick about
+    /// 256 KiB for a file of tens of MB, which is what a seek over a slow peer waits for.
+    pub async fn seed_pieces(&self, path: &Path, piece_length: u32) -> anyhow::Result<Seeded> {
+        let options = CreateTorrentOptions {
+            piece_length: Some(piece_length),
+            ..Default::default()
+        };
+        self.seed_with(path, options).await
+    }
+
     async fn seed_with(
         &self,
         path: &Path,

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use magnet_runtime::Settings;
-use magnet_stack::{Options, Stack, Worker};
+use magnet_stack::{Nats, Options, Stack, Worker};
 
 use crate::services::{binary, offline_node};
 
@@ -21,9 +21,29 @@ pub fn start(
     start_with_env(dir, workers, tune, &[])
 }
 
+/// [`start`] on a NATS server the test started (no users: the test may read any subject).
+pub fn start_on(
+    dir: &Path,
+    nats_url: &str,
+    workers: usize,
+    tune: impl FnOnce(&mut Settings),
+) -> anyhow::Result<Stack> {
+    launch(dir, Some(nats_url), workers, tune, &[])
+}
+
 /// [`start`] with extra environment for every service (e.g. the OTLP endpoint).
 pub fn start_with_env(
     dir: &Path,
+    workers: usize,
+    tune: impl FnOnce(&mut Settings),
+    env: &[(&str, &str)],
+) -> anyhow::Result<Stack> {
+    launch(dir, None, workers, tune, env)
+}
+
+fn launch(
+    dir: &Path,
+    nats_url: Option<&str>,
     workers: usize,
     tune: impl FnOnce(&mut Settings),
     env: &[(&str, &str)],
@@ -39,13 +59,18 @@ pub fn start_with_env(
         .to_owned();
     let mut opts = Options::new(bin_dir, dir);
     opts.config = Some(config);
+    if let Some(url) = nats_url {
+        opts.nats = Nats::External(url.to_owned());
+    }
     opts.workers = (1..=workers)
         .map(|i| Worker {
             id: format!("node-{i}"),
             transcoders: 1,
         })
         .collect();
-    opts.env = vec![("RUST_LOG".into(), "info,librqbit=warn,sqlx=warn".into())];
+    // The test's own RUST_LOG reaches the services too.
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,librqbit=warn,sqlx=warn".into());
+    opts.env = vec![("RUST_LOG".into(), log)];
     opts.env
         .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     Stack::start(opts)

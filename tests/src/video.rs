@@ -53,6 +53,28 @@ pub fn codecs(path: &Path) -> anyhow::Result<Vec<String>> {
 
 /// Like [`generate`], at a given size (e.g. "1280x720").
 pub fn generate_sized(path: &Path, seconds: u32, size: &str, codec: Codec) -> anyhow::Result<()> {
+    generate_with(path, seconds, size, codec, &[])
+}
+
+/// 720p H.264/AAC at the bitrate of a 720p release (2.5 Mbit/s, capped), its `moov` at the
+/// end; the test pattern at x264's default quality would be several times denser.
+pub fn generate_release(path: &Path, seconds: u32) -> anyhow::Result<()> {
+    generate_with(
+        path,
+        seconds,
+        "1280x720",
+        Codec::H264Aac,
+        &["-b:v", "2300k", "-maxrate", "2500k", "-bufsize", "5000k"],
+    )
+}
+
+fn generate_with(
+    path: &Path,
+    seconds: u32,
+    size: &str,
+    codec: Codec,
+    extra: &[&str],
+) -> anyhow::Result<()> {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-y"])
         .args([
@@ -82,7 +104,7 @@ pub fn generate_sized(path: &Path, seconds: u32, size: &str, codec: Codec) -> an
         ]),
         Codec::Mpeg4Ac3 => cmd.args(["-c:v", "mpeg4", "-q:v", "5", "-c:a", "ac3"]),
     };
-    cmd.args(["-shortest"]).arg(path);
+    cmd.args(extra).args(["-shortest"]).arg(path);
     let out = cmd
         .output()
         .context("cannot run ffmpeg: is it installed? (`cargo xtask test` installs it)")?;

@@ -1,13 +1,15 @@
 // Browser end-to-end check of the web UI against a running stack, driven by a Rust test:
 //
-//   BASE_URL=http://127.0.0.1:PORT MAGNET='magnet:?…' MODE=p2p|relay|xss|admin OUT_DIR=dir \
+//   BASE_URL=http://127.0.0.1:PORT MAGNET='magnet:?…' MODE=p2p|relay|xss|admin|progressive OUT_DIR=dir \
 //     [CHROMIUM=/usr/bin/chromium] [TIMEOUT_MS=180000] [USERNAME=… PASSWORD=…] node web/e2e/run.mjs
 //
 // p2p/relay: submit the magnet, watch the task's progress bar until it is ready, play it and
 // wait until the video has played past 2 s over the expected transport. xss: submit a torrent
 // named `<img src=x onerror=alert(1)>` and check that the name shows as text. admin (with
 // USERNAME and PASSWORD of an admin; no MAGNET): add a user with the admin table's form, see
-// it listed, and log in as that user.
+// it listed, and log in as that user. progressive: press Play as soon as the task is playable,
+// note the download progress when the video plays, then seek to 80 % of the duration and time
+// until playback moves past the target again.
 // Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
 import { chromium } from 'playwright-core';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -37,6 +39,11 @@ const result = {
   reachedReady: false,
   addedUser: false,
   taskId: null,
+  progressAtPlaying: null,
+  progressAtSeek: null,
+  seekTarget: null,
+  seekResumeMs: null,
+  seekPlusOneMs: null,
   error: null,
 };
 
@@ -53,7 +60,8 @@ function fail(message) {
 async function main() {
   if (!BASE_URL) fail('BASE_URL is not set');
   if (!MAGNET && MODE !== 'admin') fail('MAGNET is not set');
-  if (!['p2p', 'relay', 'xss', 'admin'].includes(MODE)) fail(`MODE must be p2p, relay, xss or admin, not ${MODE}`);
+  if (!['p2p', 'relay', 'xss', 'admin', 'progressive'].includes(MODE))
+    fail(`MODE must be p2p, relay, xss, admin or progressive, not ${MODE}`);
   await mkdir(OUT_DIR, { recursive: true });
 
   const args = [
@@ -111,6 +119,7 @@ async function main() {
     }
     const row = await submit(page);
     if (MODE === 'xss') await checkXss(page, row);
+    else if (MODE === 'progressive') await playWhileDownloading(page, row);
     else await playThrough(page, row);
   } finally {
     await context.close().catch(() => {});
@@ -190,6 +199,57 @@ async function playThrough(page, row) {
   }
 }
 
+/** The task's download progress (0–100) and status, as the API gives them. */
+async function taskNow(page) {
+  const r = await page.request.get(`${BASE_URL}/api/tasks/${encodeURIComponent(result.taskId)}`);
+  const body = await r.json().catch(() => null);
+  if (!r.ok() || !body?.success) fail(`GET task: ${r.status()} ${body?.error ?? ''}`);
+  return body.data;
+}
+
+async function playWhileDownloading(page, row) {
+  // Play appears as soon as the task is playable, long before it is ready.
+  await row.locator('a.play').waitFor({ timeout: remaining() });
+  await Promise.all([page.waitForURL(/\/player\?/, { timeout: remaining() }), row.locator('a.play').click()]);
+  try {
+    await page.waitForFunction(
+      () => {
+        const v = document.querySelector('#video');
+        return v && !v.paused && v.currentTime > 0.5;
+      },
+      null,
+      { timeout: remaining(), polling: 50 },
+    );
+    const playing = await taskNow(page);
+    result.progressAtPlaying = playing.progress;
+    result.statusAtPlaying = playing.status;
+    await page.screenshot({ path: join(OUT_DIR, 'playing.png'), fullPage: true }).catch(() => {});
+
+    const duration = await page.evaluate(() => document.querySelector('#video').duration);
+    if (!(duration > 10)) fail(`the video's duration is ${duration}: the playlist should be whole from the start`);
+    const target = duration * 0.8;
+    result.seekTarget = target;
+    result.progressAtSeek = (await taskNow(page)).progress;
+    const started = Date.now();
+    await page.evaluate((t) => {
+      document.querySelector('#video').currentTime = t;
+    }, target);
+    await page.waitForFunction((t) => document.querySelector('#video').currentTime > t + 0.1, target, {
+      timeout: 60_000,
+      polling: 20,
+    });
+    result.seekResumeMs = Date.now() - started;
+    await page.waitForFunction((t) => document.querySelector('#video').currentTime > t + 1, target, {
+      timeout: 30_000,
+      polling: 20,
+    });
+    result.seekPlusOneMs = Date.now() - started;
+  } finally {
+    await readPlayer(page);
+    await page.screenshot({ path: join(OUT_DIR, 'player.png'), fullPage: true }).catch(() => {});
+  }
+}
+
 async function readPlayer(page) {
   const p = await page
     .evaluate(() => ({ player: window.__player ?? null, currentTime: document.querySelector('#video')?.currentTime ?? 0 }))
@@ -236,6 +296,12 @@ function verdict() {
   if (result.dialogs.length) problems.push(`${result.dialogs.length} dialog(s)`);
   if (MODE === 'admin') {
     if (!result.addedUser) problems.push('the user was not added');
+  } else if (MODE === 'progressive') {
+    if (!(result.progressAtPlaying < 50)) problems.push(`the video played only at ${result.progressAtPlaying} % downloaded`);
+    if (!(result.progressAtSeek < 40)) problems.push(`the seek came at ${result.progressAtSeek} % downloaded, not below 40 %`);
+    if (result.seekPlusOneMs === null) problems.push('playback did not pass the seek target');
+    if (result.transport !== 'p2p') problems.push(`transport is ${result.transport}, not p2p`);
+    if (result.fallbackReason) problems.push(`the player fell back: ${result.fallbackReason}`);
   } else if (MODE !== 'xss') {
     if (!result.reachedReady) problems.push('the task never became ready');
     if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);

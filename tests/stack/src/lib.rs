@@ -110,6 +110,42 @@ struct Proc {
     child: Child,
     /// Started as the leader of its own process group.
     own_group: bool,
+    /// How to start it again, and the addresses it had (services only).
+    respawn: Option<Respawn>,
+}
+
+/// What [`Stack::restart`] needs: the service's binary, ready line and environment as first
+/// started, and what it bound.
+struct Respawn {
+    binary: String,
+    ready: String,
+    env: Vec<(String, String)>,
+    ready_line: String,
+    admin: SocketAddr,
+}
+
+impl Respawn {
+    /// The environment for a restart: listeners first given port 0 get the addresses they
+    /// bound, as a pod restarts on its fixed ports, so that whoever knew them reaches it again.
+    fn pinned_env(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|(k, v)| {
+                let bound = if !v.ends_with(":0") {
+                    None
+                } else if k.ends_with("ADMIN_LISTEN") {
+                    Some(self.admin.to_string())
+                } else if k.ends_with("GRPC_LISTEN") {
+                    field(&self.ready_line, "grpc_addr")
+                } else if k.ends_with("STREAM_LISTEN") {
+                    field(&self.ready_line, "stream_addr")
+                } else {
+                    None
+                };
+                (k.clone(), bound.unwrap_or_else(|| v.clone()))
+            })
+            .collect()
+    }
 }
 
 /// Addresses of one worker node's services.
@@ -138,6 +174,8 @@ pub struct Stack {
     /// NATS users of the services when this stack started nats-server (none for an
     /// external NATS, whose URL is used as given).
     nats_users: Option<nats_auth::Users>,
+    /// As started, for restarts.
+    opts: Options,
 }
 
 /// What a service's start gave: its ready line's fields and its admin address.
@@ -166,6 +204,7 @@ impl Stack {
             nodes: Vec::new(),
             service_token: random_token()?,
             nats_users: None,
+            opts: opts.clone(),
         };
         // On any failure the partial stack is dropped, which stops what did start.
         stack.start_all(&opts)?;
@@ -296,6 +335,54 @@ impl Stack {
         })
     }
 
+    /// Process id of the process `name` (e.g. `node-1-transcoder-1`).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.procs
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.child.id())
+    }
+
+    /// `kill -9` of the process `name` alone (not its children: they are left as a crash
+    /// leaves them), waited for.
+    pub fn kill9(&mut self, name: &str) -> anyhow::Result<()> {
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == name)
+            .with_context(|| format!("no process {name}"))?;
+        let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)?;
+        p.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the service `name` again after it ended (see [`Stack::kill9`]), as it was
+    /// started and on the addresses it had; waits until it is ready.
+    pub fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == name)
+            .with_context(|| format!("no process {name}"))?;
+        if self.procs[i].child.try_wait()?.is_none() {
+            bail!("{name} is still running");
+        }
+        let old = self.procs.remove(i);
+        let respawn = old
+            .respawn
+            .with_context(|| format!("{name} is not a service"))?;
+        let env = respawn.pinned_env();
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let opts = self.opts.clone();
+        self.spawn_service(&opts, name, &respawn.binary, &respawn.ready, &env)?;
+        // Back in its place, so that the stop order stays the start order reversed.
+        if let Some(new) = self.procs.pop() {
+            self.procs.insert(i, new);
+        }
+        Ok(())
+    }
+
     /// SIGTERM to each process, last started first, each waited for (SIGKILL after 12 s), so
     /// each service drains while NATS and the services it calls are still up. Returns the
     /// names of those that had to be killed.
@@ -408,9 +495,9 @@ impl Stack {
         for (k, v) in env {
             cmd.env(format!("MAGNET__{k}"), v);
         }
-        let ready = ready.to_owned();
+        let wanted = ready.to_owned();
         let (rx, proc) = spawn_logged(cmd, name, opts, move |line| {
-            line.contains("admin server listening") || line.contains(&ready)
+            line.contains("admin server listening") || line.contains(&wanted)
         })?;
         self.procs.push(proc);
         let started = Instant::now();
@@ -429,6 +516,18 @@ impl Stack {
             let admin: SocketAddr = admin.with_context(|| format!("{name}: no admin address"))?;
             wait_ready(admin, START_LIMIT.saturating_sub(started.elapsed()))
                 .with_context(|| format!("{name} did not answer /readyz"))?;
+            if let Some(p) = self.procs.last_mut() {
+                p.respawn = Some(Respawn {
+                    binary: binary.to_owned(),
+                    ready: ready.to_owned(),
+                    env: env
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect(),
+                    ready_line: line.clone(),
+                    admin,
+                });
+            }
             return Ok(Ready { line, admin });
         }
     }
@@ -491,6 +590,7 @@ fn spawn_logged(
             name: name.to_owned(),
             child,
             own_group: opts.own_process_group,
+            respawn: None,
         },
     ))
 }

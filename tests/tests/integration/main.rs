@@ -8,6 +8,7 @@ mod hostile;
 mod local;
 mod observability;
 mod progressive;
+mod progressive_crash;
 mod security;
 mod stack;
 mod streamer;
