@@ -312,8 +312,9 @@ impl Drop for Transcoder {
     }
 }
 
-/// A whole worker node in this process (streamer, downloader, one transcoder) behind a
-/// gateway, all on ephemeral loopback ports; ready once the gateway lists the node.
+/// A whole worker node in this process (streamer, downloader, one transcoder) behind
+/// signaling and a gateway, all on ephemeral loopback ports; ready once the gateway lists the
+/// node.
 pub struct Served {
     /// `http://127.0.0.1:<port>` of the gateway.
     pub base: String,
@@ -332,6 +333,9 @@ impl Served {
         settings.streamer.advertise = Some(format!("http://{}", streamer.grpc_addr));
         let node = InProcess::start(settings.clone()).await?;
         let transcoder = Transcoder::start(transcoder_of(&settings, "r1")).await?;
+        // Signaling too, so that peers reach the streamer as browsers do.
+        let signaling = magnet_signaling::start(settings.clone(), shutdown.clone()).await?;
+        settings.gateway.signaling = format!("http://{}", signaling.grpc_addr);
         let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
         let base = format!("http://{}", gateway.addr);
         let http = reqwest::Client::new();

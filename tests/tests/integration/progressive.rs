@@ -1,13 +1,15 @@
 //! Progressive playback against a real node (nats-server, downloader, transcoder, streamer,
 //! gateway) and a seeder whose upload is capped: an MP4 with its index at the END plays
 //! through the gateway relay long before it has downloaded, a segment far past what is
-//! downloaded is made when asked for, and the finished folder is the original's VOD layout.
+//! downloaded is made when asked for (also over the original's data-channel protocol), and
+//! the finished folder is the original's VOD layout.
 
 use std::path::Path;
 use std::time::Duration;
 
 use futures::FutureExt as _;
 use magnet_tests::nats::NatsServer;
+use magnet_tests::peer::Client;
 use magnet_tests::seeder::Seeder;
 use magnet_tests::services::{Served, offline_node};
 use magnet_tests::stack;
@@ -177,6 +179,27 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
         "{file} starts at {pts}, planned {start}"
     );
 
+    // The original's player speaks `hijackReq` over the data channel and never retries: a
+    // segment not made yet is waited for and sent, not refused.
+    let gateway: std::net::SocketAddr = base.trim_start_matches("http://").parse()?;
+    let original = Client::connect_http(gateway, NODE, "client-1700000000000-original").await?;
+    let (_, late) = plan
+        .iter()
+        .rev()
+        .find(|(s, _)| *s <= source * 0.95)
+        .cloned()
+        .unwrap_or_default();
+    let waiting = task(http.clone()).await?;
+    let late_bytes = original
+        .hijack(&format!("/video/{id}/{late}"))
+        .await
+        .map_err(|e| anyhow::anyhow!("{late} over the original protocol: {e}"))?;
+    assert!(
+        fraction(&waiting) < 0.9,
+        "{late} was asked for at {} downloaded",
+        fraction(&waiting)
+    );
+
     // Let the rest come quickly; the task ends ready, in the original's VOD layout.
     seeder.set_upload_limit(None);
     let ready = eventually(Duration::from_secs(120), "task ready", || {
@@ -225,6 +248,14 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
         (made - source).abs() < 0.2,
         "HLS {made} s, source {source} s"
     );
+    // The original protocol serves the finished folder, and served the same bytes while the
+    // segment was new.
+    assert_eq!(std::fs::read(dir.join(&late))?, late_bytes, "{late}");
+    let listed = original.hijack(&format!("/video/{id}/index.m3u8")).await?;
+    assert_eq!(listed, index.as_bytes());
+    let first = original.hijack(&format!("/video/{id}/index0.ts")).await?;
+    assert_eq!(first, std::fs::read(dir.join("index0.ts"))?);
+    original.close().await;
 
     served.stop().await
 }

@@ -162,16 +162,47 @@ async fn raw_first_mib(
     }
 }
 
-/// Submit → first byte of `index0.ts` through the relay.
+/// Times from a submit: metadata in (the task lists its files), playable (the playlist is
+/// written and the first segment made), and the first byte of `index0.ts` through the relay.
+struct Stages {
+    metadata: Duration,
+    playable: Duration,
+    first_segment: Duration,
+}
+
+/// Submit → first byte of `index0.ts`, noting when the task got its metadata and became
+/// playable (the task polled every 10 ms; a download-then-transcode task is playable when
+/// ready).
 async fn first_segment(
     node: &Node,
     http: &reqwest::Client,
     magnet: &str,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Stages> {
     let started = Instant::now();
     let id = node.submit(http, magnet).await?;
+    let (mut metadata, mut playable) = (None, None);
+    while playable.is_none() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "{id}: not playable in 300 s"
+        );
+        let t = node.task(http, &id).await?;
+        if metadata.is_none() && t["size"].as_u64().is_some_and(|s| s > 0) {
+            metadata = Some(started.elapsed());
+        }
+        if t["playable"] == true || t["status"] == "ready" {
+            playable = Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     node.first_byte(http, &id, "index0.ts").await?;
-    Ok(started.elapsed())
+    let first_segment = started.elapsed();
+    let playable = playable.unwrap_or(first_segment);
+    Ok(Stages {
+        metadata: metadata.unwrap_or(playable),
+        playable,
+        first_segment,
+    })
 }
 
 pub async fn progressive() -> anyhow::Result<()> {
@@ -193,33 +224,41 @@ pub async fn progressive() -> anyhow::Result<()> {
 
     let (mut first, mut whole, mut raw, mut transcode) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut metadata, mut playable) = (Vec::new(), Vec::new());
     for i in 0..RUNS {
         let a = first_segment(&ours, &http, &remux[i].magnet).await?;
         let b = first_segment(&full, &http, &remux[RUNS + i].magnet).await?;
         let c = raw_first_mib(&full, &http, &remux[2 * RUNS + i].magnet).await?;
         let d = first_segment(&ours, &http, &trans[i].magnet).await?;
         eprintln!(
-            "run {i}: progressive {:.0} ms, download-then-transcode {:.0} ms, raw first MiB {:.0} ms, transcode path {:.0} ms",
-            ms(a),
-            ms(b),
+            "run {i}: progressive {:.0} ms (metadata {:.0}, playable {:.0}), download-then-transcode {:.0} ms, raw first MiB {:.0} ms, transcode path {:.0} ms (playable {:.0})",
+            ms(a.first_segment),
+            ms(a.metadata),
+            ms(a.playable),
+            ms(b.first_segment),
             ms(c),
-            ms(d)
+            ms(d.first_segment),
+            ms(d.playable),
         );
-        first.push(a);
-        whole.push(b);
+        metadata.push(a.metadata);
+        playable.push(a.playable);
+        first.push(a.first_segment);
+        whole.push(b.first_segment);
         raw.push(c);
-        transcode.push(d);
+        transcode.push(d.first_segment);
     }
     ours.stop().await?;
     full.stop().await?;
     println!(
-        "bench progressive: first_seg_p50_ms={:.0} first_seg_p95_ms={:.0} full_p50_ms={:.0} raw_first_mib_p50_ms={:.0} transcode_first_seg_p50_ms={:.0} speedup_p50={:.1} n={RUNS}",
+        "bench progressive: first_seg_p50_ms={:.0} first_seg_p95_ms={:.0} full_p50_ms={:.0} raw_first_mib_p50_ms={:.0} transcode_first_seg_p50_ms={:.0} speedup_p50={:.1} metadata_p50_ms={:.0} playable_p50_ms={:.0} n={RUNS}",
         percentile(&first, 50),
         percentile(&first, 95),
         percentile(&whole, 50),
         percentile(&raw, 50),
         percentile(&transcode, 50),
         percentile(&whole, 50) / percentile(&first, 50),
+        percentile(&metadata, 50),
+        percentile(&playable, 50),
     );
     Ok(())
 }
