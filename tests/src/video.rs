@@ -113,3 +113,36 @@ fn generate_with(
     }
     Ok(())
 }
+
+/// `dir` holds what a finished task leaves, the original's VOD layout: `index.m3u8` (type VOD,
+/// `#EXT-X-ENDLIST`) that ffmpeg reads without a word, `master.m3u8`, no `.progressive`
+/// marker, and `seconds` of video within `tolerance`.
+pub fn assert_vod(dir: &Path, seconds: f64, tolerance: f64) -> anyhow::Result<()> {
+    let index = dir.join("index.m3u8");
+    let playlist = std::fs::read_to_string(&index)?;
+    anyhow::ensure!(
+        playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD") && playlist.contains("#EXT-X-ENDLIST"),
+        "not a finished VOD playlist: {playlist}"
+    );
+    anyhow::ensure!(dir.join("master.m3u8").exists(), "no master.m3u8");
+    anyhow::ensure!(
+        !dir.join(".progressive").exists(),
+        "the .progressive marker is left"
+    );
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&index)
+        .args(["-f", "null", "-"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffmpeg does not read it cleanly: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = duration(&index)?;
+    anyhow::ensure!(
+        (d - seconds).abs() < tolerance,
+        "{d} s of video, expected {seconds} s"
+    );
+    Ok(())
+}

@@ -13,11 +13,24 @@ use magnet_tests::peer::Client;
 use magnet_tests::seeder::Seeder;
 use magnet_tests::services::{Served, offline_node};
 use magnet_tests::stack;
-use magnet_tests::video::{Codec, duration, generate_release, generate_sized};
+use magnet_tests::video::{Codec, assert_vod, duration, generate_release, generate_sized};
 use magnet_tests::{eventually, init_logging, json_of};
 use serde_json::Value;
 
 const NODE: &str = "worker-p";
+
+/// Submits `magnet` through the gateway at `base`; the new task's id.
+async fn submit(http: &reqwest::Client, base: &str, magnet: &str) -> anyhow::Result<String> {
+    let (status, body) = json_of(
+        http.post(format!("{base}/api/tasks/submit"))
+            .json(&serde_json::json!({ "magnet_url": magnet }))
+            .send()
+            .await?,
+    )
+    .await?;
+    anyhow::ensure!(status == 200, "submit: {status} {body}");
+    Ok(body["data"]["id"].as_str().unwrap_or_default().to_owned())
+}
 
 /// Start times of the playlist's segments and their names.
 fn planned(playlist: &str) -> Vec<(f64, String)> {
@@ -77,15 +90,7 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
     let served = Served::start(offline_node(data.path(), nats.url(), NODE)).await?;
     let base = served.base.clone();
     let http = reqwest::Client::new();
-    let (status, body) = json_of(
-        http.post(format!("{base}/api/tasks/submit"))
-            .json(&serde_json::json!({ "magnet_url": seeded.magnet }))
-            .send()
-            .await?,
-    )
-    .await?;
-    assert_eq!(status, 200, "{body}");
-    let id = body["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let id = submit(&http, &base, &seeded.magnet).await?;
     let task = |http: reqwest::Client| {
         let url = format!("{base}/api/tasks/{id}");
         async move {
@@ -285,15 +290,7 @@ async fn a_transcoded_task_plays_beside_another_on_a_grid_of_keyframes() -> anyh
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for s in &seeded {
-        let (status, body) = json_of(
-            http.post(format!("{base}/api/tasks/submit"))
-                .json(&serde_json::json!({ "magnet_url": s.magnet }))
-                .send()
-                .await?,
-        )
-        .await?;
-        assert_eq!(status, 200, "{body}");
-        ids.push(body["data"]["id"].as_str().unwrap_or_default().to_owned());
+        ids.push(submit(&http, &base, &s.magnet).await?);
     }
     let task = |id: String| {
         let http = http.clone();
@@ -462,15 +459,7 @@ async fn twelve_progressive_tasks_at_once_all_finish() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for magnet in &magnets {
-        let (status, body) = json_of(
-            http.post(format!("{base}/api/tasks/submit"))
-                .json(&serde_json::json!({ "magnet_url": magnet }))
-                .send()
-                .await?,
-        )
-        .await?;
-        assert_eq!(status, 200, "{body}");
-        ids.push(body["data"]["id"].as_str().unwrap_or_default().to_owned());
+        ids.push(submit(&http, &base, magnet).await?);
     }
     let statuses = || {
         let http = http.clone();
@@ -573,15 +562,7 @@ async fn sources_without_an_index_play_from_a_growing_playlist() -> anyhow::Resu
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for s in &seeded {
-        let (status, body) = json_of(
-            http.post(format!("{base}/api/tasks/submit"))
-                .json(&serde_json::json!({ "magnet_url": s.magnet }))
-                .send()
-                .await?,
-        )
-        .await?;
-        assert_eq!(status, 200, "{body}");
-        ids.push(body["data"]["id"].as_str().unwrap_or_default().to_owned());
+        ids.push(submit(&http, &base, &s.magnet).await?);
     }
     let task = |id: String| {
         let http = http.clone();
@@ -627,25 +608,8 @@ async fn sources_without_an_index_play_from_a_growing_playlist() -> anyhow::Resu
             task(id.clone()).map(|t| t.filter(|t| t["status"] == "ready"))
         })
         .await?;
-        let dir = data.path().join("m3u8").join(id);
-        let playlist = std::fs::read_to_string(dir.join("index.m3u8"))?;
-        assert!(
-            playlist.contains("#EXT-X-PLAYLIST-TYPE:VOD") && playlist.contains("#EXT-X-ENDLIST"),
-            "{playlist}"
-        );
-        assert!(dir.join("master.m3u8").exists() && !dir.join(".progressive").exists());
-        let out = std::process::Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(dir.join("index.m3u8"))
-            .args(["-f", "null", "-"])
-            .output()?;
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "{id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let d = duration(&dir.join("index.m3u8"))?;
-        assert!((d - 30.0).abs() < 0.3, "{id}: duration {d}");
+        assert_vod(&data.path().join("m3u8").join(id), 30.0, 0.3)
+            .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
     }
     served.stop().await
 }
