@@ -170,7 +170,11 @@ impl Tasks {
     pub async fn delete(&self, id: &str) -> Result<()> {
         let id = TaskId::parse(id)?;
         let mut task = self.store.get(&id).await?;
-        if let Some((cancel, join)) = self.drivers.lock().await.remove(&id) {
+        // Out of the map first: the driver takes the lock itself on its way out, so holding
+        // it while waiting for the driver made every delete of a running download wait out
+        // the timeout (10 s), and every submit with it.
+        let driver = self.drivers.lock().await.remove(&id);
+        if let Some((cancel, join)) = driver {
             cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), join).await;
         }

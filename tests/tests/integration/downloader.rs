@@ -832,3 +832,43 @@ async fn files_stream_while_they_download_with_ranges_a_token_and_a_cap() -> any
     .await?;
     node.stop().await
 }
+
+/// Deleting a task that is downloading answers at once and leaves nothing: the driver stops,
+/// the torrent and its files go. (The delete once held the drivers' lock while it waited for
+/// the driver, which takes that lock on its way out: every such delete took 10 s.)
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_downloading_task_answers_at_once() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let file = src.path().join("movie.mkv");
+    random_file(&file, 4 * 1024 * 1024, 9)?;
+    // About 20 s to download all of it.
+    let seeder = Seeder::with_upload_limit(Some(200_000)).await?;
+    let seeded = seeder.seed_small_pieces(&file).await?;
+    let data = tempfile::tempdir()?;
+    let node = InProcess::start(offline_node(data.path(), nats.url(), NODE)).await?;
+    let mut client = node.client().await?;
+    let task = submit(&mut client, &seeded.magnet).await?;
+    eventually(Duration::from_secs(30), "downloading", || {
+        let mut c = client.clone();
+        let id = task.id.clone();
+        async move {
+            get(&mut c, &id)
+                .await
+                .filter(|t| t.status() == pb::TaskStatus::Downloading && t.downloaded > 0)
+        }
+    })
+    .await?;
+    let started = std::time::Instant::now();
+    client
+        .delete(pb::DeleteRequest {
+            task_id: task.id.clone(),
+        })
+        .await?;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "the delete took {took:?}");
+    assert!(get(&mut client, &task.id).await.is_none());
+    assert!(!data.path().join("downloads").join(&task.id).exists());
+    node.stop().await
+}
