@@ -122,7 +122,7 @@ async fn stream(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
-    let mut reader = match s.tasks.open_file(&id, index).await {
+    let (mut reader, deleted) = match s.tasks.open_file(&id, index).await {
         Ok(r) => r,
         Err(Error::TaskNotFound(_)) => return refuse(StatusCode::NOT_FOUND, "no such task"),
         Err(Error::Unsupported(why)) => return refuse(StatusCode::NOT_FOUND, why),
@@ -193,6 +193,9 @@ async fn stream(
                 )),
             }
         });
+    // A deleted task's torrent sends no more pieces: its bodies end now, short, and a reader
+    // that reconnects hears 404.
+    let body = futures::StreamExt::take_until(body, deleted.cancelled_owned());
     response
         .body(Body::from_stream(body))
         .unwrap_or_else(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))

@@ -43,6 +43,9 @@ pub struct Tasks {
     slots: Arc<Semaphore>,
     last_id: std::sync::Mutex<u64>,
     drivers: Mutex<HashMap<TaskId, (CancellationToken, JoinHandle<()>)>>,
+    /// Per task with open file streams: cancelled when the task is deleted, so that bodies
+    /// waiting for pieces of a removed torrent end at once instead of after their idle time.
+    streams: std::sync::Mutex<HashMap<TaskId, CancellationToken>>,
     shutdown: CancellationToken,
     metrics: crate::Metrics,
     /// `http://host:port` of this node's stream endpoint, for progressive jobs' inputs.
@@ -83,6 +86,7 @@ impl Tasks {
             settings,
             last_id: std::sync::Mutex::new(last),
             drivers: Mutex::new(HashMap::new()),
+            streams: std::sync::Mutex::new(HashMap::new()),
             shutdown,
             metrics,
             stream_base,
@@ -142,8 +146,13 @@ impl Tasks {
         }
     }
 
-    /// File `index` of a task's torrent, readable while it downloads (the stream endpoint).
-    pub async fn open_file(&self, id: &TaskId, index: usize) -> Result<torrent::FileReader> {
+    /// File `index` of a task's torrent, readable while it downloads (the stream endpoint),
+    /// and a token cancelled when the task is deleted.
+    pub async fn open_file(
+        &self,
+        id: &TaskId,
+        index: usize,
+    ) -> Result<(torrent::FileReader, CancellationToken)> {
         let task = self.store.get(id).await?;
         if index >= task.files.len() {
             return Err(Error::Unsupported(
@@ -154,7 +163,15 @@ impl Tasks {
             .engine
             .get(&task.info_hash)
             .ok_or_else(|| Error::Torrent("the torrent is not loaded on this node yet".into()))?;
-        torrent::open_file(&handle, index).await
+        let reader = torrent::open_file(&handle, index).await?;
+        let deleted = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        Ok((reader, deleted))
     }
 
     pub async fn list(&self) -> Result<Vec<Task>> {
@@ -177,6 +194,14 @@ impl Tasks {
         if let Some((cancel, join)) = driver {
             cancel.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(10), join).await;
+        }
+        let streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(open) = streams {
+            open.cancel();
         }
         self.engine.remove(&task.info_hash, true).await?;
         for path in [

@@ -41,6 +41,8 @@ pub enum Error {
     Nats(String),
     #[error(transparent)]
     Runtime(#[from] magnet_runtime::Error),
+    #[error("the task was deleted while it was being converted")]
+    TaskGone,
     #[error("cancelled")]
     Cancelled,
 }
@@ -59,6 +61,7 @@ impl Error {
                 | Self::TooSlow { .. }
                 | Self::TooLarge { .. }
                 | Self::BadJob(_)
+                | Self::TaskGone
         )
     }
 

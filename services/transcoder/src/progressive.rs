@@ -184,6 +184,10 @@ impl Controller<'_> {
     ) -> Result<()> {
         let (tx, mut events) = mpsc::unbounded_channel();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        // The downloader removes the task's folder when the task is deleted: then nothing
+        // more is wanted, and the job gives its slot back at once.
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
+        let marker = self.p.final_dir.join(MARKER);
         let mut wants_open = true;
         self.announce(reports);
         loop {
@@ -200,6 +204,12 @@ impl Controller<'_> {
                     None => wants_open = false,
                 },
                 _ = tick.tick() => self.expire(),
+                _ = watch.tick() => {
+                    if tokio::fs::try_exists(&marker).await.is_ok_and(|there| !there) {
+                        tracing::info!("the task's folder is gone (deleted); stopping");
+                        return Err(Error::TaskGone);
+                    }
+                }
                 _ = self.cancel.cancelled() => return Err(Error::Cancelled),
             }
         }

@@ -190,6 +190,10 @@ impl Worker {
                 tracing::info!("job stopped by shutdown; handing it back");
                 let _ = message.ack_with(AckKind::Nak(None)).await;
             }
+            Err(Error::TaskGone) => {
+                tracing::info!("the task was deleted; job dropped");
+                let _ = message.ack_with(AckKind::Term).await;
+            }
             Err(e) if e.is_permanent() || delivered >= max => {
                 self.finish_failed(message, job, &self.user_facing(job, &e.to_string()))
                     .await;

@@ -613,3 +613,64 @@ async fn sources_without_an_index_play_from_a_growing_playlist() -> anyhow::Resu
     }
     served.stop().await
 }
+
+/// Tasks deleted while they play give their slots back at once: the bodies their heads wait
+/// on end when the torrent goes, and each job sees its files gone (the stream endpoint's 404)
+/// and ends for good instead of being tried again. On a node with one download slot and one
+/// transcode slot, two deleted tasks once held both for a minute (the bodies' idle time, then
+/// retries), and the next task waited that long to become playable.
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_deleted_while_they_play_give_their_slots_back() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let src = tempfile::tempdir()?;
+    let mut files = Vec::new();
+    for (name, seconds) in [("a.mp4", 60), ("b.mp4", 60), ("c.mp4", 20)] {
+        let path = src.path().join(name);
+        generate_sized(&path, seconds, "640x360", Codec::H264Aac)?;
+        files.push(path);
+    }
+    // Each would download for about two minutes.
+    let size = std::fs::metadata(&files[0])?.len();
+    let seeder =
+        Seeder::with_upload_limit(Some(u32::try_from((size / 120).max(16 * 1024))?)).await?;
+    let mut magnets = Vec::new();
+    for f in &files {
+        magnets.push(seeder.seed_pieces(f, 64 * 1024).await?.magnet);
+    }
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.limits.max_downloads = 1;
+    settings.limits.max_transcodes = 1;
+    let served = Served::start(settings).await?;
+    let base = served.base.clone();
+    let http = reqwest::Client::new();
+    let playable = |id: String| {
+        let http = http.clone();
+        let url = format!("{base}/api/tasks/{id}");
+        move || {
+            let req = http.get(url.clone());
+            async move {
+                let v: Value = req.send().await.ok()?.json().await.ok()?;
+                (v["data"]["playable"] == true).then_some(())
+            }
+        }
+    };
+    for magnet in &magnets[..2] {
+        let id = submit(&http, &base, magnet).await?;
+        eventually(Duration::from_secs(60), "playable", playable(id.clone())).await?;
+        // A viewer far ahead: a head waits there for pieces that come slowly.
+        let far = http.get(format!("{base}/video/{id}/index25.ts")).send();
+        let _ = tokio::time::timeout(Duration::from_secs(2), far).await;
+        let r = http.delete(format!("{base}/api/tasks/{id}")).send().await?;
+        assert!(r.status().is_success(), "delete: {}", r.status());
+    }
+    let last = submit(&http, &base, &magnets[2]).await?;
+    eventually(
+        Duration::from_secs(20),
+        "the next task playable soon after the others were deleted",
+        playable(last),
+    )
+    .await?;
+    served.stop().await
+}

@@ -20,6 +20,10 @@ const ROUNDS: usize = 2;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let names: Vec<String> = std::env::args().skip(1).collect();
+    // Quiet unless asked: `RUST_LOG=info cargo xtask bench seek` shows the services' logs.
+    if std::env::var_os("RUST_LOG").is_some() {
+        magnet_tests::init_logging();
+    }
     for name in &names {
         match name.as_str() {
             "download" => download().await?,
