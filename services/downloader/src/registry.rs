@@ -36,7 +36,7 @@ pub fn record(
         }),
         metadata: Some(pb::NodeMetadata {
             version: env!("CARGO_PKG_VERSION").into(),
-            arch: std::env::consts::ARCH.into(),
+            arch: original_arch(std::env::consts::ARCH).into(),
         }),
         downloader_endpoint: endpoints.downloader.clone(),
         streamer_endpoint: settings.streamer.advertise.clone().unwrap_or_else(|| {
@@ -94,5 +94,31 @@ pub async fn heartbeat(
     match bucket.delete(&key).await {
         Ok(()) => tracing::info!(node = %key, "node record removed from the registry"),
         Err(e) => tracing::warn!(error = %e, "node record not removed; it expires with its TTL"),
+    }
+}
+
+/// The machine's architecture as the original's nodes name it (Go's `GOARCH`: `amd64`,
+/// `arm64`, …) rather than Rust's (`x86_64`, `aarch64`), so its pages and tools read ours
+/// alike.
+fn original_arch(rust: &str) -> &str {
+    match rust {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "riscv64" => "riscv64",
+        "s390x" => "s390x",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn arch_is_named_as_the_original_names_it() {
+        assert_eq!(super::original_arch("x86_64"), "amd64");
+        assert_eq!(super::original_arch("aarch64"), "arm64");
+        assert_eq!(super::original_arch("mips"), "mips");
     }
 }

@@ -71,6 +71,10 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
             && n["last_seen"].as_str().is_some_and(|s| s.ends_with('Z')),
         "{n}"
     );
+    // The architecture as the original's nodes name it (Go's names).
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(n["metadata"]["arch"], "amd64", "{n}");
+    }
     // CORS only for the configured origin (with credentials, never a wildcard); gzip for JSON.
     let r = http
         .get(format!("{base}/api/nodes"))
