@@ -425,10 +425,13 @@ async fn node_record_appears_on_start_and_goes_after_stop() -> anyhow::Result<()
         record.downloader_endpoint,
         format!("http://127.0.0.1:{}", node.grpc_addr.port())
     );
-    assert_eq!(
-        record.metadata.map(|m| m.arch),
-        Some(std::env::consts::ARCH.to_owned())
-    );
+    // Named as the original's nodes name it (Go's names).
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(record.metadata.map(|m| m.arch), Some(arch.to_owned()));
     // The node's streamer, from the node's shared settings (its own advertise or address:port).
     assert_eq!(record.streamer_endpoint, "http://127.0.0.1:0");
     node.stop().await?;

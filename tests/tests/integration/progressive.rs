@@ -421,9 +421,10 @@ async fn chromium_plays_and_seeks_over_p2p_while_it_downloads() -> anyhow::Resul
     );
     assert!(r["seekPlusOneMs"].as_u64().is_some(), "{r}");
     // Here everything is a debug build (webrtc-rs moves a segment several times slower than
-    // in release); `cargo xtask bench seek` measures the release figure against the 2 s goal.
+    // in release: ~2.6 s on a quiet machine, up to ~6.3 s beside another heavy test in CI);
+    // the release figure (1.8 s) is measured with --release and by `cargo xtask bench seek`.
     assert!(
-        r["seekResumeMs"].as_u64().is_some_and(|ms| ms < 6000),
+        r["seekResumeMs"].as_u64().is_some_and(|ms| ms < 12_000),
         "the seek took too long: {r}"
     );
     stack.stop();
