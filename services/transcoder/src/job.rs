@@ -277,7 +277,8 @@ impl Job<'_> {
             let mut input =
                 untrusted::input_options(&f.source, untrusted::SUBTITLE_FORMATS, self.token);
             input.extend(["-i".into(), f.source.clone()]);
-            jobs.push((input, stem, None));
+            let language = language_of(&stem);
+            jobs.push((input, stem, language));
         }
         for s in info.text_subtitles() {
             let name = match &s.language {
@@ -335,6 +336,20 @@ impl Job<'_> {
     }
 }
 
+/// The language a subtitle file's name ends with, as players name them: `movie.en` → `en`,
+/// `movie.pt-BR` → `pt-BR` (2–3 letters, an optional region). `None` for any other ending.
+fn language_of(stem: &str) -> Option<String> {
+    let (_, tag) = stem.rsplit_once('.')?;
+    let (lang, region) = match tag.split_once('-') {
+        Some((l, r)) => (l, Some(r)),
+        None => (tag, None),
+    };
+    let letters = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphabetic())
+    };
+    (letters(lang, 2..=3) && region.is_none_or(|r| letters(r, 2..=2))).then(|| tag.to_owned())
+}
+
 fn input(i: &pb::TranscodeInput) -> Option<Input> {
     let source = match i.source.as_ref()? {
         pb::transcode_input::Source::Path(p) => p.clone(),
@@ -389,6 +404,23 @@ async fn bandwidth(dir: &Path, segments: &[String], duration: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subtitle_files_name_gives_its_language() {
+        assert_eq!(language_of("sample.en").as_deref(), Some("en"));
+        assert_eq!(language_of("Movie.2019.fre").as_deref(), Some("fre"));
+        assert_eq!(language_of("movie.pt-BR").as_deref(), Some("pt-BR"));
+        for none in [
+            "sample",
+            "movie.2019",
+            "movie.forced",
+            "movie.e",
+            "movie.pt-",
+            ".en.",
+        ] {
+            assert_eq!(language_of(none), None, "{none}");
+        }
+    }
 
     #[test]
     fn jobs_that_would_write_elsewhere_are_refused() {
