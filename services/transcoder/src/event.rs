@@ -5,18 +5,17 @@
 //! made, and a segment further on is waited for until the pass reaches it. At the end the
 //! playlist says `VOD`, so the folder is what a whole-file job leaves.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
 use magnet_proto::v1 as pb;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use tokio::sync::oneshot;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::Report;
 use crate::plan::{self, Input, Plan};
-use crate::progressive::{MARKER, Want, write_atomic};
+use crate::progressive::{MARKER, Waiters, Want, write_atomic};
 use crate::segments::Segments;
 use crate::untrusted::Budget;
 use crate::{Error, Result, ffmpeg, output, probe};
@@ -29,8 +28,6 @@ pub struct EventPass<'a> {
     pub info: &'a probe::MediaInfo,
     pub plan: &'a Plan,
 }
-
-type Waiter = (usize, Instant, oneshot::Sender<pb::SegmentOutcome>);
 
 impl EventPass<'_> {
     /// Runs the pass, answering `wants` meanwhile; returns the segments and the duration of
@@ -76,7 +73,7 @@ impl EventPass<'_> {
             cancel,
         );
         tokio::pin!(pass);
-        let mut waiters: Vec<Waiter> = Vec::new();
+        let mut waiters = Waiters::default();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let (mut announced, mut wants_open) = (false, true);
         let outcome = loop {
@@ -84,10 +81,10 @@ impl EventPass<'_> {
                 r = &mut pass => break r,
                 w = wants.recv(), if wants_open => match w {
                     Some(w) => match Segments::number(&w.file) {
-                        Some(n) if listed(dir, n).await => {
+                        Some(n) if listed(dir).await.contains(&n) => {
                             let _ = w.reply.send(pb::SegmentOutcome::Ready);
                         }
-                        Some(n) => waiters.push((n, Instant::now() + w.wait, w.reply)),
+                        Some(n) => waiters.push(n, w),
                         None => {
                             let _ = w.reply.send(pb::SegmentOutcome::NotInPlan);
                         }
@@ -95,7 +92,8 @@ impl EventPass<'_> {
                     None => wants_open = false,
                 },
                 _ = tick.tick() => {
-                    if !announced && listed(dir, 0).await {
+                    let made = listed(dir).await;
+                    if !announced && made.contains(&0) {
                         announced = true;
                         let _ = reports.send(Report::Playable {
                             segments: 0,
@@ -103,14 +101,13 @@ impl EventPass<'_> {
                             mode: "event",
                         });
                     }
-                    answer(dir, &mut waiters, false).await;
+                    waiters.answer(|n| made.contains(&n), pb::SegmentOutcome::Ready);
+                    waiters.expire();
                 }
             }
         };
         if let Err(e) = outcome {
-            for (_, _, reply) in waiters {
-                let _ = reply.send(pb::SegmentOutcome::Failed);
-            }
+            waiters.close(pb::SegmentOutcome::Failed);
             return Err(e);
         }
         let index = dir.join("index.m3u8");
@@ -119,7 +116,10 @@ impl EventPass<'_> {
             .await
             .map_err(Error::io(&index))?;
         write_atomic(&index, as_vod(&text).as_bytes()).await?;
-        answer(dir, &mut waiters, true).await;
+        // A segment not listed at the end is not in the video.
+        let made = listed(dir).await;
+        waiters.answer(|n| made.contains(&n), pb::SegmentOutcome::Ready);
+        waiters.close(pb::SegmentOutcome::NotInPlan);
         Ok((segments, duration))
     }
 }
@@ -127,10 +127,10 @@ impl EventPass<'_> {
 /// The whole-file arguments turned into an EVENT pass: the playlist grows as segments are
 /// made, and every file appears under its name only when whole.
 fn event_args(mut args: Vec<String>) -> Vec<String> {
-    if let Some(i) = args.iter().position(|a| a == "-hls_playlist_type") {
-        if let Some(v) = args.get_mut(i + 1) {
-            *v = "event".into();
-        }
+    if let Some(i) = args.iter().position(|a| a == "-hls_playlist_type")
+        && let Some(v) = args.get_mut(i + 1)
+    {
+        *v = "event".into();
     }
     let output = args.pop().unwrap_or_default();
     args.extend(["-hls_flags".into(), "temp_file".into(), output]);
@@ -142,37 +142,16 @@ fn as_vod(playlist: &str) -> String {
     playlist.replace("#EXT-X-PLAYLIST-TYPE:EVENT", "#EXT-X-PLAYLIST-TYPE:VOD")
 }
 
-/// Segment `n` is whole and in the playlist.
-async fn listed(dir: &Path, n: usize) -> bool {
-    let file = Segments::file(n);
+/// The segments the playlist lists, each whole (`temp_file`).
+async fn listed(dir: &Path) -> HashSet<usize> {
     tokio::fs::read_to_string(dir.join("index.m3u8"))
         .await
-        .is_ok_and(|p| p.lines().any(|l| l.trim() == file))
-}
-
-/// Answers the waiters whose segment is listed, and those past their time (`Busy`); at the
-/// `end`, every waiter (a segment not listed then is not in the video).
-async fn answer(dir: &Path, waiters: &mut Vec<Waiter>, end: bool) {
-    let now = Instant::now();
-    let mut keep = Vec::new();
-    for (n, deadline, reply) in waiters.drain(..) {
-        let outcome = if listed(dir, n).await {
-            Some(pb::SegmentOutcome::Ready)
-        } else if end {
-            Some(pb::SegmentOutcome::NotInPlan)
-        } else if deadline <= now {
-            Some(pb::SegmentOutcome::Busy)
-        } else {
-            None
-        };
-        match outcome {
-            Some(o) => {
-                let _ = reply.send(o);
-            }
-            None => keep.push((n, deadline, reply)),
-        }
-    }
-    *waiters = keep;
+        .map(|p| {
+            p.lines()
+                .filter_map(|l| Segments::number(l.trim()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

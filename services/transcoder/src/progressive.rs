@@ -44,6 +44,43 @@ pub struct Want {
     pub reply: oneshot::Sender<pb::SegmentOutcome>,
 }
 
+/// Wants waiting for their segment: answered when it is made, `Busy` past their time.
+#[derive(Default)]
+pub struct Waiters(Vec<(usize, Instant, oneshot::Sender<pb::SegmentOutcome>)>);
+
+impl Waiters {
+    /// `w`, for segment `n`, until its time is up.
+    pub fn push(&mut self, n: usize, w: Want) {
+        self.0.push((n, Instant::now() + w.wait, w.reply));
+    }
+
+    /// Answers `outcome` to those whose segment is `made`.
+    pub fn answer(&mut self, made: impl Fn(usize) -> bool, outcome: pb::SegmentOutcome) {
+        self.reply(|n, _| made(n), outcome);
+    }
+
+    /// Answers `Busy` to those past their time.
+    pub fn expire(&mut self) {
+        let now = Instant::now();
+        self.reply(|_, deadline| deadline <= now, pb::SegmentOutcome::Busy);
+    }
+
+    /// Answers `outcome` to every one left.
+    pub fn close(&mut self, outcome: pb::SegmentOutcome) {
+        self.reply(|_, _| true, outcome);
+    }
+
+    fn reply(&mut self, pick: impl Fn(usize, Instant) -> bool, outcome: pb::SegmentOutcome) {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(n, deadline, _)| pick(*n, *deadline));
+        self.0 = later;
+        for (_, _, reply) in now {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
 /// What a progressive job needs from its caller.
 pub struct Progressive<'a> {
     pub job: &'a crate::job::Job<'a>,
@@ -93,7 +130,7 @@ impl Progressive<'_> {
             viewer: None,
             retiring: Vec::new(),
             next_id: 0,
-            waiters: Vec::new(),
+            waiters: Waiters::default(),
             failures: 0,
             announced: false,
             cancel,
@@ -166,7 +203,7 @@ struct Controller<'a> {
     /// Heads told to stop, until their `Ended` arrives.
     retiring: Vec<Running>,
     next_id: u64,
-    waiters: Vec<(usize, Instant, oneshot::Sender<pb::SegmentOutcome>)>,
+    waiters: Waiters,
     failures: u32,
     announced: bool,
     cancel: &'a CancellationToken,
@@ -203,7 +240,7 @@ impl Controller<'_> {
                     Some(w) => self.on_want(w, &tx),
                     None => wants_open = false,
                 },
-                _ = tick.tick() => self.expire(),
+                _ = tick.tick() => self.waiters.expire(),
                 _ = watch.tick() => {
                     if tokio::fs::try_exists(&marker).await.is_ok_and(|there| !there) {
                         tracing::info!("the task's folder is gone (deleted); stopping");
@@ -294,7 +331,7 @@ impl Controller<'_> {
                         h.stop.cancel();
                     }
                 }
-                self.answer(n, pb::SegmentOutcome::Ready);
+                self.waiters.answer(|k| k == n, pb::SegmentOutcome::Ready);
                 self.announce(reports);
                 let done = self.made.iter().filter(|m| **m).count();
                 let _ = reports.send(Report::Progress(
@@ -343,7 +380,7 @@ impl Controller<'_> {
             let _ = w.reply.send(pb::SegmentOutcome::Ready);
             return;
         }
-        self.waiters.push((n, Instant::now() + w.wait, w.reply));
+        self.waiters.push(n, w);
         let near = |h: &Option<Running>| {
             h.as_ref()
                 .is_some_and(|h| h.next <= n && n <= h.next + NEAR)
@@ -369,27 +406,6 @@ impl Controller<'_> {
         self.viewer = Some(self.start(n, n + VIEWER_AHEAD, tx));
     }
 
-    fn answer(&mut self, n: usize, outcome: pb::SegmentOutcome) {
-        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
-            .into_iter()
-            .partition(|(k, _, _)| *k == n);
-        self.waiters = later;
-        for (_, _, reply) in now {
-            let _ = reply.send(outcome);
-        }
-    }
-
-    fn expire(&mut self) {
-        let now = Instant::now();
-        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiters)
-            .into_iter()
-            .partition(|(_, deadline, _)| *deadline <= now);
-        self.waiters = keep;
-        for (_, _, reply) in due {
-            let _ = reply.send(pb::SegmentOutcome::Busy);
-        }
-    }
-
     async fn stop_all(&mut self) {
         let retiring = std::mem::take(&mut self.retiring);
         for h in [self.sweep.take(), self.viewer.take()]
@@ -400,9 +416,7 @@ impl Controller<'_> {
             h.stop.cancel();
             let _ = h.join.await;
         }
-        for (_, _, reply) in self.waiters.drain(..) {
-            let _ = reply.send(pb::SegmentOutcome::Failed);
-        }
+        self.waiters.close(pb::SegmentOutcome::Failed);
     }
 }
 
