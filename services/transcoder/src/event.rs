@@ -14,6 +14,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::job::Report;
+use crate::master::{self, Variant};
 use crate::plan::{self, Input, Plan};
 use crate::progressive::{MARKER, Waiters, Want, write_atomic};
 use crate::segments::Segments;
@@ -45,7 +46,10 @@ impl EventPass<'_> {
             .await
             .map_err(Error::io(dir))?;
         write_atomic(&dir.join(MARKER), b"").await?;
-        let master = output::master_playlist(&[("index.m3u8".into(), 0)], &[]);
+        let master = master::playlist(
+            &[Variant::planned("index.m3u8", self.info, self.plan)],
+            &[],
+        );
         write_atomic(&dir.join("master.m3u8"), master.as_bytes()).await?;
 
         let t = self.job.transcoding;

@@ -10,6 +10,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use crate::event::EventPass;
+use crate::master::{self, Variant};
 use crate::output::{self, Track};
 use crate::plan::{self, Input};
 use crate::progressive::{Progressive, Want};
@@ -143,13 +144,12 @@ impl Job<'_> {
         let tracks = self
             .subtitles(video, &info, &subtitle_files, final_dir, duration, cancel)
             .await?;
-        let variants = [(
-            "index.m3u8".to_owned(),
-            bandwidth(final_dir, &files, duration).await,
-        )];
+        let variants = [self
+            .variant("index.m3u8", final_dir, &files, duration)
+            .await];
         crate::progressive::write_atomic(
             &final_dir.join("master.m3u8"),
-            output::master_playlist(&variants, &tracks).as_bytes(),
+            master::playlist(&variants, &tracks).as_bytes(),
         )
         .await?;
         crate::progressive::finish(final_dir).await?;
@@ -218,7 +218,7 @@ impl Job<'_> {
             } else {
                 format!("v{k}/index.m3u8")
             };
-            variants.push((uri, bandwidth(&dir, &segments, duration).await));
+            variants.push(self.variant(uri, &dir, &segments, duration).await);
             if k == 0 {
                 main = Some((plan, info, segments, duration, video.clone()));
             }
@@ -233,7 +233,7 @@ impl Job<'_> {
             .subtitles(&video, &info, &subtitle_files, out, duration, cancel)
             .await?;
         let master = out.join("master.m3u8");
-        tokio::fs::write(&master, output::master_playlist(&variants, &tracks))
+        tokio::fs::write(&master, master::playlist(&variants, &tracks))
             .await
             .map_err(Error::io(&master))?;
         let _ = reports.send(Report::Progress(100.0));
@@ -383,6 +383,37 @@ fn validate(job: &pb::TranscodeJob) -> Result<(TaskId, PathBuf)> {
         )));
     }
     Ok((id, dir))
+}
+
+impl Job<'_> {
+    /// The variant of the playlist `uri` in `dir`: its bandwidth from its segments, its codecs
+    /// and size from ffprobe of what it holds (`init.mp4` for fMP4, else its first segment).
+    async fn variant(
+        &self,
+        uri: impl Into<String>,
+        dir: &Path,
+        segments: &[String],
+        duration: f64,
+    ) -> Variant {
+        let v = Variant::new(uri, bandwidth(dir, segments, duration).await);
+        let init = dir.join("init.mp4");
+        let first = if init.exists() {
+            init
+        } else {
+            match segments.first() {
+                Some(s) => dir.join(s),
+                None => return v,
+            }
+        };
+        let path = first.to_string_lossy();
+        match probe::probe(&self.programs.ffprobe, &path, "the output", None).await {
+            Ok(info) => v.described(&info),
+            Err(e) => {
+                tracing::warn!(error = %e, "output not probed: master.m3u8 without CODECS");
+                v
+            }
+        }
+    }
 }
 
 /// Bits per second of a playlist's segments (for `BANDWIDTH` in the master playlist).

@@ -10,6 +10,7 @@ pub mod ffmpeg;
 pub mod heads;
 pub mod index;
 pub mod job;
+pub mod master;
 pub mod output;
 pub mod plan;
 pub mod probe;

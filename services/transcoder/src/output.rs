@@ -1,6 +1,6 @@
 //! The HLS output folder: built in `m3u8/.<task_id>.partial`, checked, then renamed into
 //! `m3u8/<task_id>/` in one step, so a half-written output is never visible. Also the
-//! subtitle renditions and `master.m3u8`.
+//! subtitle renditions (`master.rs` has `master.m3u8`).
 
 use std::path::{Path, PathBuf};
 
@@ -99,40 +99,6 @@ pub fn subtitle_playlist(track: &Track, duration: f64) -> String {
     )
 }
 
-/// `master.m3u8`: the video playlist(s) as variants, subtitles as `EXT-X-MEDIA` renditions.
-pub fn master_playlist(variants: &[(String, u64)], tracks: &[Track]) -> String {
-    let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
-    for (i, t) in tracks.iter().enumerate() {
-        let lang = t
-            .language
-            .as_deref()
-            .map(|l| format!(",LANGUAGE=\"{}\"", quote(l)))
-            .unwrap_or_default();
-        let default = if i == 0 { "YES" } else { "NO" };
-        m.push_str(&format!(
-            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"{}\"{lang},DEFAULT={default},AUTOSELECT=YES,URI=\"{}\"\n",
-            quote(&t.name),
-            t.file.trim_end_matches(".vtt").to_owned() + ".m3u8"
-        ));
-    }
-    let subs = if tracks.is_empty() {
-        ""
-    } else {
-        ",SUBTITLES=\"subs\""
-    };
-    for (uri, bandwidth) in variants {
-        m.push_str(&format!(
-            "#EXT-X-STREAM-INF:BANDWIDTH={}{subs}\n{uri}\n",
-            bandwidth.max(&1)
-        ));
-    }
-    m
-}
-
-fn quote(s: &str) -> String {
-    s.replace(['"', '\n', '\r'], "'")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,20 +135,5 @@ mod tests {
         let (segs, dur) = segments(&p, "x").await.expect("complete");
         assert_eq!(segs, vec!["index0.ts", "index1.ts"]);
         assert!((dur - 8.5).abs() < 1e-9);
-    }
-
-    #[test]
-    fn master_lists_subtitle_renditions() {
-        let tracks = [Track {
-            file: "movie.vtt".into(),
-            name: "movie".into(),
-            language: Some("en".into()),
-        }];
-        let m = master_playlist(&[("index.m3u8".into(), 800_000)], &tracks);
-        assert!(m.contains("#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"movie\",LANGUAGE=\"en\",DEFAULT=YES,AUTOSELECT=YES,URI=\"movie.m3u8\""), "{m}");
-        assert!(
-            m.contains("#EXT-X-STREAM-INF:BANDWIDTH=800000,SUBTITLES=\"subs\"\nindex.m3u8\n"),
-            "{m}"
-        );
     }
 }

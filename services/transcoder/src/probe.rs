@@ -25,6 +25,11 @@ pub struct Stream {
     pub language: Option<String>,
     /// Cover art shows up as a video stream; it is not the video.
     pub attached_pic: bool,
+    /// ffprobe's profile name ("High", "LC") and level (31 for H.264 level 3.1).
+    pub profile: Option<String>,
+    pub level: Option<i64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,6 +58,10 @@ struct RawStream {
     disposition: std::collections::HashMap<String, i64>,
     #[serde(default)]
     tags: std::collections::HashMap<String, String>,
+    profile: Option<String>,
+    level: Option<i64>,
+    width: Option<u32>,
+    height: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +94,10 @@ impl MediaInfo {
                     pix_fmt: s.pix_fmt,
                     language: s.tags.get("language").cloned(),
                     attached_pic: s.disposition.get("attached_pic").copied().unwrap_or(0) == 1,
+                    profile: s.profile,
+                    level: s.level,
+                    width: s.width,
+                    height: s.height,
                 })
                 .collect(),
         })

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::heads::{self, Event, Head};
 use crate::job::Report;
+use crate::master::{self, Variant};
 use crate::plan::{Input, Plan};
 use crate::segments::Segments;
 use crate::untrusted::Budget;
@@ -162,7 +163,10 @@ impl Progressive<'_> {
             .map_err(Error::io(dir))?;
         write_atomic(&marker, b"").await?;
         write_atomic(&index, playlist.as_bytes()).await?;
-        let master = output::master_playlist(&[("index.m3u8".into(), 0)], &[]);
+        let master = master::playlist(
+            &[Variant::planned("index.m3u8", self.info, self.plan)],
+            &[],
+        );
         write_atomic(&dir.join("master.m3u8"), master.as_bytes()).await
     }
 }

@@ -115,6 +115,18 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
         "playable only at {}",
         fraction(&playable)
     );
+    // The first master.m3u8, before most segments exist, already names codecs and size (the
+    // video is copied, so the source's are the output's).
+    let master = http
+        .get(format!("{base}/video/{id}/master.m3u8"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        master.contains("CODECS=\"avc1.") && master.contains("RESOLUTION=640x360"),
+        "{master}"
+    );
 
     // A segment answered through the relay: at once, or after 503s with Retry-After.
     let fetch = |file: String| {
@@ -228,7 +240,11 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
         index, playlist,
         "the playlist served up front is the final one"
     );
-    assert!(dir.join("master.m3u8").exists());
+    let master = std::fs::read_to_string(dir.join("master.m3u8"))?;
+    assert!(
+        master.contains("CODECS=\"avc1.") && master.contains("RESOLUTION=640x360"),
+        "{master}"
+    );
     for (n, (start, file)) in plan.iter().enumerate() {
         assert_eq!(file, &format!("index{n}.ts"));
         let pts = first_video_pts(&dir.join(file))?;

@@ -90,6 +90,11 @@ async fn seeded_video_with_subtitles_becomes_a_ready_hls_task() -> anyhow::Resul
         master.contains("TYPE=SUBTITLES") && master.contains("URI=\"clip.m3u8\""),
         "{master}"
     );
+    // Codecs and size as ffprobe reads the output (hls.js shows 0x0 levels without them).
+    assert!(
+        master.contains("CODECS=\"avc1.") && master.contains(",mp4a.40.2\",RESOLUTION=320x240"),
+        "{master}"
+    );
     assert!(out.join("clip.m3u8").exists());
     assert!(
         !data
