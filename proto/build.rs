@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "magnet/v1/files.proto",
         "magnet/v1/signaling.proto",
         "magnet/v1/hls.proto",
+        "magnet/v1/originals.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

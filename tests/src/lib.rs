@@ -4,6 +4,7 @@
 //! The tests themselves are in `tests/integration.rs`.
 
 pub mod nats;
+pub mod original_worker;
 pub mod otlp;
 pub mod peer;
 pub mod queue;
@@ -53,4 +54,30 @@ pub async fn json_of(
     let body = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{status}: not JSON ({e}): {text:?}"))?;
     Ok((status, body))
+}
+
+/// The `data` of each event of a server-sent event stream (`GET /api/events`), as JSON.
+pub fn sse_json(
+    r: reqwest::Response,
+) -> impl futures::Stream<Item = anyhow::Result<serde_json::Value>> {
+    use futures::StreamExt;
+    futures::stream::unfold(
+        (r.bytes_stream(), String::new()),
+        |(mut body, mut buf)| async move {
+            loop {
+                if let Some(end) = buf.find("\n\n") {
+                    let event: String = buf.drain(..end + 2).collect();
+                    let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) else {
+                        continue;
+                    };
+                    let v = serde_json::from_str(data.trim()).map_err(anyhow::Error::from);
+                    return Some((v, (body, buf)));
+                }
+                match body.next().await? {
+                    Ok(chunk) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+                    Err(e) => return Some((Err(e.into()), (body, buf))),
+                }
+            }
+        },
+    )
 }

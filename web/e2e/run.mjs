@@ -9,7 +9,9 @@
 // USERNAME and PASSWORD of an admin; no MAGNET): add a user with the admin table's form, see
 // it listed, and log in as that user. progressive: press Play as soon as the task is playable,
 // note the download progress when the video plays, then seek to 80 % of the duration and time
-// until playback moves past the target again.
+// until playback moves past the target again. original (MAGNET is the id of a ready task on
+// an original worker node): the node card says "original worker", the task row's Play opens
+// the player, which plays over P2P with the original protocol.
 // Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
 import { chromium } from 'playwright-core';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -29,6 +31,7 @@ const result = {
   ok: false,
   mode: MODE,
   transport: null,
+  protocol: null,
   currentTime: 0,
   progressSeen: [],
   consoleErrors: [],
@@ -60,8 +63,8 @@ function fail(message) {
 async function main() {
   if (!BASE_URL) fail('BASE_URL is not set');
   if (!MAGNET && MODE !== 'admin') fail('MAGNET is not set');
-  if (!['p2p', 'relay', 'xss', 'admin', 'progressive'].includes(MODE))
-    fail(`MODE must be p2p, relay, xss, admin or progressive, not ${MODE}`);
+  if (!['p2p', 'relay', 'xss', 'admin', 'progressive', 'original'].includes(MODE))
+    fail(`MODE must be p2p, relay, xss, admin, progressive or original, not ${MODE}`);
   await mkdir(OUT_DIR, { recursive: true });
 
   const args = [
@@ -115,6 +118,10 @@ async function main() {
 
     if (MODE === 'admin') {
       await addUser(page);
+      return;
+    }
+    if (MODE === 'original') {
+      await playFromOriginalWorker(page, MAGNET);
       return;
     }
     const row = await submit(page);
@@ -187,16 +194,7 @@ async function playThrough(page, row) {
   result.reachedReady = true;
   await page.screenshot({ path: join(OUT_DIR, 'index.png'), fullPage: true });
 
-  await Promise.all([page.waitForURL(/\/player\?/, { timeout: remaining() }), row.locator('a.play').click()]);
-  try {
-    await page.waitForFunction(() => document.querySelector('#video')?.currentTime > 2, null, {
-      timeout: remaining(),
-      polling: 250,
-    });
-  } finally {
-    await readPlayer(page);
-    await page.screenshot({ path: join(OUT_DIR, 'player.png'), fullPage: true }).catch(() => {});
-  }
+  await playPastTwoSeconds(page, row);
 }
 
 /** The task's download progress (0–100) and status, as the API gives them. */
@@ -250,6 +248,31 @@ async function playWhileDownloading(page, row) {
   }
 }
 
+/** A ready task of an original worker node, listed on the index, plays from that node. */
+async function playFromOriginalWorker(page, taskId) {
+  result.taskId = taskId;
+  await page.locator('.node', { hasText: 'original worker' }).waitFor({ timeout: remaining() });
+  const row = page.locator(`[data-task-id="${taskId}"]`);
+  await row.locator('a.play').waitFor({ timeout: remaining() });
+  result.reachedReady = true;
+  await page.screenshot({ path: join(OUT_DIR, 'index.png'), fullPage: true });
+  await playPastTwoSeconds(page, row);
+}
+
+/** Opens the row's player and waits until the video has played past 2 s. */
+async function playPastTwoSeconds(page, row) {
+  await Promise.all([page.waitForURL(/\/player\?/, { timeout: remaining() }), row.locator('a.play').click()]);
+  try {
+    await page.waitForFunction(() => document.querySelector('#video')?.currentTime > 2, null, {
+      timeout: remaining(),
+      polling: 250,
+    });
+  } finally {
+    await readPlayer(page);
+    await page.screenshot({ path: join(OUT_DIR, 'player.png'), fullPage: true }).catch(() => {});
+  }
+}
+
 async function readPlayer(page) {
   const p = await page
     .evaluate(() => ({ player: window.__player ?? null, currentTime: document.querySelector('#video')?.currentTime ?? 0 }))
@@ -257,6 +280,7 @@ async function readPlayer(page) {
   if (!p) return;
   result.currentTime = p.currentTime;
   result.transport = p.player?.transport ?? null;
+  result.protocol = p.player?.protocol ?? null;
   result.fallbackReason = p.player?.fallbackReason ?? null;
   result.bytes = p.player?.bytes ?? 0;
 }
@@ -302,6 +326,10 @@ function verdict() {
     if (result.seekPlusOneMs === null) problems.push('playback did not pass the seek target');
     if (result.transport !== 'p2p') problems.push(`transport is ${result.transport}, not p2p`);
     if (result.fallbackReason) problems.push(`the player fell back: ${result.fallbackReason}`);
+  } else if (MODE === 'original') {
+    if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);
+    if (result.transport !== 'p2p') problems.push(`transport is ${result.transport}, not p2p`);
+    if (result.protocol !== 'original') problems.push(`protocol is ${result.protocol}, not original`);
   } else if (MODE !== 'xss') {
     if (!result.reachedReady) problems.push('the task never became ready');
     if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);

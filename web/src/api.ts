@@ -26,12 +26,14 @@ export interface GatewayNode {
   resources: NodeResources;
   metadata?: { version?: string; arch?: string };
   active_tasks?: number;
+  /** `original`: the original's Go worker, joined through /ws/nodes (P2P only, original protocol). */
+  kind?: 'magnetm3u8' | 'original';
 }
 
 export type TaskStatus =
   | 'pending'
   | 'downloading'
-  | 'downloaded'
+  | 'completed'
   | 'transcoding'
   | 'ready'
   | 'error'
@@ -64,6 +66,8 @@ export interface Task {
   playable?: boolean;
   /** Percent of the transcode, apart from the download's `progress`. */
   transcode_progress?: number;
+  /** Who runs the task's node (see `GatewayNode.kind`). */
+  worker_kind?: 'magnetm3u8' | 'original';
 }
 
 /** A node whose task list could not be had: its tasks are missing from the list. */

@@ -15,8 +15,16 @@ export interface Receiver {
 
 const MAX_ID = 0xffff_ffff;
 
-/** The requests in flight on one data channel, demultiplexed by id. */
-export class DcClient {
+/** Files over a data channel, whichever protocol the node speaks. */
+export interface FileClient {
+  /** Asks for `path` (a URL path); returns the id to cancel it with. */
+  get(path: string, receiver: Receiver, range?: { offset: number; length: number }): number;
+  /** Stops a request: its receiver hears nothing more. */
+  cancel(id: number): void;
+}
+
+/** The requests in flight on one data channel, demultiplexed by id (the binary protocol). */
+export class DcClient implements FileClient {
   private nextId = 1;
   private readonly pending = new Map<number, Receiver>();
   private closedReason: string | null = null;
@@ -176,8 +184,8 @@ function retryableStatus(status: number): boolean {
 
 export type LoaderClass = new (config: HlsConfig) => Loader<LoaderContext>;
 
-/** A hls.js loader class bound to one `DcClient`. */
-export function dcLoader(client: DcClient): LoaderClass {
+/** A hls.js loader class bound to one data-channel client. */
+export function dcLoader(client: FileClient): LoaderClass {
   const decoder = new TextDecoder();
 
   return class DcLoader implements Loader<LoaderContext> {

@@ -292,6 +292,9 @@ function nodeItem(n: GatewayNode): HTMLLIElement {
       h('strong', { class: 'node-name', text: n.name || n.id }),
       h('code', { class: 'node-id', text: n.id }),
       h('span', { class: `status status-${cssToken(n.status)}`, text: n.status }),
+      n.kind === 'original'
+        ? h('span', { class: 'tag node-original', text: 'original worker', attrs: { title: 'The original Go worker: plays over P2P only' } })
+        : null,
     ),
     h('p', { class: 'muted', text: facts.join(' · ') }),
   );
@@ -414,10 +417,13 @@ function renderRow(row: Row): void {
   setText(row.status, t.status);
   row.status.className = `status status-${cssToken(t.status)}`;
 
-  const progress = clampPercent(t.progress);
+  // Both phases: the download's percentage, then the transcode's. (The API keeps `progress`
+  // at 100 once the download is done, as the original's page expects.)
+  const transcoding = t.status === 'transcoding';
+  const progress = clampPercent(transcoding ? t.transcode_progress : t.progress);
   row.progress.value = progress;
-  row.progress.setAttribute('aria-label', `Progress of ${name}`);
-  setText(row.percent, `${progress}%`);
+  row.progress.setAttribute('aria-label', `${transcoding ? 'Transcode' : 'Download'} progress of ${name}`);
+  setText(row.percent, transcoding ? `converting ${progress}%` : `${progress}%`);
   setText(row.speed, t.speed > 0 ? humanRate(t.speed) : '–');
   setText(row.size, t.size > 0 ? `${humanBytes(t.downloaded ?? 0)} / ${humanBytes(t.size)}` : '–');
   setText(row.node, t.worker_id || '–');

@@ -6,9 +6,10 @@
 
 import Hls, { type ErrorData, type HlsConfig, type LoaderCallbacks, type LoaderConfiguration, type LoaderContext } from 'hls.js';
 import { api, ApiError, type Task, type TaskEvent } from './api';
-import { DcClient, dcLoader, type LoaderClass } from './dc-loader';
+import { DcClient, dcLoader, type FileClient, type LoaderClass } from './dc-loader';
 import { byId, errorText, h, setText } from './dom';
 import { humanBytes, humanRate } from './format';
+import { HijackClient } from './hijack';
 import { connectP2P, type P2PSession } from './p2p';
 
 type Transport = 'p2p' | 'relay';
@@ -16,6 +17,8 @@ type Transport = 'p2p' | 'relay';
 /** What the end-to-end tests read. */
 interface PlayerState {
   transport: Transport | null;
+  /** The data channel's protocol: ours, or the original's for an original worker node. */
+  protocol: 'binary' | 'original' | null;
   bytes: number;
   fallbackReason: string | null;
 }
@@ -31,7 +34,7 @@ const READY_POLL_MS = 3_000;
 /** Throughput is the bytes received over this window. */
 const RATE_WINDOW_MS = 5_000;
 
-const state: PlayerState = { transport: null, bytes: 0, fallbackReason: null };
+const state: PlayerState = { transport: null, protocol: null, bytes: 0, fallbackReason: null };
 window.__player = state;
 
 const el = {
@@ -60,6 +63,8 @@ let session: P2PSession | null = null;
 /** master.m3u8 carries the subtitle renditions; older outputs only have index.m3u8. */
 let manifest: 'master.m3u8' | 'index.m3u8' = 'master.m3u8';
 let mediaRecoveries = 0;
+/** The task is on an original worker node: P2P with the original protocol, and no relay. */
+let originalNode = false;
 
 // ---------------------------------------------------------------- byte counting
 
@@ -145,7 +150,15 @@ async function main(): Promise<void> {
     return;
   }
 
-  if (forceRelay) {
+  originalNode = task.worker_kind === 'original';
+  if (originalNode) {
+    // The original's workers make index.m3u8 only.
+    manifest = 'index.m3u8';
+    if (forceRelay) {
+      cannotRelay('transport=relay was asked for');
+      return;
+    }
+  } else if (forceRelay) {
     startRelay(null);
     return;
   }
@@ -153,15 +166,35 @@ async function main(): Promise<void> {
   try {
     session = await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs });
   } catch (e) {
-    startRelay(`P2P failed: ${errorText(e)}`);
+    if (originalNode) cannotRelay(`P2P failed: ${errorText(e)}`);
+    else startRelay(`P2P failed: ${errorText(e)}`);
     return;
   }
-  const client = new DcClient(session.channel, addBytes);
+  const client: FileClient = originalNode
+    ? new HijackClient(session.channel, addBytes)
+    : new DcClient(session.channel, addBytes);
+  state.protocol = originalNode ? 'original' : 'binary';
   setTransport('p2p', null);
   startHls(dcLoader(client));
   session.onClose((reason) => {
-    if (state.transport === 'p2p') switchToRelay(`P2P failed: ${reason}`);
+    if (state.transport !== 'p2p') return;
+    if (originalNode) cannotRelay(`P2P failed: ${reason}`);
+    else switchToRelay(`P2P failed: ${reason}`);
   });
+}
+
+/** An original worker node has no relay: playback needs P2P, which failed. */
+function cannotRelay(reason: string): void {
+  hls?.destroy();
+  hls = null;
+  session?.close();
+  session = null;
+  state.fallbackReason = reason;
+  say('Stopped.');
+  showError(
+    `This video is on an original worker node, which serves it over P2P only (it has no relay): ${reason}. ` +
+      'Playback needs a direct (or TURN) connection to that node.',
+  );
 }
 
 /** The task as last heard (the API, then its live events). */
@@ -321,7 +354,8 @@ function onHlsError(player: Hls, data: ErrorData): void {
   }
   if (data.type === Hls.ErrorTypes.NETWORK_ERROR && state.transport === 'p2p') {
     const why = data.response?.text || data.error?.message || data.details;
-    switchToRelay(`P2P failed: ${why}`);
+    if (originalNode) cannotRelay(`P2P failed: ${why}`);
+    else switchToRelay(`P2P failed: ${why}`);
     return;
   }
   const status = data.response?.code ? ` (status ${data.response.code})` : '';

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod magnet;
 pub mod media;
+pub mod node;
 pub mod range;
 pub mod redact;
 pub mod session;
@@ -12,5 +13,6 @@ pub mod task;
 
 pub use error::ErrorCode;
 pub use magnet::{InfoHash, Magnet, MagnetError};
+pub use node::NodeId;
 pub use session::SessionId;
 pub use task::{Task, TaskId, TaskStatus, TransitionError};

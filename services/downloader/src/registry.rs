@@ -48,6 +48,8 @@ pub fn record(
         }),
         last_seen_ms: chrono::Utc::now().timestamp_millis(),
         active_tasks: active as u32,
+        kind: pb::NodeKind::Native.into(),
+        connection: String::new(),
     }
 }
 

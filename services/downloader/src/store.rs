@@ -308,7 +308,6 @@ impl Store {
         // driver owns the status.
         let done = sqlx::query(
             "UPDATE tasks SET \
-               progress = CASE WHEN status = 'transcoding' THEN progress ELSE 0 END, \
                status = 'transcoding', detail = '', speed = 0, \
                metadata = CASE WHEN ? = '' THEN metadata ELSE json_set(metadata, '$.transcode_path', ?) END, \
                updated_at = ? WHERE task_id = ? AND status IN ('downloaded', 'transcoding')",
@@ -322,14 +321,13 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Transcode progress; it is also the task's `progress` while transcoding.
+    /// Transcode progress, apart from the download's `progress` (which stays 100 once the
+    /// download is done, as the original shows it).
     pub async fn set_transcode_progress(&self, id: &TaskId, progress: f64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE tasks SET transcode_progress = ?, \
-               progress = CASE WHEN status = 'transcoding' THEN ? ELSE progress END, \
                updated_at = ? WHERE task_id = ? AND status NOT IN ('ready', 'error', 'cancelled')",
         )
-        .bind(progress)
         .bind(progress)
         .bind(now())
         .bind(id.as_str())

@@ -25,6 +25,7 @@ use magnet_runtime::subjects;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, JsonBody, json_body};
@@ -63,6 +64,23 @@ impl User {
             "is_banned": self.is_banned,
             "created_at": self.created_at,
         })
+    }
+
+    /// A caller without a session on a public read (`gateway.auth.public_reads`): no
+    /// username is empty, so a stranger owns nothing.
+    pub fn anonymous() -> Self {
+        Self {
+            id: String::new(),
+            username: String::new(),
+            role: Role::User,
+            is_banned: false,
+            created_at: String::new(),
+            password_hash: String::new(),
+        }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.id.is_empty()
     }
 
     /// The pseudo user of a gateway without accounts (everyone is it).
@@ -335,7 +353,7 @@ impl Accounts {
     /// The user behind a session token, if the session is alive.
     async fn session_user(&self, token: &str) -> ApiResult<Option<User>> {
         if let Some(api) = &self.settings.api_token
-            && constant_time_eq(api.as_bytes(), token.as_bytes())
+            && bool::from(api.as_bytes().ct_eq(token.as_bytes()))
         {
             return Ok(Some(User {
                 id: "api".into(),
@@ -374,10 +392,6 @@ impl Accounts {
             .map_err(store_error)?;
         Ok(token)
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The session token of a request: the cookie, else `Authorization: Bearer …`.
@@ -426,6 +440,21 @@ pub async fn require_user(State(s): State<AppState>, mut req: Request, next: Nex
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Middleware for the original's public reads (`/api/status`, `/api/nodes`, `/api/tasks`):
+/// with `gateway.auth.public_reads` a caller without a live session, or a banned one, reads
+/// as a stranger ([`User::anonymous`]); without it, as [`require_user`].
+pub async fn reader(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !s.public_reads {
+        return require_user(State(s), req, next).await;
+    }
+    let user = match caller(&s, req.headers()).await {
+        Ok(u) if !u.is_banned => u,
+        _ => User::anonymous(),
+    };
+    req.extensions_mut().insert(user);
+    next.run(req).await
 }
 
 /// Submitting and deleting need a user who is not banned.

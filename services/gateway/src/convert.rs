@@ -29,20 +29,45 @@ pub fn node(n: &pb::NodeRecord) -> Value {
         },
         "metadata": { "version": m.version, "arch": m.arch },
         "active_tasks": n.active_tasks,
+        "kind": kind(n.kind()),
     })
 }
 
-/// The status names the original exposes, plus ours for the steps it did not have.
+/// Who runs a node: ours, or the original's Go worker (P2P with the original protocol only).
+pub fn kind(k: pb::NodeKind) -> &'static str {
+    match k {
+        pb::NodeKind::Native => "magnetm3u8",
+        pb::NodeKind::Original => "original",
+    }
+}
+
+/// The status names the original exposes (its `completed` is our `downloaded`: the download
+/// is done, the transcode not begun), plus `cancelled`, which it did not have.
 pub fn status(s: pb::TaskStatus) -> &'static str {
     match s {
         pb::TaskStatus::Unspecified | pb::TaskStatus::Pending => "pending",
         pb::TaskStatus::Downloading => "downloading",
-        pb::TaskStatus::Downloaded => "downloaded",
+        pb::TaskStatus::Downloaded => "completed",
         pb::TaskStatus::Transcoding => "transcoding",
         pb::TaskStatus::Ready => "ready",
         pb::TaskStatus::Error => "error",
         pb::TaskStatus::Cancelled => "cancelled",
     }
+}
+
+/// The download's percentage as the original shows it: it stays 100 once the download is
+/// done (the transcode has its own `transcode_progress`), so the original's bar never goes
+/// 100 → 0 → 100.
+pub fn download_percent(status: pb::TaskStatus, progress: f64) -> u32 {
+    match status {
+        pb::TaskStatus::Downloaded | pb::TaskStatus::Transcoding | pb::TaskStatus::Ready => 100,
+        _ => percent(progress),
+    }
+}
+
+/// A percentage for the API: an integer 0–100, as the original's clients expect.
+pub fn percent(p: f64) -> u32 {
+    p.round().clamp(0.0, 100.0) as u32
 }
 
 /// Whether `viewer` submitted `t` or is an admin: then they may delete it and see its whole
@@ -52,10 +77,13 @@ pub fn owns(viewer: &User, t: &pb::Task) -> bool {
 }
 
 /// A task as `viewer` may see it: the whole magnet (private trackers' passkeys ride in it)
-/// only for its submitter and admins; others get the info-hash form, enough to share it.
-pub fn task(t: &pb::Task, viewer: &User) -> Value {
+/// only for its submitter and admins; other users get the info-hash form, enough to share
+/// it; a stranger (a public read without a session) gets no magnet at all.
+pub fn task(t: &pb::Task, viewer: &User, node: pb::NodeKind) -> Value {
     let magnet = if owns(viewer, t) {
         t.magnet_url.clone()
+    } else if viewer.is_anonymous() {
+        String::new()
     } else {
         format!("magnet:?xt=urn:btih:{}", t.info_hash)
     };
@@ -64,7 +92,7 @@ pub fn task(t: &pb::Task, viewer: &User) -> Value {
         "magnet_url": magnet,
         "mine": owns(viewer, t),
         "status": status(t.status()),
-        "progress": t.progress.round().clamp(0.0, 100.0) as u32,
+        "progress": download_percent(t.status(), t.progress),
         "speed": t.speed,
         "size": t.size,
         "downloaded": t.downloaded,
@@ -82,6 +110,7 @@ pub fn task(t: &pb::Task, viewer: &User) -> Value {
         "peers": t.peers,
         // Plays already while it downloads (progressive playback); always once ready.
         "playable": t.playable || t.status() == pb::TaskStatus::Ready,
-        "transcode_progress": t.transcode_progress.round().clamp(0.0, 100.0) as u32,
+        "transcode_progress": percent(t.transcode_progress),
+        "worker_kind": kind(node),
     })
 }

@@ -86,14 +86,14 @@ fn to_json(p: &pb::TaskProgress) -> String {
         "id": p.task_id,
         "worker_id": p.node_id,
         "status": convert::status(p.status()),
-        "progress": p.progress.round().clamp(0.0, 100.0) as u32,
+        "progress": convert::download_percent(p.status(), p.progress),
         "speed": p.speed,
         "downloaded": p.downloaded,
         "size": p.size,
         "peers": p.peers,
         "detail": p.detail,
         "playable": p.playable || p.status() == pb::TaskStatus::Ready,
-        "transcode_progress": p.transcode_progress.round().clamp(0.0, 100.0) as u32,
+        "transcode_progress": convert::percent(p.transcode_progress),
     })
     .to_string()
 }

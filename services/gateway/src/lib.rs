@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod origin;
+pub mod originals;
 pub mod passwords;
 pub mod registry;
 pub mod routes;
@@ -47,7 +48,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
 
@@ -71,6 +72,8 @@ pub struct AppState {
     pub signaling: String,
     /// Accounts; `None` when they are off (every caller is a local admin).
     pub accounts: Option<auth::Accounts>,
+    /// `gateway.auth.public_reads`: status, nodes and tasks answer strangers too.
+    pub public_reads: bool,
     pub events: events::Events,
     /// Sessions of `POST /api/webrtc/offer` clients.
     pub webrtc: webrtc::Sessions,
@@ -85,6 +88,8 @@ pub struct AppState {
     pub streams: streams::OpenStreams,
     /// Login and registration attempts per client address and username.
     pub logins: throttle::Logins,
+    /// The original's workers joined through `/ws/nodes` (any replica's), and calls to them.
+    pub originals: originals::Workers,
     /// Trace context and the service credential, on every call to our services.
     outgoing: grpc::Outgoing,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
@@ -167,15 +172,20 @@ impl AppState {
         tasks
     }
 
-    /// One `List` call to node `n` of its own (not shared), bounded by `node_timeout`.
+    /// One `List` call to node `n` of its own (not shared), bounded by `node_timeout` (an
+    /// original worker's by its own answer time).
     pub(crate) fn list_call(
         &self,
         n: &pb::NodeRecord,
     ) -> impl std::future::Future<Output = Result<Arc<Vec<pb::Task>>, String>> + Send + 'static
     {
+        let original = (n.kind() == pb::NodeKind::Original).then(|| (self.originals.clone(), n.clone()));
         let client = self.downloader(&n.downloader_endpoint);
         let (timeout, node) = (self.node_timeout, n.id.clone());
         async move {
+            if let Some((workers, n)) = original {
+                return workers.list(&n).await.map(Arc::new);
+            }
             let mut client = client.map_err(|e| e.message)?;
             match tokio::time::timeout(timeout, client.list(pb::ListRequest {})).await {
                 Ok(Ok(r)) => Ok(Arc::new(r.into_inner().tasks)),
@@ -213,6 +223,12 @@ fn cors(origins: &[String]) -> CorsLayer {
         .allow_headers([http::header::CONTENT_TYPE, http::header::AUTHORIZATION])
 }
 
+/// A request's span: method and path, never the query (an original worker's token rides in
+/// it).
+fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+}
+
 pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Router {
     // Video is already compressed, and server-sent events must not be buffered.
     let compress = CompressionLayer::new().compress_when(
@@ -220,17 +236,20 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
             .and(NotForContentType::const_new("video/"))
             .and(NotForContentType::const_new("text/event-stream")),
     );
-    // Everything here needs a logged-in user when accounts are on.
-    let protected = Router::new()
+    // The original's public reads: strangers too, unless `gateway.auth.public_reads` is off.
+    let public = Router::new()
         .route("/api/nodes", get(routes::nodes))
         .route("/api/nodes/{id}", get(routes::node))
         .route("/api/tasks", get(routes::tasks))
+        .route("/api/status", get(routes::status))
+        .route_layer(from_fn_with_state(state.clone(), auth::reader));
+    // Everything here needs a logged-in user when accounts are on.
+    let protected = Router::new()
         .route("/api/tasks/submit", post(routes::submit))
         .route(
             "/api/tasks/{id}",
             get(routes::task).delete(routes::delete_task),
         )
-        .route("/api/status", get(routes::status))
         .route("/api/events", get(events::stream))
         .route("/api/webrtc/ice-servers", get(routes::ice_servers))
         .route("/api/webrtc/offer", post(webrtc::offer))
@@ -242,6 +261,7 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         .route("/ws/clients", get(ws::clients))
         .route_layer(from_fn_with_state(state.clone(), auth::require_user));
     Router::new()
+        .merge(public)
         .merge(protected)
         .route("/api/auth/register", post(auth::register))
         .route("/api/auth/login", post(auth::login))
@@ -251,6 +271,7 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         .route("/player", get(web::player))
         .route("/assets/{*path}", get(web::asset))
         .route("/favicon.svg", get(web::favicon))
+        .route("/ws/nodes", get(originals::join))
         .fallback(routes::not_found)
         .layer(from_fn_with_state(
             origin::Allowed(Arc::new(cors_origins.to_vec())),
@@ -269,7 +290,7 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         // (each is the root of its trace: submit → downloader → transcoder).
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .make_span_with(request_span)
                 .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
         .with_state(state)
@@ -304,7 +325,15 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let ttl = Duration::from_secs(settings.nats.registry_ttl_secs);
     let bucket = nats::nodes_bucket(&js, ttl).await?;
     let registry = registry::Registry::new(ttl);
-    let watcher = tokio::spawn(registry.clone().watch(bucket, shutdown.clone()));
+    let watcher = tokio::spawn(registry.clone().watch(bucket.clone(), shutdown.clone()));
+    let originals = originals::Workers::new(
+        settings.gateway.original_workers.clone(),
+        client.clone(),
+        bucket,
+        registry.clone(),
+        Duration::from_secs(settings.nats.heartbeat_secs),
+        shutdown.clone(),
+    );
     let accounts = if settings.gateway.auth.enabled {
         Some(auth::Accounts::open(&js, settings.gateway.auth.clone()).await?)
     } else {
@@ -318,6 +347,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         node_timeout: routes::NODE_TIMEOUT,
         signaling: settings.gateway.signaling.clone(),
         accounts,
+        public_reads: settings.gateway.auth.public_reads,
         events,
         webrtc: webrtc::Sessions::default(),
         shutdown: shutdown.clone(),
@@ -329,6 +359,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
             settings.gateway.auth.attempts_per_minute_per_ip,
             settings.gateway.auth.attempts_per_minute_per_user,
         ),
+        originals,
         outgoing: grpc::Outgoing::new(&settings.internal),
         channels: Arc::default(),
         listing: Arc::default(),

@@ -27,9 +27,11 @@ impl Registry {
         }
     }
 
+    /// Heard from within the TTL, and not marked offline (an original worker whose
+    /// heartbeats stopped while its socket stays open).
     fn fresh(&self, n: &pb::NodeRecord) -> bool {
         let age = chrono::Utc::now().timestamp_millis() - n.last_seen_ms;
-        age <= self.ttl.as_millis() as i64
+        age <= self.ttl.as_millis() as i64 && n.status != "offline"
     }
 
     /// Online nodes, by id.

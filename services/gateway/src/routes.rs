@@ -51,17 +51,17 @@ pub async fn tasks(State(s): State<AppState>, Extension(user): Extension<User>) 
     let nodes = s.registry.online().await;
     let asks = nodes.iter().map(|n| s.node_tasks(n));
     let lists = futures::future::join_all(asks).await;
-    let mut all: Vec<&pb::Task> = Vec::new();
+    let mut all: Vec<(&pb::Task, pb::NodeKind)> = Vec::new();
     let mut errors = Vec::new();
     for (node, list) in nodes.iter().zip(&lists) {
         match list {
-            Ok(tasks) => all.extend(tasks.iter()),
+            Ok(tasks) => all.extend(tasks.iter().map(|t| (t, node.kind()))),
             Err(e) => errors.push(json!({ "node_id": node.id, "error": e })),
         }
     }
-    all.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    all.sort_by(|(a, _), (b, _)| b.created_at.cmp(&a.created_at));
     ok(json!({
-        "tasks": all.into_iter().map(|t| convert::task(t, &user)).collect::<Vec<_>>(),
+        "tasks": all.into_iter().map(|(t, kind)| convert::task(t, &user, kind)).collect::<Vec<_>>(),
         "node_errors": errors,
     }))
 }
@@ -88,14 +88,21 @@ async fn locate(s: &AppState, id: &str, page: FilesPage) -> ApiResult<(pb::NodeR
     let asks = s.registry.online().await.into_iter().map(|n| {
         let client = s.downloader(&n.downloader_endpoint);
         let timeout = s.node_timeout;
-        let id = id.to_owned();
+        let req = pb::GetRequest {
+            task_id: id.to_owned(),
+            files_offset: page.files_offset,
+            files_limit: page.files_limit,
+        };
+        let workers = s.originals.clone();
         async move {
+            if n.kind() == pb::NodeKind::Original {
+                return match workers.get(&n, req).await? {
+                    Some(t) => Ok(Some((n, t))),
+                    None => Ok(None),
+                };
+            }
             let mut client = client.map_err(|e| e.message)?;
-            let get = client.get(pb::GetRequest {
-                task_id: id,
-                files_offset: page.files_offset,
-                files_limit: page.files_limit,
-            });
+            let get = client.get(req);
             match tokio::time::timeout(timeout, get).await {
                 Ok(Ok(r)) => Ok(Some((n, r.into_inner()))),
                 Ok(Err(e)) if e.code() == tonic::Code::NotFound => Ok(None),
@@ -127,8 +134,8 @@ pub async fn task(
     Path(id): Path<String>,
     page: QueryParams<FilesPage>,
 ) -> ApiResult<Json<Value>> {
-    let (_, t) = locate(&s, &id, query(page)?).await?;
-    Ok(ok(convert::task(&t, &user)))
+    let (n, t) = locate(&s, &id, query(page)?).await?;
+    Ok(ok(convert::task(&t, &user, n.kind())))
 }
 
 pub async fn delete_task(
@@ -138,6 +145,12 @@ pub async fn delete_task(
 ) -> ApiResult<Json<Value>> {
     auth::may_change(&user)?;
     let (n, t) = locate(&s, &id, FILES_PROBE).await?;
+    if n.kind() == pb::NodeKind::Original {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("node {} is an original worker, which cannot delete tasks", n.id),
+        ));
+    }
     if !convert::owns(&user, &t) {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
@@ -180,18 +193,23 @@ pub async fn submit(
         })?
     };
     let _reserved = check_active_tasks(&s, &user).await?;
-    let mut client = s.downloader(&node.downloader_endpoint)?;
     tracing::info!(user = %user.username, node = %node.id, "submit");
-    let r = client
-        .submit(pb::SubmitRequest {
-            magnet_url: req.magnet_url,
-            owner: user.id.clone(),
-        })
-        .await?
-        .into_inner();
+    let submit = pb::SubmitRequest {
+        magnet_url: req.magnet_url,
+        owner: user.id.clone(),
+    };
+    let r = if node.kind() == pb::NodeKind::Original {
+        s.originals
+            .submit(&node, submit)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Unavailable, e))?
+    } else {
+        let mut client = s.downloader(&node.downloader_endpoint)?;
+        client.submit(submit).await?.into_inner()
+    };
     let task = r
         .task
-        .map(|t| convert::task(&t, &user))
+        .map(|t| convert::task(&t, &user, node.kind()))
         .unwrap_or(Value::Null);
     let message = if r.existing {
         "Task already exists"
@@ -278,6 +296,15 @@ pub async fn video(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (node, _) = locate(&s, &task_id, FILES_PROBE).await?;
+    if node.kind() == pb::NodeKind::Original {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "node {} is an original worker: it serves video over P2P only, with no relay",
+                node.id
+            ),
+        ));
+    }
     if node.streamer_endpoint.is_empty() {
         return Err(ApiError::new(
             ErrorCode::Unavailable,

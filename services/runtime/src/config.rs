@@ -519,6 +519,8 @@ pub struct GatewaySettings {
     pub header_timeout_secs: u64,
     /// Accounts (the original's `/api/auth/*`); on by default.
     pub auth: AuthSettings,
+    /// The original's Go workers, joining through `/ws/nodes`.
+    pub original_workers: OriginalWorkerSettings,
     /// The original's worker-side `gateway.url` (its workers dialled the gateway): accepted
     /// in a `worker.json`, unused.
     #[serde(skip_serializing)]
@@ -538,8 +540,60 @@ impl Default for GatewaySettings {
             max_streams_per_user: 16,
             header_timeout_secs: 10,
             auth: AuthSettings::default(),
+            original_workers: OriginalWorkerSettings::default(),
             url: None,
         }
+    }
+}
+
+/// The original's worker nodes (its Go `worker`), joining through the gateway's `/ws/nodes`
+/// WebSocket as they dial the original's gateway. The original had no authentication; here a
+/// worker presents `token` (`--gateway=ws://host/ws/nodes?token=<token>`, or a bearer token)
+/// or connects from a network of `allow_tokenless_from`. Neither set: no worker may join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OriginalWorkerSettings {
+    /// The token workers present (at least 16 characters).
+    pub token: Option<String>,
+    /// A file holding the token (a mounted Secret), read when `token` is not set.
+    pub token_file: Option<PathBuf>,
+    /// Networks (CIDR, e.g. `10.0.0.0/8`) whose workers may join without a token.
+    pub allow_tokenless_from: Vec<ipnet::IpNet>,
+    /// Original workers joined at once, over all gateway replicas.
+    pub max_workers: u32,
+    /// A worker without a heartbeat for this long is offline (the original's 2 minutes)…
+    pub offline_after_secs: u64,
+    /// …and is dropped (its socket closed) after this long (the original's 10 minutes).
+    pub forget_after_secs: u64,
+    /// How long a worker may take to answer a call (tasks, a task, a submit, an offer).
+    pub answer_timeout_secs: u64,
+    /// Largest message accepted from a worker (its task list comes in one).
+    pub max_message_kib: usize,
+    /// Messages a second a worker may send (bursts of twice as many); past it, the socket
+    /// is closed.
+    pub messages_per_second: u32,
+}
+
+impl Default for OriginalWorkerSettings {
+    fn default() -> Self {
+        Self {
+            token: None,
+            token_file: None,
+            allow_tokenless_from: Vec::new(),
+            max_workers: 16,
+            offline_after_secs: 120,
+            forget_after_secs: 600,
+            answer_timeout_secs: 5,
+            max_message_kib: 1024,
+            messages_per_second: 50,
+        }
+    }
+}
+
+impl OriginalWorkerSettings {
+    /// Whether any worker may join at all.
+    pub fn enabled(&self) -> bool {
+        self.token.is_some() || !self.allow_tokenless_from.is_empty()
     }
 }
 
@@ -568,6 +622,10 @@ pub struct AuthSettings {
     /// minute for one username; past them the answer is 429 with `Retry-After`.
     pub attempts_per_minute_per_ip: u32,
     pub attempts_per_minute_per_user: u32,
+    /// The original's public reads: `/api/status`, `/api/nodes` and `/api/tasks` answer
+    /// without a session (tasks without their magnets), as its page expects before a login.
+    /// Off for a closed instance.
+    pub public_reads: bool,
 }
 
 impl Default for AuthSettings {
@@ -583,6 +641,7 @@ impl Default for AuthSettings {
             secure_cookies: false,
             attempts_per_minute_per_ip: 20,
             attempts_per_minute_per_user: 10,
+            public_reads: true,
         }
     }
 }
@@ -593,6 +652,10 @@ impl Settings {
         let mut settings =
             Self::figment(service, args.config.as_deref(), args)?.extract_validated()?;
         settings.internal.resolve_file()?;
+        let originals = &mut settings.gateway.original_workers;
+        if let (None, Some(path)) = (&originals.token, &originals.token_file) {
+            originals.token = Some(read_token("gateway.original_workers.token_file", path)?);
+        }
         Ok(settings)
     }
 
@@ -617,17 +680,8 @@ impl Settings {
     /// Checks what types alone cannot; the message names the key.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, why: &str| Err(Error::Config(format!("{key}: {why}")));
-        let id = &self.node.id;
-        if id.is_empty()
-            || id.len() > 63
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            return bad(
-                "node.id",
-                &format!("{id:?} must be 1-63 characters of a-z, 0-9 and '-'"),
-            );
+        if let Err(e) = magnet_core::NodeId::parse(&self.node.id) {
+            return bad("node.id", &e.to_string());
         }
         if self.transcoding.segment_duration == 0 || self.transcoding.segment_duration > 60 {
             return bad(
@@ -790,6 +844,34 @@ impl Settings {
         if auth.session_hours == 0 {
             return bad("gateway.auth.session_hours", "must be at least 1");
         }
+        let originals = &self.gateway.original_workers;
+        if originals
+            .token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return bad(
+                "gateway.original_workers.token",
+                "must be at least 16 printable ASCII characters (it travels in a URL: letters, digits, '-' and '_' are safest)",
+            );
+        }
+        if originals.offline_after_secs == 0
+            || originals.forget_after_secs < originals.offline_after_secs
+        {
+            return bad(
+                "gateway.original_workers.forget_after_secs",
+                "offline_after_secs must be at least 1, and forget_after_secs at least offline_after_secs",
+            );
+        }
+        if originals.answer_timeout_secs == 0
+            || originals.max_message_kib == 0
+            || originals.messages_per_second == 0
+        {
+            return bad(
+                "gateway.original_workers.answer_timeout_secs",
+                "answer_timeout_secs, max_message_kib and messages_per_second must be at least 1",
+            );
+        }
         Ok(())
     }
 }
@@ -798,16 +880,7 @@ impl InternalSettings {
     /// Reads `token_file` into `token` when only the file is given.
     fn resolve_file(&mut self) -> Result<()> {
         if let (None, Some(path)) = (&self.token, &self.token_file) {
-            let token = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!("internal.token_file: {}: {e}", path.display()))
-            })?;
-            let token = token.trim().to_owned();
-            if token.len() < 16 {
-                return Err(Error::Config(
-                    "internal.token_file: the token must be at least 16 characters".into(),
-                ));
-            }
-            self.token = Some(token);
+            self.token = Some(read_token("internal.token_file", path)?);
         }
         Ok(())
     }
@@ -836,6 +909,19 @@ impl InternalSettings {
         }
         Ok(())
     }
+}
+
+/// A token from a file (a mounted Secret), trimmed; at least 16 characters.
+fn read_token(key: &str, path: &Path) -> Result<String> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("{key}: {}: {e}", path.display())))?;
+    let token = token.trim().to_owned();
+    if token.len() < 16 {
+        return Err(Error::Config(format!(
+            "{key}: the token must be at least 16 characters"
+        )));
+    }
+    Ok(token)
 }
 
 trait ExtractValidated {

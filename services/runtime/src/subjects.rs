@@ -81,6 +81,14 @@ pub fn signal_to_client(session: &str) -> String {
     format!("magnet.signal.client.{session}")
 }
 
+/// Request/reply subject of one original worker's connection (`OriginalCall` →
+/// `OriginalReply`): the tasks, a task, a submit. Requester: any gateway replica.
+/// Subscriber: the replica holding that worker's WebSocket (`connection` is in its
+/// `NodeRecord`), so calls never reach a connection a newer one replaced.
+pub fn original_calls(node: &str, connection: &str) -> String {
+    format!("magnet.original.{node}.{connection}.calls")
+}
+
 /// Request/reply subject where the transcoder working on a progressive task makes the
 /// segments asked for (`SegmentWanted` → `SegmentReply`). Requester: the node's streamer.
 /// Subscriber: the transcoder replica that holds the task's job.

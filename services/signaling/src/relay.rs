@@ -224,14 +224,7 @@ impl Worker {
         node: &str,
         sdp: String,
     ) -> Result<(String, async_nats::Subscriber), String> {
-        let valid_node = !node.is_empty()
-            && node.len() <= 63
-            && node
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !valid_node {
-            return Err(format!("invalid node id {node:?}"));
-        }
+        magnet_core::NodeId::parse(node).map_err(|e| e.to_string())?;
         match self.nodes.get(node).await {
             Ok(Some(_)) => {}
             Ok(None) => return Err(format!("node {node} is unknown or offline")),

@@ -404,7 +404,9 @@ impl Worker {
             task_id: job.task_id.clone(),
             node_id: job.node_id.clone(),
             status: pb::TaskStatus::Transcoding.into(),
-            progress,
+            // The download is done; the transcode's share has its own field.
+            progress: 100.0,
+            transcode_progress: progress,
             timestamp_ms: chrono::Utc::now().timestamp_millis(),
             ..Default::default()
         };

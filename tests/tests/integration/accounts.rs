@@ -33,11 +33,9 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
     let base = format!("http://{}", gateway.addr);
     let anon = reqwest::Client::new();
 
-    // Nobody logged in: 401 everywhere but the login routes and the UI.
+    // Nobody logged in: 401 everywhere but the login routes, the UI and the original's public
+    // reads (status, nodes, tasks; `original_client.rs` has those).
     for path in [
-        "/api/nodes",
-        "/api/tasks",
-        "/api/status",
         "/api/events",
         "/api/webrtc/ice-servers",
         "/api/admin/users",
@@ -294,16 +292,16 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(status, 403, "a banned user cannot delete either");
-    // Nor read, play or signal: a ban ends everything the session could do.
-    for path in [
-        "/api/tasks",
-        "/api/nodes",
-        "/api/events",
-        "/video/task_1/index.m3u8",
-    ] {
+    // Nor play or signal: a ban ends everything the session could do.
+    for path in ["/api/events", "/video/task_1/index.m3u8", "/api/tasks/task_1"] {
         let (status, body) = json_of(alice.get(format!("{base}{path}")).send().await?).await?;
         assert_eq!(status, 403, "{path}: {body}");
     }
+    // The public reads answer a banned user as a stranger: no magnet, not theirs.
+    let (status, body) = json_of(alice.get(format!("{base}/api/tasks")).send().await?).await?;
+    assert_eq!(status, 200, "{body}");
+    let listed = &body["data"]["tasks"][0];
+    assert_eq!((listed["magnet_url"].clone(), listed["mine"].clone()), (json!(""), json!(false)));
     let banned_ws = tokio_tungstenite::connect_async(
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
             "ws://{}/ws/clients?client_id=x",
@@ -348,7 +346,7 @@ async fn accounts_guard_the_api_websocket_and_relay() -> anyhow::Result<()> {
     let (status, _) = json_of(alice.get(format!("{base}/api/auth/me")).send().await?).await?;
     assert_eq!(status, 401);
     let (status, _) = json_of(
-        anon.get(format!("{base}/api/tasks"))
+        anon.get(format!("{base}/api/admin/users"))
             .bearer_auth(&token)
             .send()
             .await?,

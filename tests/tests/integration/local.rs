@@ -47,10 +47,12 @@ async fn xtask_up_runs_a_task_to_ready_and_stops_cleanly() -> anyhow::Result<()>
         "nats, signaling, streamer, downloader, transcoder, gateway: {lines:?}"
     );
 
-    // Accounts are on: nothing without the admin's session.
+    // Accounts are on: nothing but the public reads without the admin's session.
     let http = reqwest::Client::new();
-    let r = http.get(format!("{url}/api/nodes")).send().await?;
+    let r = http.get(format!("{url}/api/events")).send().await?;
     assert_eq!(r.status(), 401);
+    let r = http.get(format!("{url}/api/nodes")).send().await?;
+    assert_eq!(r.status(), 200, "the original's public reads");
     let (login, token) = login_admin(&http, &url, &password).await?;
     assert_eq!(login["data"]["role"], "admin", "{login}");
     let get = |path: String| {

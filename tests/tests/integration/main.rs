@@ -7,6 +7,8 @@ mod gateway;
 mod hostile;
 mod local;
 mod observability;
+mod original_client;
+mod original_worker;
 mod progressive;
 mod progressive_crash;
 mod security;

@@ -58,7 +58,7 @@ fn rank(status: &str) -> u8 {
     match status {
         "pending" => 0,
         "downloading" => 1,
-        "downloaded" => 2,
+        "completed" => 2,
         "transcoding" => 3,
         "ready" => 4,
         _ => 5,
