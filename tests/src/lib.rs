@@ -11,6 +11,7 @@ pub mod queue;
 pub mod seeder;
 pub mod services;
 pub mod stack;
+pub mod tracker;
 pub mod video;
 
 use std::time::Duration;

@@ -26,6 +26,8 @@ pub struct Seeded {
     pub magnet: String,
     pub info_hash: String,
     pub handle: Arc<ManagedTorrent>,
+    /// The `.torrent` file.
+    pub torrent: bytes::Bytes,
 }
 
 impl Seeder {
@@ -36,18 +38,34 @@ impl Seeder {
 
     /// A seeder whose uploads are capped (bytes/s), to make downloads take a while.
     pub async fn with_upload_limit(bps: Option<u32>) -> anyhow::Result<Self> {
+        Self::new(bps, false).await
+    }
+
+    /// A seeder that announces itself to the trackers its torrents name ([`Seeder::seed_via`]).
+    pub async fn with_trackers() -> anyhow::Result<Self> {
+        Self::new(None, true).await
+    }
+
+    async fn new(bps: Option<u32>, trackers: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        // A session on loopback announces no port unless told which (only trackers need it).
+        let port = if trackers {
+            std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+        } else {
+            0
+        };
         let session = Session::new_with_opts(
             dir.path().to_owned(),
             SessionOptions {
                 dht: None,
-                disable_trackers: true,
+                disable_trackers: !trackers,
                 disable_local_service_discovery: true,
                 persistence: None,
                 listen: Some(ListenerOptions {
                     mode: ListenerMode::TcpOnly,
-                    listen_addr: (Ipv4Addr::LOCALHOST, 0).into(),
+                    listen_addr: (Ipv4Addr::LOCALHOST, port).into(),
                     enable_upnp_port_forwarding: false,
+                    announce_port: trackers.then_some(port),
                     ..Default::default()
                 }),
                 ratelimits: LimitsConfig {
@@ -103,14 +121,41 @@ impl Seeder {
         path: &Path,
         options: CreateTorrentOptions<'_>,
     ) -> anyhow::Result<Seeded> {
+        self.seed_announcing(path, options, None).await
+    }
+
+    /// Seeds `path` in a torrent that names `tracker`, whitelisted there first, so that peers
+    /// find this seeder through the tracker (the magnet has its `tr`, and no `x.pe`).
+    pub async fn seed_via(
+        &self,
+        path: &Path,
+        tracker: &crate::tracker::Tracker,
+    ) -> anyhow::Result<Seeded> {
+        let options = CreateTorrentOptions {
+            trackers: vec![tracker.announce_url()],
+            piece_length: Some(64 * 1024),
+            ..Default::default()
+        };
+        self.seed_announcing(path, options, Some(tracker)).await
+    }
+
+    async fn seed_announcing(
+        &self,
+        path: &Path,
+        options: CreateTorrentOptions<'_>,
+        tracker: Option<&crate::tracker::Tracker>,
+    ) -> anyhow::Result<Seeded> {
         let spawner = BlockingSpawner::new(2);
         let created = create_torrent(path, options, &spawner).await?;
         let bytes = created.as_bytes()?;
         let info_hash = created.info_hash().as_string();
+        if let Some(t) = tracker {
+            t.allow(&info_hash)?;
+        }
         let handle = self
             .session
             .add_torrent(
-                AddTorrent::from_bytes(bytes),
+                AddTorrent::from_bytes(bytes.clone()),
                 Some(AddTorrentOptions {
                     overwrite: true,
                     output_folder: Some(created.output_folder.to_string_lossy().into_owned()),
@@ -134,15 +179,20 @@ impl Seeder {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let magnet = format!(
-            "magnet:?xt=urn:btih:{info_hash}&dn={}&x.pe={}",
-            url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>(),
-            self.addr
-        );
+        let dn = url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>();
+        let magnet = match tracker {
+            Some(t) => format!(
+                "magnet:?xt=urn:btih:{info_hash}&dn={dn}&tr={}",
+                url::form_urlencoded::byte_serialize(t.announce_url().as_bytes())
+                    .collect::<String>()
+            ),
+            None => format!("magnet:?xt=urn:btih:{info_hash}&dn={dn}&x.pe={}", self.addr),
+        };
         Ok(Seeded {
             magnet,
             info_hash,
             handle,
+            torrent: bytes,
         })
     }
 

@@ -11,12 +11,13 @@
 // note the download progress when the video plays, then seek to 80 % of the duration and time
 // until playback moves past the target again. original (MAGNET is the id of a ready task on
 // an original worker node): the node card says "original worker", the task row's Play opens
-// the player, which plays over P2P with the original protocol.
+// the player, which plays over P2P with the original protocol. torrent (MAGNET is the path of
+// a .torrent file): drop the file on the index page, then as p2p.
 // Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
 import { chromium } from 'playwright-core';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 const env = process.env;
 const BASE_URL = (env.BASE_URL ?? '').replace(/\/+$/, '');
@@ -63,8 +64,8 @@ function fail(message) {
 async function main() {
   if (!BASE_URL) fail('BASE_URL is not set');
   if (!MAGNET && MODE !== 'admin') fail('MAGNET is not set');
-  if (!['p2p', 'relay', 'xss', 'admin', 'progressive', 'original'].includes(MODE))
-    fail(`MODE must be p2p, relay, xss, admin, progressive or original, not ${MODE}`);
+  if (!['p2p', 'relay', 'xss', 'admin', 'progressive', 'original', 'torrent'].includes(MODE))
+    fail(`MODE must be p2p, relay, xss, admin, progressive, original or torrent, not ${MODE}`);
   await mkdir(OUT_DIR, { recursive: true });
 
   const args = [
@@ -124,7 +125,7 @@ async function main() {
       await playFromOriginalWorker(page, MAGNET);
       return;
     }
-    const row = await submit(page);
+    const row = MODE === 'torrent' ? await dropTorrent(page, MAGNET) : await submit(page);
     if (MODE === 'xss') await checkXss(page, row);
     else if (MODE === 'progressive') await playWhileDownloading(page, row);
     else await playThrough(page, row);
@@ -195,6 +196,34 @@ async function playThrough(page, row) {
   await page.screenshot({ path: join(OUT_DIR, 'index.png'), fullPage: true });
 
   await playPastTwoSeconds(page, row);
+}
+
+/** Drops the .torrent file at `path` on the index page, as a user drags it from their files;
+ * returns the locator of its task row. */
+async function dropTorrent(page, path) {
+  const bytes = await readFile(path);
+  await page.locator('#torrent-file').waitFor({ state: 'attached', timeout: remaining() });
+  const dataTransfer = await page.evaluateHandle(
+    ({ b64, name }) => {
+      const bin = atob(b64);
+      const data = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) data[i] = bin.charCodeAt(i);
+      const dt = new DataTransfer();
+      dt.items.add(new File([data], name, { type: 'application/x-bittorrent' }));
+      return dt;
+    },
+    { b64: bytes.toString('base64'), name: basename(path) },
+  );
+  const answer = page.waitForResponse((r) => r.url().endsWith('/api/tasks/submit'), { timeout: remaining() });
+  await page.dispatchEvent('body', 'dragover', { dataTransfer });
+  await page.dispatchEvent('body', 'drop', { dataTransfer });
+  const response = await answer;
+  const body = await response.json().catch(() => null);
+  if (!response.ok() || !body?.success) fail(`submit of the dropped file failed: ${response.status()} ${body?.error ?? ''}`);
+  result.taskId = body?.data?.id ?? null;
+  const row = page.locator(`[data-task-id="${result.taskId}"]`);
+  await row.waitFor({ timeout: remaining() });
+  return row;
 }
 
 /** The task's download progress (0–100) and status, as the API gives them. */
@@ -333,8 +362,10 @@ function verdict() {
   } else if (MODE !== 'xss') {
     if (!result.reachedReady) problems.push('the task never became ready');
     if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);
-    if (result.transport !== MODE) problems.push(`transport is ${result.transport}, not ${MODE}`);
-    if (new Set(result.progressSeen).size < 2) problems.push(`progress showed ${result.progressSeen.length} distinct value(s)`);
+    const transport = MODE === 'torrent' ? 'p2p' : MODE;
+    if (result.transport !== transport) problems.push(`transport is ${result.transport}, not ${transport}`);
+    if (MODE !== 'torrent' && new Set(result.progressSeen).size < 2)
+      problems.push(`progress showed ${result.progressSeen.length} distinct value(s)`);
   }
   return problems;
 }

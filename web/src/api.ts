@@ -104,11 +104,14 @@ export async function request<T extends object>(
 ): Promise<T & Body> {
   let res: Response;
   try {
+    // A form (a file upload) goes as multipart, with the boundary the browser chooses.
+    const form = body instanceof FormData;
     res = await fetch(path, {
       method,
       credentials: 'same-origin',
-      headers: body === undefined ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      headers:
+        body === undefined || form ? { Accept: 'application/json' } : { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : form ? body : JSON.stringify(body),
     });
   } catch (e) {
     throw new ApiError(0, `network error: ${e instanceof Error ? e.message : String(e)}`);
@@ -158,6 +161,13 @@ export const api = {
       worker_id: workerId,
       magnet_url: magnetUrl,
     }),
+  /** A `.torrent` file, as a multipart form. */
+  submitTorrent: (file: File, workerId: string) => {
+    const form = new FormData();
+    form.append('worker_id', workerId);
+    form.append('torrent', file, file.name);
+    return request<{ data?: Task; message?: string }>('POST', '/api/tasks/submit', form);
+  },
   deleteTask: (id: string) => request<object>('DELETE', `/api/tasks/${encodeURIComponent(id)}`),
   iceServers: async () => (await request<IceServersAnswer>('GET', '/api/webrtc/ice-servers')).iceServers ?? [],
 };

@@ -51,6 +51,7 @@ const el = {
   submitSection: byId('submit-section'),
   submitForm: byId<HTMLFormElement>('submit-form'),
   magnet: byId<HTMLTextAreaElement>('magnet'),
+  torrentFile: byId<HTMLInputElement>('torrent-file'),
   node: byId<HTMLSelectElement>('node'),
   submit: byId<HTMLButtonElement>('submit'),
   bannedNote: byId('banned-note'),
@@ -221,15 +222,21 @@ el.submitForm.addEventListener('submit', async (e) => {
   setText(el.submitError, '');
   const magnet = el.magnet.value.trim();
   if (!magnet) {
-    setText(el.submitError, 'Paste a magnet link first.');
+    setText(el.submitError, 'Paste a magnet link first, or choose a .torrent file.');
     return;
   }
+  await submitWith(() => api.submit(magnet, el.node.value), () => (el.magnet.value = ''));
+});
+
+/** Runs one submit with the form's status line and error, then shows the new task. */
+async function submitWith(send: () => Promise<{ data?: Task; message?: string }>, done: () => void): Promise<void> {
+  setText(el.submitError, '');
   el.submit.disabled = true;
   setText(el.submitStatus, 'Submitting…');
   try {
-    const answer = await api.submit(magnet, el.node.value);
+    const answer = await send();
     setText(el.submitStatus, answer.message ?? 'Task submitted');
-    el.magnet.value = '';
+    done();
     if (answer.data && answer.data.id) upsertTask(answer.data);
     void refreshTasks();
   } catch (err) {
@@ -238,6 +245,50 @@ el.submitForm.addEventListener('submit', async (e) => {
   } finally {
     el.submit.disabled = account.kind === 'in' && account.user.is_banned;
   }
+}
+
+/** Largest .torrent file sent (the gateway's default `max_torrent_kib`). */
+const MAX_TORRENT_BYTES = 4 * 1024 * 1024;
+
+async function submitTorrent(file: File): Promise<void> {
+  if (account.kind === 'out') {
+    setText(el.submitError, 'Log in to submit tasks.');
+    return;
+  }
+  if (file.size > MAX_TORRENT_BYTES) {
+    setText(el.submitError, `${file.name} is ${humanBytes(file.size)}; a .torrent file is at most ${humanBytes(MAX_TORRENT_BYTES)}.`);
+    return;
+  }
+  await submitWith(
+    () => api.submitTorrent(file, el.node.value),
+    () => (el.torrentFile.value = ''),
+  );
+}
+
+el.torrentFile.addEventListener('change', () => {
+  const file = el.torrentFile.files?.[0];
+  if (file) void submitTorrent(file);
+});
+
+// A .torrent file dropped anywhere on the page is submitted.
+function carriesFiles(e: DragEvent): boolean {
+  return Array.from(e.dataTransfer?.types ?? []).includes('Files');
+}
+document.addEventListener('dragover', (e) => {
+  if (!carriesFiles(e)) return;
+  e.preventDefault();
+  if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+  document.body.classList.add('dragging');
+});
+document.addEventListener('dragleave', (e) => {
+  if (e.relatedTarget === null) document.body.classList.remove('dragging');
+});
+document.addEventListener('drop', (e) => {
+  document.body.classList.remove('dragging');
+  if (!carriesFiles(e)) return;
+  e.preventDefault();
+  const file = e.dataTransfer?.files?.[0];
+  if (file) void submitTorrent(file);
 });
 
 // ---------------------------------------------------------------- nodes

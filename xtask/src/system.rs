@@ -59,6 +59,11 @@ pub fn ensure_chromium() -> anyhow::Result<()> {
     ensure(&[("chromium", "chromium")])
 }
 
+/// A BitTorrent tracker (Debian's opentracker), for the tests of trackers and `.torrent` files.
+pub fn ensure_tracker() -> anyhow::Result<()> {
+    ensure(&[("opentracker", "opentracker")])
+}
+
 /// Installs the Debian packages of the `(program, package)` pairs whose program is missing.
 fn ensure(programs: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut missing: Vec<&str> = programs

@@ -36,11 +36,17 @@ impl TaskService for TaskApi {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let span = span("Submit", &req);
         let req = req.into_inner();
-        let (task, existing) = self
-            .tasks
-            .submit(&req.magnet_url, &req.owner)
-            .instrument(span)
-            .await?;
+        let (task, existing) = if req.torrent.is_empty() {
+            self.tasks
+                .submit(&req.magnet_url, &req.owner)
+                .instrument(span)
+                .await?
+        } else {
+            self.tasks
+                .submit_torrent(bytes::Bytes::from(req.torrent), &req.owner)
+                .instrument(span)
+                .await?
+        };
         Ok(Response::new(pb::SubmitResponse {
             task: Some(convert::task(task)),
             existing,

@@ -31,6 +31,8 @@ pub enum Error {
     Torrent(String),
     #[error("refused: {0}")]
     TorrentTooLarge(String),
+    #[error("{0}")]
+    BadTorrent(String),
     #[error("transcoder autoscaler: {0}")]
     Autoscale(String),
     #[error("task store: {0}")]
@@ -62,6 +64,8 @@ impl Error {
             Self::BadMagnet(_)
             | Self::BadTaskId(_)
             | Self::Unsupported(_)
+            | Self::BadTorrent(_)
+            | Self::TorrentTooLarge(_)
             | Self::InternalAddress(_) => ErrorCode::InvalidArgument,
             Self::TaskNotFound(_) => ErrorCode::NotFound,
             Self::DiskFull { .. } => ErrorCode::ResourceExhausted,
@@ -69,7 +73,6 @@ impl Error {
             Self::NoMetadata(_)
             | Self::Stalled(_)
             | Self::Torrent(_)
-            | Self::TorrentTooLarge(_)
             | Self::Cancelled => ErrorCode::Conflict,
             Self::Store(_)
             | Self::Migrate(_)

@@ -27,6 +27,25 @@ use crate::{Error, Result, convert, jobs, reach};
 /// Largest transcode job published: under NATS's default 1 MiB message limit.
 const MAX_JOB_BYTES: usize = 768 * 1024;
 
+/// The magnet that stands for an uploaded `.torrent`: its info hash, name and trackers (those
+/// a magnet may name; the others are left out).
+fn torrent_magnet(file: &torrent::TorrentFile) -> String {
+    let mut params = url::form_urlencoded::Serializer::new(String::new());
+    params.append_pair("xt", &format!("urn:btih:{}", file.info_hash));
+    if !file.description.name.is_empty() {
+        params.append_pair("dn", &file.description.name);
+    }
+    for t in file.trackers.iter().take(32) {
+        let scheme_ok = ["http://", "https://", "udp://", "ws://", "wss://"]
+            .iter()
+            .any(|s| t.starts_with(s));
+        if scheme_ok && Magnet::parse(&format!("magnet:?xt=urn:btih:{}&tr={t}", file.info_hash)).is_ok() {
+            params.append_pair("tr", t);
+        }
+    }
+    format!("magnet:?{}", params.finish().replace("%3A", ":"))
+}
+
 /// How often a driver reads figures and publishes progress.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -118,8 +137,48 @@ impl Tasks {
                 "BitTorrent v2-only magnet links (btmh without btih) are not supported; add the v1 btih hash",
             ));
         }
+        self.create(&magnet, magnet_url.trim(), owner, None).await
+    }
+
+    /// A task from a `.torrent` file's bytes: checked as a torrent whose metadata arrived
+    /// (file list limits, a video to play) before anything is stored. Its magnet (info hash,
+    /// name, trackers) stands for it in the original's API; the file is saved as the task's
+    /// metainfo, so the download needs no metadata exchange.
+    pub async fn submit_torrent(
+        self: &Arc<Self>,
+        bytes: Bytes,
+        owner: &str,
+    ) -> Result<(Task, bool)> {
+        let file = torrent::read_torrent_file(bytes)?;
+        self.check_file_list(&file.description)?;
+        if !file
+            .description
+            .files
+            .iter()
+            .any(|(p, _)| media::is_video(p))
+        {
+            return Err(Error::BadTorrent(format!(
+                "the torrent has no video file ({} files, none with a video extension)",
+                file.description.files.len()
+            )));
+        }
+        let magnet_url = torrent_magnet(&file);
+        let magnet = Magnet::parse(&magnet_url)?;
+        self.create(&magnet, &magnet_url, owner, Some(&file.description.torrent_bytes))
+            .await
+    }
+
+    /// Stores a new task (or finds the one with the same info hash) and starts its driver;
+    /// `torrent` is its metainfo when known already.
+    async fn create(
+        self: &Arc<Self>,
+        magnet: &Magnet,
+        magnet_url: &str,
+        owner: &str,
+        torrent: Option<&Bytes>,
+    ) -> Result<(Task, bool)> {
         if !self.settings.torrent.allow_internal_peers {
-            reach::check(&magnet).await?;
+            reach::check(magnet).await?;
         }
         let info_hash = magnet.info_hash.key();
         if let Some(existing) = self.store.by_info_hash(&self.node_id, &info_hash).await? {
@@ -128,7 +187,7 @@ impl Tasks {
         self.check_disk()?;
         let new = NewTask {
             id: self.next_id(),
-            magnet_url: magnet_url.trim().to_owned(),
+            magnet_url: magnet_url.to_owned(),
             node_id: self.node_id.clone(),
             info_hash,
             torrent_name: magnet.display_name.clone().unwrap_or_default(),
@@ -137,7 +196,10 @@ impl Tasks {
         };
         match self.store.insert(&new).await? {
             Ok(task) => {
-                tracing::info!(task = %task.id, info_hash = %task.info_hash, peers = ?task.peer_hints, "task submitted");
+                if let Some(bytes) = torrent {
+                    self.save_torrent_file(&task.id, bytes).await?;
+                }
+                tracing::info!(task = %task.id, info_hash = %task.info_hash, peers = ?task.peer_hints, from_file = torrent.is_some(), "task submitted");
                 self.metrics.submitted.inc();
                 self.spawn_driver(task.clone()).await;
                 Ok((task, false))

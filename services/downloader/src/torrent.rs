@@ -263,6 +263,69 @@ pub fn snapshot(handle: &Handle) -> Snapshot {
     }
 }
 
+/// Largest `.torrent` file accepted (a 100 GiB torrent of 256 KiB pieces has 8 MiB of piece
+/// hashes; the gateway's own limit, `gateway.max_torrent_kib`, is usually lower).
+pub const MAX_TORRENT_FILE: usize = 16 * 1024 * 1024;
+
+/// A `.torrent` file as uploaded, read without adding it anywhere.
+pub struct TorrentFile {
+    /// The v1 info hash, 40 lowercase hex characters.
+    pub info_hash: String,
+    pub description: Description,
+    /// Its trackers (`announce-list`, else `announce`).
+    pub trackers: Vec<String>,
+}
+
+/// Reads a `.torrent` file: bencode, a v1 info dictionary (BitTorrent v2-only torrents are not
+/// supported), files with safe names. Every refusal says what is wrong with the file.
+pub fn read_torrent_file(bytes: Bytes) -> Result<TorrentFile> {
+    if bytes.len() > MAX_TORRENT_FILE {
+        return Err(Error::BadTorrent(format!(
+            "the .torrent file has {} bytes; at most {} are accepted",
+            bytes.len(),
+            MAX_TORRENT_FILE
+        )));
+    }
+    let meta = librqbit::torrent_from_bytes(&bytes).map_err(|e| {
+        // A v2-only torrent has a file tree and no v1 piece hashes.
+        let v2_only = contains(&bytes, b"12:meta versioni2e") && !contains(&bytes, b"6:pieces");
+        Error::BadTorrent(if v2_only {
+            "BitTorrent v2-only torrents are not supported (a hybrid v1+v2 torrent is)".into()
+        } else {
+            format!("not a .torrent file: {e}")
+        })
+    })?;
+    let info = meta
+        .info
+        .data
+        .clone()
+        .validate()
+        .map_err(|e| Error::BadTorrent(format!("the torrent's file list is unusable: {e}")))?;
+    let files = info
+        .iter_file_details()
+        .filter(|f| !f.attrs().padding)
+        .map(|f| (f.filename.to_string(), f.len))
+        .collect();
+    let trackers = meta
+        .iter_announce()
+        .filter_map(|t| std::str::from_utf8(t.as_ref()).ok())
+        .map(str::to_owned)
+        .collect();
+    Ok(TorrentFile {
+        info_hash: meta.info_hash.as_string(),
+        description: Description {
+            name: info.name().map(|n| n.into_owned()).unwrap_or_default(),
+            files,
+            torrent_bytes: bytes.clone(),
+        },
+        trackers,
+    })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 pub fn describe(handle: &Handle) -> Result<Description> {
     handle
         .with_metadata(|m| Description {

@@ -74,6 +74,8 @@ pub struct AppState {
     pub accounts: Option<auth::Accounts>,
     /// `gateway.auth.public_reads`: status, nodes and tasks answer strangers too.
     pub public_reads: bool,
+    /// Largest `.torrent` file a submit may carry, in bytes (`gateway.max_torrent_kib`).
+    pub max_torrent: usize,
     pub events: events::Events,
     /// Sessions of `POST /api/webrtc/offer` clients.
     pub webrtc: webrtc::Sessions,
@@ -230,6 +232,12 @@ fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
 }
 
 pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Router {
+    // A submit may carry a .torrent file, in base64 (a third more) or a multipart form.
+    let max_torrent = state
+        .max_torrent
+        .saturating_mul(4)
+        .saturating_div(3)
+        .saturating_add(max_body);
     // Video is already compressed, and server-sent events must not be buffered.
     let compress = CompressionLayer::new().compress_when(
         DefaultPredicate::new()
@@ -245,7 +253,10 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         .route_layer(from_fn_with_state(state.clone(), auth::reader));
     // Everything here needs a logged-in user when accounts are on.
     let protected = Router::new()
-        .route("/api/tasks/submit", post(routes::submit))
+        .route(
+            "/api/tasks/submit",
+            post(routes::submit).layer(DefaultBodyLimit::max(max_torrent)),
+        )
         .route(
             "/api/tasks/{id}",
             get(routes::task).delete(routes::delete_task),
@@ -348,6 +359,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         signaling: settings.gateway.signaling.clone(),
         accounts,
         public_reads: settings.gateway.auth.public_reads,
+        max_torrent: settings.gateway.max_torrent_kib.saturating_mul(1024),
         events,
         webrtc: webrtc::Sessions::default(),
         shutdown: shutdown.clone(),

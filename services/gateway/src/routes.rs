@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::{self, User};
 use crate::convert;
-use crate::error::{ApiError, ApiResult, JsonBody, QueryParams, json_body, query};
+use crate::error::{ApiError, ApiResult, QueryParams, json_body, query};
 use crate::turns::Turn;
 
 fn ok(data: Value) -> Json<Value> {
@@ -162,25 +162,88 @@ pub async fn delete_task(
     Ok(Json(json!({ "success": true, "message": "Task deleted" })))
 }
 
+/// A submit's JSON body: a magnet, or a `.torrent` file in standard base64.
 #[derive(Deserialize)]
 pub struct Submit {
     #[serde(default)]
     worker_id: String,
+    #[serde(default)]
     magnet_url: String,
+    #[serde(default)]
+    torrent: String,
+}
+
+/// What a submit names.
+enum Source {
+    Magnet(String),
+    Torrent(Vec<u8>),
+}
+
+fn form_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("invalid form: {e}"))
+}
+
+/// The node asked for and the source of a submit: JSON (`magnet_url`, or `torrent` in base64)
+/// or a multipart form (fields `worker_id`, `magnet_url`, or the file `torrent`), as the UI's
+/// file picker and drop zone send it. Exactly one of magnet and torrent.
+async fn read_submit(req: axum::extract::Request) -> ApiResult<(String, Source)> {
+    use axum::extract::FromRequest;
+    let form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (worker_id, magnet, torrent) = if form {
+        let mut form = axum::extract::Multipart::from_request(req, &())
+            .await
+            .map_err(|e| ApiError::body(e.status().as_u16(), format!("invalid form: {}", e.body_text())))?;
+        let (mut worker, mut magnet, mut torrent) = (String::new(), String::new(), None);
+        while let Some(field) = form.next_field().await.map_err(form_error)? {
+            match field.name() {
+                Some("worker_id") => worker = field.text().await.map_err(form_error)?,
+                Some("magnet_url") => magnet = field.text().await.map_err(form_error)?,
+                Some("torrent") => torrent = Some(field.bytes().await.map_err(form_error)?.to_vec()),
+                _ => {}
+            }
+        }
+        (worker, magnet, torrent)
+    } else {
+        let body = json_body(axum::Json::<Submit>::from_request(req, &()).await)?;
+        let torrent = (!body.torrent.is_empty())
+            .then(|| {
+                data_encoding::BASE64
+                    .decode(body.torrent.trim().as_bytes())
+                    .map_err(|e| ApiError::bad_request(format!("torrent: not base64: {e}")))
+            })
+            .transpose()?;
+        (body.worker_id, body.magnet_url, torrent)
+    };
+    match (magnet.trim().is_empty(), torrent) {
+        (false, None) => Ok((worker_id, Source::Magnet(magnet))),
+        (true, Some(t)) if t.is_empty() => Err(ApiError::bad_request("the .torrent file is empty")),
+        (true, Some(t)) => Ok((worker_id, Source::Torrent(t))),
+        (true, None) => Err(ApiError::bad_request(
+            "give magnet_url or a .torrent file (torrent)",
+        )),
+        (false, Some(_)) => Err(ApiError::bad_request(
+            "give magnet_url or a .torrent file, not both",
+        )),
+    }
 }
 
 /// Submits to the chosen node, or to the least-loaded online one when none is named.
 pub async fn submit(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
-    body: JsonBody<Submit>,
+    req: axum::extract::Request,
 ) -> ApiResult<Json<Value>> {
-    let req = json_body(body)?;
+    let (worker_id, source) = read_submit(req).await?;
     auth::may_change(&user)?;
     // Refuse bad magnets here too, with the same message, before touching any node.
-    Magnet::parse(&req.magnet_url)
-        .map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
-    let node = if req.worker_id.is_empty() {
+    if let Source::Magnet(m) = &source {
+        Magnet::parse(m).map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
+    }
+    let node = if worker_id.is_empty() {
         let mut online = s.registry.online().await;
         online.sort_by_key(|n| n.active_tasks);
         online
@@ -188,17 +251,31 @@ pub async fn submit(
             .next()
             .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "no worker node is online"))?
     } else {
-        s.registry.get(&req.worker_id).await.ok_or_else(|| {
-            ApiError::not_found(format!("node {} is unknown or offline", req.worker_id))
+        s.registry.get(&worker_id).await.ok_or_else(|| {
+            ApiError::not_found(format!("node {worker_id} is unknown or offline"))
         })?
     };
     let _reserved = check_active_tasks(&s, &user).await?;
     tracing::info!(user = %user.username, node = %node.id, "submit");
-    let submit = pb::SubmitRequest {
-        magnet_url: req.magnet_url,
-        owner: user.id.clone(),
+    let submit = match source {
+        Source::Magnet(magnet_url) => pb::SubmitRequest {
+            magnet_url,
+            owner: user.id.clone(),
+            torrent: Vec::new(),
+        },
+        Source::Torrent(torrent) => pb::SubmitRequest {
+            magnet_url: String::new(),
+            owner: user.id.clone(),
+            torrent,
+        },
     };
     let r = if node.kind() == pb::NodeKind::Original {
+        if !submit.torrent.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("node {} is an original worker, which takes magnet links only", node.id),
+            ));
+        }
         s.originals
             .submit(&node, submit)
             .await

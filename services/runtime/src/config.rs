@@ -508,6 +508,8 @@ pub struct GatewaySettings {
     pub ice_servers: Vec<IceServerSettings>,
     /// Largest request body accepted.
     pub max_body_kib: usize,
+    /// Largest `.torrent` file a submit may carry.
+    pub max_torrent_kib: usize,
     /// Origins allowed to call the API from another site (with credentials). Empty: none
     /// (the UI is served by the gateway itself). Never a wildcard.
     pub cors_origins: Vec<String>,
@@ -535,6 +537,7 @@ impl Default for GatewaySettings {
             signaling: "http://127.0.0.1:50053".into(),
             ice_servers: Vec::new(),
             max_body_kib: 64,
+            max_torrent_kib: 4096,
             cors_origins: Vec::new(),
             max_active_tasks_per_user: 5,
             max_streams_per_user: 16,

@@ -161,9 +161,21 @@ async fn the_originals_api_serves_nodes_tasks_and_video() -> anyhow::Result<()> 
             .is_some_and(|m| m.contains("invalid request body")),
         "{e}"
     );
-    let (status, _) = post(format!(
+    // The submit route takes bodies as large as a .torrent file (gateway.max_torrent_kib):
+    // a long magnet inside gets the magnet's own limit, a body past the route's limit 413.
+    let (status, e) = post(format!(
         "{{\"magnet_url\": \"{}\"}}",
         "a".repeat(100 * 1024)
+    ))
+    .await?;
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e["error"].as_str().is_some_and(|m| m.contains("longer than")),
+        "{e}"
+    );
+    let (status, _) = post(format!(
+        "{{\"magnet_url\": \"{}\"}}",
+        "a".repeat(6 * 1024 * 1024)
     ))
     .await?;
     assert_eq!(status, 413, "oversized body");

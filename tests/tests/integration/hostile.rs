@@ -256,9 +256,16 @@ async fn hostile_input_gets_clear_errors_and_the_stack_stays_up() -> anyhow::Res
         let req = raw(&s, body, ctype);
         s.case(name, req, want).await;
     }
-    let huge = json!({ "magnet_url": "x".repeat(100_000) });
+    // The submit route's limit is a .torrent file's (gateway.max_torrent_kib), other routes'
+    // gateway.max_body_kib.
+    let huge = json!({ "magnet_url": "x".repeat(6_000_000) });
     let req = s.post("/api/tasks/submit").json(&huge);
     s.case("body over the limit", req, &[413]).await;
+    let long = json!({ "magnet_url": "x".repeat(100_000) });
+    let req = s.post("/api/tasks/submit").json(&long);
+    s.case("magnet over its limit", req, &[400]).await;
+    let req = s.post("/api/admin/users").json(&long);
+    s.case("body over the limit elsewhere", req, &[413]).await;
     let req = s.post("/api/tasks/submit").json(
         &json!({ "magnet_url": format!("magnet:?xt=urn:btih:{HASH}"), "worker_id": "node-404" }),
     );

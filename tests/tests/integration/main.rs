@@ -14,4 +14,5 @@ mod progressive_crash;
 mod security;
 mod stack;
 mod streamer;
+mod torrent_files;
 mod transcoder;
