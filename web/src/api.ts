@@ -68,6 +68,8 @@ export interface Task {
   transcode_progress?: number;
   /** Who runs the task's node (see `GatewayNode.kind`). */
   worker_kind?: 'magnetm3u8' | 'original';
+  /** Paused by its submitter: no transfers until resumed. */
+  paused?: boolean;
 }
 
 /** A node whose task list could not be had: its tasks are missing from the list. */
@@ -169,5 +171,7 @@ export const api = {
     return request<{ data?: Task; message?: string }>('POST', '/api/tasks/submit', form);
   },
   deleteTask: (id: string) => request<object>('DELETE', `/api/tasks/${encodeURIComponent(id)}`),
+  pauseTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/pause`),
+  resumeTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/resume`),
   iceServers: async () => (await request<IceServersAnswer>('GET', '/api/webrtc/ice-servers')).iceServers ?? [],
 };

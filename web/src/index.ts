@@ -436,7 +436,8 @@ function createRow(t: Task): Row {
   const detail = h('p', { class: 'detail muted' });
   const error = h('p', { class: 'task-error error' });
   const del = h('button', { class: 'danger delete', text: 'Delete', attrs: { type: 'button' } });
-  const actions = h('div', { class: 'actions' }, del);
+  const pause = h('button', { class: 'pause', text: 'Pause', attrs: { type: 'button' } });
+  const actions = h('div', { class: 'actions' }, pause, del);
   const li = h(
     'li',
     { class: 'task', attrs: { 'data-task-id': t.id } },
@@ -455,7 +456,19 @@ function createRow(t: Task): Row {
   );
   const row: Row = { task: t, el: li, name, status, progress, percent, speed, size, node, detail, error, actions, play: null };
   del.addEventListener('click', () => void deleteTask(row));
+  pause.addEventListener('click', () => void togglePause(row));
   return row;
+}
+
+async function togglePause(row: Row): Promise<void> {
+  const t = row.task;
+  try {
+    const answer = await (t.paused ? api.resumeTask(t.id) : api.pauseTask(t.id));
+    if (answer.data) upsertTask(answer.data);
+    announce(`${displayName(t)} ${t.paused ? 'resumed' : 'paused'}`);
+  } catch (e) {
+    setText(el.tasksError, `${t.paused ? 'Resume' : 'Pause'}: ${errorText(e)}`);
+  }
 }
 
 function renderRow(row: Row): void {
@@ -465,8 +478,8 @@ function renderRow(row: Row): void {
   row.name.setAttribute('data-source', t.torrent_name ? 'torrent' : 'magnet');
   row.name.setAttribute('title', name);
   row.el.setAttribute('data-status', t.status);
-  setText(row.status, t.status);
-  row.status.className = `status status-${cssToken(t.status)}`;
+  setText(row.status, t.paused ? 'paused' : t.status);
+  row.status.className = `status status-${cssToken(t.paused ? 'paused' : t.status)}`;
 
   // Both phases: the download's percentage, then the transcode's. (The API keeps `progress`
   // at 100 once the download is done, as the original's page expects.)
@@ -483,9 +496,16 @@ function renderRow(row: Row): void {
   setText(row.error, t.error ?? '');
   row.error.hidden = !t.error;
 
-  // Only its submitter and admins may delete a task.
+  // Only its submitter and admins may delete a task, or pause one that still downloads.
   const del = row.actions.querySelector<HTMLButtonElement>('button.delete');
   if (del) del.hidden = t.mine === false;
+  const pause = row.actions.querySelector<HTMLButtonElement>('button.pause');
+  if (pause) {
+    const downloading = t.status === 'pending' || t.status === 'downloading';
+    pause.hidden = t.mine === false || !downloading || t.worker_kind === 'original';
+    setText(pause, t.paused ? 'Resume' : 'Pause');
+    pause.setAttribute('aria-label', `${t.paused ? 'Resume' : 'Pause'} ${name}`);
+  }
 
   // Ready, or playable while it downloads (progressive playback).
   const ready = t.status === 'ready' || t.playable === true;

@@ -286,4 +286,6 @@ pub struct Task {
     pub playable: bool,
     /// Percent 0..=100 of the transcode, apart from the download's `progress`.
     pub transcode_progress: f64,
+    /// Paused by its submitter: no transfers until resumed (status stays as it was).
+    pub paused: bool,
 }

@@ -86,4 +86,18 @@ impl TaskService for TaskApi {
             .await?;
         Ok(Response::new(pb::DeleteResponse {}))
     }
+
+    async fn pause(
+        &self,
+        req: Request<pb::PauseRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let span = span("Pause", &req);
+        let req = req.into_inner();
+        let task = self
+            .tasks
+            .set_paused(&req.task_id, req.paused)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(convert::task(task)))
+    }
 }

@@ -82,6 +82,7 @@ pub fn task(t: Task) -> pb::Task {
         owner: t.owner,
         playable: t.playable,
         transcode_progress: t.transcode_progress,
+        paused: t.paused,
     }
 }
 
@@ -104,5 +105,6 @@ pub fn progress(t: &Task) -> pb::TaskProgress {
         timestamp_ms: chrono::Utc::now().timestamp_millis(),
         playable: t.playable,
         transcode_progress: t.transcode_progress,
+        paused: t.paused,
     }
 }

@@ -56,7 +56,7 @@ pub struct ReadyOutput {
 
 const COLUMNS: &str = "task_id, magnet_url, status, progress, speed, size, downloaded, torrent_name, torrent_files, \
      m3u8_file_path, srts, segments, metadata, created_at, updated_at, node_id, info_hash, error, detail, peers, peer_hints, owner, \
-     playable, hls_ready, transcode_progress";
+     playable, hls_ready, transcode_progress, paused";
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -321,6 +321,23 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Pauses or resumes a task that still downloads (pending or downloading); false when it
+    /// is past that.
+    pub async fn set_paused(&self, id: &TaskId, paused: bool) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET paused = ?, speed = 0, peers = 0, \
+               detail = CASE WHEN ? THEN 'paused' ELSE '' END, updated_at = ? \
+             WHERE task_id = ? AND status IN ('pending', 'downloading')",
+        )
+        .bind(paused)
+        .bind(paused)
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Transcode progress, apart from the download's `progress` (which stays 100 once the
     /// download is done, as the original shows it).
     pub async fn set_transcode_progress(&self, id: &TaskId, progress: f64) -> Result<bool> {
@@ -474,6 +491,7 @@ fn from_row(row: &SqliteRow) -> Result<Task> {
             .map(str::to_owned),
         playable: row.try_get::<bool, _>("playable")?,
         transcode_progress: row.try_get("transcode_progress")?,
+        paused: row.try_get::<bool, _>("paused")?,
     })
 }
 

@@ -244,19 +244,55 @@ impl Tasks {
         self.store.get(&TaskId::parse(id)?).await
     }
 
+    /// Pauses (`true`) or resumes a task that still downloads. Paused: its driver stops and
+    /// its torrent moves no bytes, also after a restart; resumed: its driver starts again and
+    /// the download continues from what is on disk.
+    #[tracing::instrument(skip(self), fields(node = %self.node_id))]
+    pub async fn set_paused(self: &Arc<Self>, id: &str, paused: bool) -> Result<Task> {
+        let id = TaskId::parse(id)?;
+        let task = self.store.get(&id).await?;
+        if task.paused == paused {
+            return Ok(task);
+        }
+        if !self.store.set_paused(&id, paused).await? {
+            return Err(Error::Unsupported(
+                "only a task that is still downloading can be paused or resumed",
+            ));
+        }
+        if paused {
+            self.stop_driver(&id).await;
+            if let Some(handle) = self.engine.get(&task.info_hash) {
+                self.engine.pause(&handle).await?;
+            }
+            tracing::info!(task = %id, "paused");
+        } else {
+            let task = self.store.get(&id).await?;
+            self.spawn_driver(task).await;
+            tracing::info!(task = %id, "resumed");
+        }
+        let task = self.store.get(&id).await?;
+        self.publish_progress(&task).await;
+        Ok(task)
+    }
+
+    /// Stops a task's driver and waits for it to end (it takes the drivers' lock on its way
+    /// out, so the entry is taken out first).
+    async fn stop_driver(&self, id: &TaskId) {
+        let driver = self.drivers.lock().await.remove(id);
+        if let Some((cancel, join)) = driver {
+            cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), join).await;
+        }
+    }
+
     /// Deletes a task: stops its download, removes the torrent, its payload and its HLS output.
     #[tracing::instrument(skip(self), fields(node = %self.node_id))]
     pub async fn delete(&self, id: &str) -> Result<()> {
         let id = TaskId::parse(id)?;
         let mut task = self.store.get(&id).await?;
-        // Out of the map first: the driver takes the lock itself on its way out, so holding
-        // it while waiting for the driver made every delete of a running download wait out
-        // the timeout (10 s), and every submit with it.
-        let driver = self.drivers.lock().await.remove(&id);
-        if let Some((cancel, join)) = driver {
-            cancel.cancel();
-            let _ = tokio::time::timeout(Duration::from_secs(10), join).await;
-        }
+        // Holding the drivers' lock while waiting for the driver made every delete of a
+        // running download wait out the timeout (10 s), and every submit with it.
+        self.stop_driver(&id).await;
         let streams = self
             .streams
             .lock()
@@ -301,6 +337,14 @@ impl Tasks {
             }
         }
         for task in tasks.iter().filter(|t| t.status.is_downloading()) {
+            if task.paused {
+                // Persistence may have restored it running: it stays paused.
+                if let Some(handle) = self.engine.get(&task.info_hash) {
+                    self.engine.pause(&handle).await?;
+                }
+                tracing::info!(task = %task.id, "paused; not resumed");
+                continue;
+            }
             tracing::info!(task = %task.id, status = %task.status, "resuming download");
             self.spawn_driver(task.clone()).await;
         }

@@ -112,5 +112,6 @@ pub fn task(t: &pb::Task, viewer: &User, node: pb::NodeKind) -> Value {
         "playable": t.playable || t.status() == pb::TaskStatus::Ready,
         "transcode_progress": percent(t.transcode_progress),
         "worker_kind": kind(node),
+        "paused": t.paused,
     })
 }

@@ -94,6 +94,7 @@ fn to_json(p: &pb::TaskProgress) -> String {
         "detail": p.detail,
         "playable": p.playable || p.status() == pb::TaskStatus::Ready,
         "transcode_progress": convert::percent(p.transcode_progress),
+        "paused": p.paused,
     })
     .to_string()
 }

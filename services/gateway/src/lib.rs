@@ -261,6 +261,8 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
             "/api/tasks/{id}",
             get(routes::task).delete(routes::delete_task),
         )
+        .route("/api/tasks/{id}/pause", post(routes::pause))
+        .route("/api/tasks/{id}/resume", post(routes::resume))
         .route("/api/events", get(events::stream))
         .route("/api/webrtc/ice-servers", get(routes::ice_servers))
         .route("/api/webrtc/offer", post(webrtc::offer))

@@ -162,6 +162,50 @@ pub async fn delete_task(
     Ok(Json(json!({ "success": true, "message": "Task deleted" })))
 }
 
+/// `POST /api/tasks/:id/pause` and `/resume`: its submitter or an admin pauses a task that
+/// still downloads (no transfers, also after a node restart) or resumes it.
+async fn set_paused(s: AppState, user: User, id: String, paused: bool) -> ApiResult<Json<Value>> {
+    auth::may_change(&user)?;
+    let (n, t) = locate(&s, &id, FILES_PROBE).await?;
+    if n.kind() == pb::NodeKind::Original {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("node {} is an original worker, which cannot pause tasks", n.id),
+        ));
+    }
+    if !convert::owns(&user, &t) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only the user who submitted this task, or an admin, may pause or resume it",
+        ));
+    }
+    let mut client = s.downloader(&n.downloader_endpoint)?;
+    let t = client
+        .pause(pb::PauseRequest {
+            task_id: id,
+            paused,
+        })
+        .await?
+        .into_inner();
+    Ok(ok(convert::task(&t, &user, n.kind())))
+}
+
+pub async fn pause(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_paused(s, user, id, true).await
+}
+
+pub async fn resume(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_paused(s, user, id, false).await
+}
+
 /// A submit's JSON body: a magnet, or a `.torrent` file in standard base64.
 #[derive(Deserialize)]
 pub struct Submit {
