@@ -203,6 +203,16 @@ impl Seeder {
             .set_upload_bps(bps.and_then(NonZeroU32::new));
     }
 
+    /// Stops (`true`) or restarts serving one torrent: a paused torrent answers no peer.
+    pub async fn set_paused(&self, seeded: &Seeded, paused: bool) -> anyhow::Result<()> {
+        if paused {
+            self.session.pause(&seeded.handle).await?;
+        } else {
+            self.session.unpause(&seeded.handle).await?;
+        }
+        Ok(())
+    }
+
     /// Bytes this seeder uploaded for a torrent so far.
     pub fn uploaded(seeded: &Seeded) -> u64 {
         seeded.handle.stats().uploaded_bytes

@@ -173,5 +173,6 @@ export const api = {
   deleteTask: (id: string) => request<object>('DELETE', `/api/tasks/${encodeURIComponent(id)}`),
   pauseTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/pause`),
   resumeTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/resume`),
+  retryTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/retry`),
   iceServers: async () => (await request<IceServersAnswer>('GET', '/api/webrtc/ice-servers')).iceServers ?? [],
 };

@@ -437,7 +437,8 @@ function createRow(t: Task): Row {
   const error = h('p', { class: 'task-error error' });
   const del = h('button', { class: 'danger delete', text: 'Delete', attrs: { type: 'button' } });
   const pause = h('button', { class: 'pause', text: 'Pause', attrs: { type: 'button' } });
-  const actions = h('div', { class: 'actions' }, pause, del);
+  const retry = h('button', { class: 'retry', text: 'Retry', attrs: { type: 'button' } });
+  const actions = h('div', { class: 'actions' }, pause, retry, del);
   const li = h(
     'li',
     { class: 'task', attrs: { 'data-task-id': t.id } },
@@ -457,7 +458,19 @@ function createRow(t: Task): Row {
   const row: Row = { task: t, el: li, name, status, progress, percent, speed, size, node, detail, error, actions, play: null };
   del.addEventListener('click', () => void deleteTask(row));
   pause.addEventListener('click', () => void togglePause(row));
+  retry.addEventListener('click', () => void retryTask(row));
   return row;
+}
+
+async function retryTask(row: Row): Promise<void> {
+  const t = row.task;
+  try {
+    const answer = await api.retryTask(t.id);
+    if (answer.data) upsertTask(answer.data);
+    announce(`${displayName(t)}: retrying`);
+  } catch (e) {
+    setText(el.tasksError, `Retry: ${errorText(e)}`);
+  }
 }
 
 async function togglePause(row: Row): Promise<void> {
@@ -499,6 +512,11 @@ function renderRow(row: Row): void {
   // Only its submitter and admins may delete a task, or pause one that still downloads.
   const del = row.actions.querySelector<HTMLButtonElement>('button.delete');
   if (del) del.hidden = t.mine === false;
+  const retry = row.actions.querySelector<HTMLButtonElement>('button.retry');
+  if (retry) {
+    retry.hidden = t.mine === false || t.status !== 'error' || t.worker_kind === 'original';
+    retry.setAttribute('aria-label', `Retry ${name}`);
+  }
   const pause = row.actions.querySelector<HTMLButtonElement>('button.pause');
   if (pause) {
     const downloading = t.status === 'pending' || t.status === 'downloading';

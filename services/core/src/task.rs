@@ -288,4 +288,6 @@ pub struct Task {
     pub transcode_progress: f64,
     /// Paused by its submitter: no transfers until resumed (status stays as it was).
     pub paused: bool,
+    /// How many times it was retried after an error (0: never).
+    pub attempt: u32,
 }

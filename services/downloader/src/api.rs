@@ -100,4 +100,17 @@ impl TaskService for TaskApi {
             .await?;
         Ok(Response::new(convert::task(task)))
     }
+
+    async fn retry(
+        &self,
+        req: Request<pb::RetryRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let span = span("Retry", &req);
+        let task = self
+            .tasks
+            .retry(&req.into_inner().task_id)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(convert::task(task)))
+    }
 }

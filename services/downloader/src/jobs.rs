@@ -18,10 +18,19 @@ use tracing::Instrument;
 use crate::tasks::Tasks;
 use crate::{Error, Result};
 
-/// Publishes a job; JetStream drops a second copy of the same task's job (message id).
-pub async fn publish_job(js: &jetstream::Context, job: &pb::TranscodeJob) -> Result<()> {
+/// Publishes a job; JetStream drops a second copy of the same task's job (message id, one
+/// per `attempt`: a retried task's job is a new one).
+pub async fn publish_job(
+    js: &jetstream::Context,
+    job: &pb::TranscodeJob,
+    attempt: u32,
+) -> Result<()> {
+    let id = match attempt {
+        0 => format!("job-{}", job.task_id),
+        n => format!("job-{}-{n}", job.task_id),
+    };
     let message = PublishMessage::build()
-        .message_id(format!("job-{}", job.task_id))
+        .message_id(id)
         .headers(telemetry::nats_headers())
         .payload(job.encode_to_vec().into());
     let ack = js

@@ -56,7 +56,7 @@ pub struct ReadyOutput {
 
 const COLUMNS: &str = "task_id, magnet_url, status, progress, speed, size, downloaded, torrent_name, torrent_files, \
      m3u8_file_path, srts, segments, metadata, created_at, updated_at, node_id, info_hash, error, detail, peers, peer_hints, owner, \
-     playable, hls_ready, transcode_progress, paused";
+     playable, hls_ready, transcode_progress, paused, attempt";
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -321,6 +321,24 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// A task in error back to `pending` for another attempt: its error, its transcode's
+    /// state and its job's record cleared (the payload on disk is kept). The one move out of
+    /// `error`, and only by this explicit call; false when the task is not in error.
+    pub async fn retry(&self, id: &TaskId) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET status = 'pending', error = NULL, detail = '', paused = 0, \
+               speed = 0, peers = 0, job_published_at = NULL, hls_ready = 0, playable = 0, \
+               transcode_progress = 0, m3u8_file_path = NULL, segments = '[]', \
+               srts = '[]', attempt = attempt + 1, updated_at = ? \
+             WHERE task_id = ? AND status = 'error'",
+        )
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Pauses or resumes a task that still downloads (pending or downloading); false when it
     /// is past that.
     pub async fn set_paused(&self, id: &TaskId, paused: bool) -> Result<bool> {
@@ -492,6 +510,7 @@ fn from_row(row: &SqliteRow) -> Result<Task> {
         playable: row.try_get::<bool, _>("playable")?,
         transcode_progress: row.try_get("transcode_progress")?,
         paused: row.try_get::<bool, _>("paused")?,
+        attempt: u32::try_from(row.try_get::<i64, _>("attempt")?.max(0)).unwrap_or(u32::MAX),
     })
 }
 

@@ -275,6 +275,29 @@ impl Tasks {
         Ok(task)
     }
 
+    /// Another attempt at a task in error: back to `pending` with its error and transcode
+    /// state cleared and its HLS output removed; the payload on disk is kept, so the download
+    /// checks it and fetches only the rest, and the transcode job goes out anew.
+    #[tracing::instrument(skip(self), fields(node = %self.node_id))]
+    pub async fn retry(self: &Arc<Self>, id: &str) -> Result<Task> {
+        let id = TaskId::parse(id)?;
+        let not_in_error = Error::Unsupported("only a task in error can be retried");
+        if self.store.get(&id).await?.status != TaskStatus::Error {
+            return Err(not_in_error);
+        }
+        // A driver ending after its failure may still be on its way out.
+        self.stop_driver(&id).await;
+        if !self.store.retry(&id).await? {
+            return Err(not_in_error);
+        }
+        remove_dir(&self.m3u8.join(id.as_str())).await?;
+        let task = self.store.get(&id).await?;
+        tracing::info!(task = %id, attempt = task.attempt, "retrying");
+        self.spawn_driver(task.clone()).await;
+        self.publish_progress(&task).await;
+        Ok(task)
+    }
+
     /// Stops a task's driver and waits for it to end (it takes the drivers' lock on its way
     /// out, so the entry is taken out first).
     async fn stop_driver(&self, id: &TaskId) {
@@ -795,7 +818,7 @@ impl Tasks {
                 job.encoded_len()
             )));
         }
-        jobs::publish_job(&self.js, &job).await?;
+        jobs::publish_job(&self.js, &job, task.attempt).await?;
         self.store.mark_job_published(&task.id).await?;
         tracing::info!(task = %task.id, inputs = job.inputs.len(), progressive, "transcode job published");
         Ok(())

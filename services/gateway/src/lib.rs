@@ -263,6 +263,7 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         )
         .route("/api/tasks/{id}/pause", post(routes::pause))
         .route("/api/tasks/{id}/resume", post(routes::resume))
+        .route("/api/tasks/{id}/retry", post(routes::retry))
         .route("/api/events", get(events::stream))
         .route("/api/webrtc/ice-servers", get(routes::ice_servers))
         .route("/api/webrtc/offer", post(webrtc::offer))

@@ -162,6 +162,34 @@ pub async fn delete_task(
     Ok(Json(json!({ "success": true, "message": "Task deleted" })))
 }
 
+/// `POST /api/tasks/:id/retry`: its submitter or an admin tries a task in error again.
+pub async fn retry(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    auth::may_change(&user)?;
+    let (n, t) = locate(&s, &id, FILES_PROBE).await?;
+    if n.kind() == pb::NodeKind::Original {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("node {} is an original worker, which cannot retry tasks", n.id),
+        ));
+    }
+    if !convert::owns(&user, &t) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            "only the user who submitted this task, or an admin, may retry it",
+        ));
+    }
+    let mut client = s.downloader(&n.downloader_endpoint)?;
+    let t = client
+        .retry(pb::RetryRequest { task_id: id })
+        .await?
+        .into_inner();
+    Ok(ok(convert::task(&t, &user, n.kind())))
+}
+
 /// `POST /api/tasks/:id/pause` and `/resume`: its submitter or an admin pauses a task that
 /// still downloads (no transfers, also after a node restart) or resumes it.
 async fn set_paused(s: AppState, user: User, id: String, paused: bool) -> ApiResult<Json<Value>> {

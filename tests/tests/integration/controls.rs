@@ -120,3 +120,75 @@ async fn pause_stops_all_traffic_and_survives_a_restart_and_resume_continues() -
     gateway.wait().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_in_error_is_retried_and_completes() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let movie = src.path().join("movie.mp4");
+    magnet_tests::video::generate(&movie, 6, magnet_tests::video::Codec::H264Aac)?;
+    // A seeder that serves nothing yet: the task gives up waiting for the metadata.
+    let seeder = Seeder::start().await?;
+    let seeded = seeder.seed(&movie).await?;
+    seeder.set_paused(&seeded, true).await?;
+
+    let data = tempfile::tempdir()?;
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+    settings.torrent.metadata_timeout_secs = 3;
+    settings.torrent.give_up_after_secs = 3;
+    let node = InProcess::start(settings.clone()).await?;
+    let shutdown = CancellationToken::new();
+    let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
+    let base = format!("http://{}", gateway.addr);
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(10), "node listed", || async {
+        let (_, b) = json_of(http.get(format!("{base}/api/nodes")).send().await.ok()?)
+            .await
+            .ok()?;
+        b["data"].as_array().filter(|a| !a.is_empty()).map(|_| ())
+    })
+    .await?;
+    let (status, sub) = json_of(
+        http.post(format!("{base}/api/tasks/submit"))
+            .json(&json!({ "magnet_url": seeded.magnet }))
+            .send()
+            .await?,
+    )
+    .await?;
+    assert_eq!(status, 200, "{sub}");
+    let id = sub["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let task = || async {
+        let (_, b) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await?).await?;
+        anyhow::Ok(b["data"].clone())
+    };
+    // Only a task in error can be retried.
+    let (status, _) =
+        json_of(http.post(format!("{base}/api/tasks/{id}/retry")).send().await?).await?;
+    assert_eq!(status, 400);
+    let failed = eventually(Duration::from_secs(30), "task in error", || async {
+        task().await.ok().filter(|t| t["status"] == "error")
+    })
+    .await?;
+    assert!(failed["error"].as_str().is_some_and(|e| !e.is_empty()), "{failed}");
+
+    // The seeder serves again; a retry completes the task, its error gone.
+    seeder.set_paused(&seeded, false).await?;
+    let (status, retried) =
+        json_of(http.post(format!("{base}/api/tasks/{id}/retry")).send().await?).await?;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(retried["data"]["status"], "pending");
+    assert_eq!(retried["data"]["error"], "");
+    let done = eventually(Duration::from_secs(60), "download done", || async {
+        task().await.ok().filter(|t| t["status"] == "completed")
+    })
+    .await?;
+    assert_eq!(done["progress"], 100);
+
+    node.stop().await?;
+    shutdown.cancel();
+    gateway.wait().await?;
+    Ok(())
+}
