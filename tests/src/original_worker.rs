@@ -153,9 +153,14 @@ impl OriginalWorker {
     pub async fn registered(&self) -> anyhow::Result<()> {
         let mut confirmed = self.confirmed.clone();
         let mut closed = self.closed.clone();
+        // The reason is set before the connection's task ends (which also ends `confirmed`).
+        let reason = || self.closed.borrow().clone().unwrap_or_default();
         tokio::select! {
-            r = confirmed.wait_for(|c| *c) => { r?; Ok(()) }
-            r = closed.wait_for(|c| c.is_some()) => bail!("closed before registration: {:?}", r?.clone()),
+            r = confirmed.wait_for(|c| *c) => match r {
+                Ok(_) => Ok(()),
+                Err(_) => bail!("closed before registration: {}", reason()),
+            },
+            _ = closed.wait_for(|c| c.is_some()) => bail!("closed before registration: {}", reason()),
             () = tokio::time::sleep(Duration::from_secs(10)) => bail!("no registration_confirmed in 10 s"),
         }
     }

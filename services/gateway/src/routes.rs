@@ -138,25 +138,37 @@ pub async fn task(
     Ok(ok(convert::task(&t, &user, n.kind())))
 }
 
+/// The node and task `id` for an action (`verb`: "delete", "pause", …) that only the task's
+/// submitter or an admin may take, on one of our nodes (the original's workers take none).
+async fn own_task(
+    s: &AppState,
+    user: &User,
+    id: &str,
+    verb: &str,
+) -> ApiResult<(pb::NodeRecord, pb::Task)> {
+    auth::may_change(user)?;
+    let (n, t) = locate(s, id, FILES_PROBE).await?;
+    if n.kind() == pb::NodeKind::Original {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("node {} is an original worker, which cannot {verb} tasks", n.id),
+        ));
+    }
+    if !convert::owns(user, &t) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!("only the user who submitted this task, or an admin, may {verb} it"),
+        ));
+    }
+    Ok((n, t))
+}
+
 pub async fn delete_task(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    auth::may_change(&user)?;
-    let (n, t) = locate(&s, &id, FILES_PROBE).await?;
-    if n.kind() == pb::NodeKind::Original {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("node {} is an original worker, which cannot delete tasks", n.id),
-        ));
-    }
-    if !convert::owns(&user, &t) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "only the user who submitted this task, or an admin, may delete it",
-        ));
-    }
+    let (n, _) = own_task(&s, &user, &id, "delete").await?;
     let mut client = s.downloader(&n.downloader_endpoint)?;
     client.delete(pb::DeleteRequest { task_id: id }).await?;
     Ok(Json(json!({ "success": true, "message": "Task deleted" })))
@@ -168,20 +180,7 @@ pub async fn retry(
     Extension(user): Extension<User>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    auth::may_change(&user)?;
-    let (n, t) = locate(&s, &id, FILES_PROBE).await?;
-    if n.kind() == pb::NodeKind::Original {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("node {} is an original worker, which cannot retry tasks", n.id),
-        ));
-    }
-    if !convert::owns(&user, &t) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "only the user who submitted this task, or an admin, may retry it",
-        ));
-    }
+    let (n, _) = own_task(&s, &user, &id, "retry").await?;
     let mut client = s.downloader(&n.downloader_endpoint)?;
     let t = client
         .retry(pb::RetryRequest { task_id: id })
@@ -193,20 +192,8 @@ pub async fn retry(
 /// `POST /api/tasks/:id/pause` and `/resume`: its submitter or an admin pauses a task that
 /// still downloads (no transfers, also after a node restart) or resumes it.
 async fn set_paused(s: AppState, user: User, id: String, paused: bool) -> ApiResult<Json<Value>> {
-    auth::may_change(&user)?;
-    let (n, t) = locate(&s, &id, FILES_PROBE).await?;
-    if n.kind() == pb::NodeKind::Original {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("node {} is an original worker, which cannot pause tasks", n.id),
-        ));
-    }
-    if !convert::owns(&user, &t) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
-            "only the user who submitted this task, or an admin, may pause or resume it",
-        ));
-    }
+    let verb = if paused { "pause" } else { "resume" };
+    let (n, _) = own_task(&s, &user, &id, verb).await?;
     let mut client = s.downloader(&n.downloader_endpoint)?;
     let t = client
         .pause(pb::PauseRequest {
