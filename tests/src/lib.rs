@@ -57,6 +57,23 @@ pub async fn json_of(
     Ok((status, body))
 }
 
+/// Submits `magnet` through the gateway at `base`; the new task's id.
+pub async fn submit_magnet(
+    http: &reqwest::Client,
+    base: &str,
+    magnet: &str,
+) -> anyhow::Result<String> {
+    let (status, body) = json_of(
+        http.post(format!("{base}/api/tasks/submit"))
+            .json(&serde_json::json!({ "magnet_url": magnet }))
+            .send()
+            .await?,
+    )
+    .await?;
+    anyhow::ensure!(status == 200, "submit: {status} {body}");
+    Ok(body["data"]["id"].as_str().unwrap_or_default().to_owned())
+}
+
 /// The `data` of each event of a server-sent event stream (`GET /api/events`), as JSON.
 pub fn sse_json(
     r: reqwest::Response,

@@ -23,16 +23,16 @@ export interface FileClient {
   cancel(id: number): void;
 }
 
-/** The requests in flight on one data channel, demultiplexed by id (the binary protocol). */
-export class DcClient implements FileClient {
-  private nextId = 1;
-  private readonly pending = new Map<number, Receiver>();
+/** What both protocols' clients share: one channel, the requests in flight by key (each
+ * holding at least its receiver), and every one of them failed when the channel ends. */
+export abstract class ChannelClient<K, R extends { receiver: Receiver }> implements FileClient {
+  protected readonly pending = new Map<K, R>();
   private closedReason: string | null = null;
 
-  /** `onBytes` hears every DATA payload size, for the throughput display. */
+  /** `onBytes` hears the size of every payload received, for the throughput display. */
   constructor(
-    private readonly channel: RTCDataChannel,
-    private readonly onBytes: (n: number) => void = () => {},
+    protected readonly channel: RTCDataChannel,
+    protected readonly onBytes: (n: number) => void = () => {},
   ) {
     channel.binaryType = 'arraybuffer';
     channel.addEventListener('message', (e: MessageEvent) => this.onMessage(e.data));
@@ -40,26 +40,55 @@ export class DcClient implements FileClient {
     channel.addEventListener('error', () => this.failAll('data channel error'));
   }
 
+  abstract get(path: string, receiver: Receiver, range?: { offset: number; length: number }): number;
+  abstract cancel(id: number): void;
+  protected abstract onMessage(data: unknown): void;
+
+  /** Sends the request `message` as `key`, or fails its receiver (soon, not re-entrantly) when
+   * the channel cannot carry it. */
+  protected send(key: K, entry: R, message: string): void {
+    if (this.closedReason !== null || this.channel.readyState !== 'open') {
+      const reason = this.closedReason ?? `data channel ${this.channel.readyState}`;
+      queueMicrotask(() => entry.receiver.error(0, reason));
+      return;
+    }
+    this.pending.set(key, entry);
+    try {
+      this.channel.send(message);
+    } catch (e) {
+      this.pending.delete(key);
+      queueMicrotask(() => entry.receiver.error(0, `send failed: ${e instanceof Error ? e.message : String(e)}`));
+    }
+  }
+
+  /** Takes a request out of those in flight. */
+  protected finish(key: K): R | undefined {
+    const r = this.pending.get(key);
+    this.pending.delete(key);
+    return r;
+  }
+
+  private failAll(reason: string): void {
+    if (this.closedReason === null) this.closedReason = reason;
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const r of all) r.receiver.error(0, reason);
+  }
+}
+
+/** The requests in flight on one data channel, demultiplexed by id (the binary protocol). */
+export class DcClient extends ChannelClient<number, { receiver: Receiver }> {
+  private nextId = 1;
+
   /** Asks for `path` (a URL path); returns the id to cancel it with. */
   get(path: string, receiver: Receiver, range?: { offset: number; length: number }): number {
     const id = this.allocateId();
-    if (this.closedReason !== null || this.channel.readyState !== 'open') {
-      const reason = this.closedReason ?? `data channel ${this.channel.readyState}`;
-      queueMicrotask(() => receiver.error(0, reason));
-      return id;
-    }
-    this.pending.set(id, receiver);
     const req: Record<string, unknown> = { type: 'get', id, path };
     if (range) {
       req.offset = range.offset;
       req.length = range.length;
     }
-    try {
-      this.channel.send(JSON.stringify(req));
-    } catch (e) {
-      this.pending.delete(id);
-      queueMicrotask(() => receiver.error(0, `send failed: ${e instanceof Error ? e.message : String(e)}`));
-    }
+    this.send(id, { receiver }, JSON.stringify(req));
     return id;
   }
 
@@ -87,17 +116,17 @@ export class DcClient implements FileClient {
     }
   }
 
-  private onMessage(data: unknown): void {
+  protected onMessage(data: unknown): void {
     // String messages and JSON ones belong to the original protocol, not to ours.
     if (!(data instanceof ArrayBuffer) || isJsonMessage(data)) return;
     let frame;
     try {
       frame = parseFrame(data);
     } catch (e) {
-      if (e instanceof FrameError && e.id !== null) this.finish(e.id)?.error(0, e.message);
+      if (e instanceof FrameError && e.id !== null) this.finish(e.id)?.receiver.error(0, e.message);
       return;
     }
-    const receiver = this.pending.get(frame.id);
+    const receiver = this.pending.get(frame.id)?.receiver;
     if (!receiver) return; // cancelled, or frames queued before a cancel
     switch (frame.kind) {
       case FrameKind.Start:
@@ -108,25 +137,12 @@ export class DcClient implements FileClient {
         receiver.data(frame.bytes);
         break;
       case FrameKind.End:
-        this.finish(frame.id)?.end();
+        this.finish(frame.id)?.receiver.end();
         break;
       case FrameKind.Error:
-        this.finish(frame.id)?.error(frame.status, frame.message);
+        this.finish(frame.id)?.receiver.error(frame.status, frame.message);
         break;
     }
-  }
-
-  private finish(id: number): Receiver | undefined {
-    const r = this.pending.get(id);
-    this.pending.delete(id);
-    return r;
-  }
-
-  private failAll(reason: string): void {
-    if (this.closedReason === null) this.closedReason = reason;
-    const all = [...this.pending.values()];
-    this.pending.clear();
-    for (const r of all) r.error(0, reason);
   }
 }
 

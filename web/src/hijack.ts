@@ -5,7 +5,7 @@
 // the same `get`/`cancel` as the binary protocol's `DcClient`, so one hls.js loader serves
 // both. `parseHijack` is pure, for unit tests.
 
-import type { FileClient, Receiver } from './dc-loader';
+import { ChannelClient, type Receiver } from './dc-loader';
 
 /** Slice size of the protocol: slice i holds bytes [i × SLICE, (i + 1) × SLICE). */
 export const SLICE = 16384;
@@ -87,35 +87,13 @@ interface Request {
 }
 
 /** Requests in flight on one channel, by id; replies come in order per request. */
-export class HijackClient implements FileClient {
+export class HijackClient extends ChannelClient<string, Request> {
   private nextId = 1;
-  private readonly pending = new Map<string, Request>();
-  private closedReason: string | null = null;
-
-  constructor(
-    private readonly channel: RTCDataChannel,
-    private readonly onBytes: (n: number) => void = () => {},
-  ) {
-    channel.binaryType = 'arraybuffer';
-    channel.addEventListener('message', (e: MessageEvent) => this.onMessage(e.data));
-    channel.addEventListener('close', () => this.failAll('data channel closed'));
-    channel.addEventListener('error', () => this.failAll('data channel error'));
-  }
 
   get(path: string, receiver: Receiver, range?: { offset: number; length: number }): number {
     const id = this.nextId++;
-    if (this.closedReason !== null || this.channel.readyState !== 'open') {
-      const reason = this.closedReason ?? `data channel ${this.channel.readyState}`;
-      queueMicrotask(() => receiver.error(0, reason));
-      return id;
-    }
-    this.pending.set(String(id), { receiver, range, whole: null, next: 0 });
-    try {
-      this.channel.send(JSON.stringify({ type: 'hijackReq', ts: path, id: String(id) }));
-    } catch (e) {
-      this.pending.delete(String(id));
-      queueMicrotask(() => receiver.error(0, `send failed: ${e instanceof Error ? e.message : String(e)}`));
-    }
+    const key = String(id);
+    this.send(key, { receiver, range, whole: null, next: 0 }, JSON.stringify({ type: 'hijackReq', ts: path, id: key }));
     return id;
   }
 
@@ -124,7 +102,7 @@ export class HijackClient implements FileClient {
     this.pending.delete(String(id));
   }
 
-  private onMessage(data: unknown): void {
+  protected onMessage(data: unknown): void {
     if (!(data instanceof ArrayBuffer) && typeof data !== 'string') return;
     let msg: HijackMessage | null;
     try {
@@ -163,18 +141,5 @@ export class HijackClient implements FileClient {
       if (to > from) req.receiver.data(req.whole.subarray(from, to));
     }
     req.receiver.end();
-  }
-
-  private finish(id: string): Request | undefined {
-    const r = this.pending.get(id);
-    this.pending.delete(id);
-    return r;
-  }
-
-  private failAll(reason: string): void {
-    if (this.closedReason === null) this.closedReason = reason;
-    const all = [...this.pending.values()];
-    this.pending.clear();
-    for (const r of all) r.receiver.error(0, reason);
   }
 }

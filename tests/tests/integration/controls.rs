@@ -8,11 +8,52 @@ use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::Seeder;
 use magnet_tests::services::{InProcess, offline_node};
 use magnet_tests::video::generate_release;
-use magnet_tests::{eventually, init_logging, json_of};
+use magnet_runtime::Settings;
+use magnet_tests::{eventually, init_logging, json_of, submit_magnet};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 const NODE: &str = "node-c";
+
+/// A gateway in front of the node whose downloader the test runs (and may restart).
+struct Stage {
+    base: String,
+    running: magnet_gateway::Running,
+    shutdown: CancellationToken,
+}
+
+impl Stage {
+    /// The node's downloader and a gateway, once the gateway lists the node.
+    async fn start(mut settings: Settings) -> anyhow::Result<(InProcess, Self)> {
+        settings.gateway.listen = ([127, 0, 0, 1], 0).into();
+        settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
+        let node = InProcess::start(settings.clone()).await?;
+        let shutdown = CancellationToken::new();
+        let running = magnet_gateway::start(settings, shutdown.clone()).await?;
+        let base = format!("http://{}", running.addr);
+        let http = reqwest::Client::new();
+        eventually(Duration::from_secs(10), "node listed", || async {
+            let (_, b) = json_of(http.get(format!("{base}/api/nodes")).send().await.ok()?)
+                .await
+                .ok()?;
+            b["data"].as_array().filter(|a| !a.is_empty()).map(|_| ())
+        })
+        .await?;
+        Ok((
+            node,
+            Self {
+                base,
+                running,
+                shutdown,
+            },
+        ))
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        Ok(self.running.wait().await?)
+    }
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_stops_all_traffic_and_survives_a_restart_and_resume_continues() -> anyhow::Result<()>
@@ -28,30 +69,10 @@ async fn pause_stops_all_traffic_and_survives_a_restart_and_resume_continues() -
     let seeded = seeder.seed(&movie).await?;
 
     let data = tempfile::tempdir()?;
-    let mut settings = offline_node(data.path(), nats.url(), NODE);
-    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
-    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
-    let node = InProcess::start(settings.clone()).await?;
-    let shutdown = CancellationToken::new();
-    let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
-    let base = format!("http://{}", gateway.addr);
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(10), "node listed", || async {
-        let (_, b) = json_of(http.get(format!("{base}/api/nodes")).send().await.ok()?)
-            .await
-            .ok()?;
-        b["data"].as_array().filter(|a| !a.is_empty()).map(|_| ())
-    })
-    .await?;
-    let (status, sub) = json_of(
-        http.post(format!("{base}/api/tasks/submit"))
-            .json(&json!({ "magnet_url": seeded.magnet }))
-            .send()
-            .await?,
-    )
-    .await?;
-    assert_eq!(status, 200, "{sub}");
-    let id = sub["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let settings = offline_node(data.path(), nats.url(), NODE);
+    let (node, gateway) = Stage::start(settings.clone()).await?;
+    let (base, http) = (gateway.base.clone(), reqwest::Client::new());
+    let id = submit_magnet(&http, &base, &seeded.magnet).await?;
     let task = || async {
         let (_, b) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await?).await?;
         anyhow::Ok(b["data"].clone())
@@ -116,8 +137,7 @@ async fn pause_stops_all_traffic_and_survives_a_restart_and_resume_continues() -
     assert_eq!(status, 400, "{e}");
 
     node.stop().await?;
-    shutdown.cancel();
-    gateway.wait().await?;
+    gateway.stop().await?;
     Ok(())
 }
 
@@ -135,31 +155,11 @@ async fn a_task_in_error_is_retried_and_completes() -> anyhow::Result<()> {
 
     let data = tempfile::tempdir()?;
     let mut settings = offline_node(data.path(), nats.url(), NODE);
-    settings.gateway.listen = ([127, 0, 0, 1], 0).into();
-    settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
     settings.torrent.metadata_timeout_secs = 3;
     settings.torrent.give_up_after_secs = 3;
-    let node = InProcess::start(settings.clone()).await?;
-    let shutdown = CancellationToken::new();
-    let gateway = magnet_gateway::start(settings.clone(), shutdown.clone()).await?;
-    let base = format!("http://{}", gateway.addr);
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(10), "node listed", || async {
-        let (_, b) = json_of(http.get(format!("{base}/api/nodes")).send().await.ok()?)
-            .await
-            .ok()?;
-        b["data"].as_array().filter(|a| !a.is_empty()).map(|_| ())
-    })
-    .await?;
-    let (status, sub) = json_of(
-        http.post(format!("{base}/api/tasks/submit"))
-            .json(&json!({ "magnet_url": seeded.magnet }))
-            .send()
-            .await?,
-    )
-    .await?;
-    assert_eq!(status, 200, "{sub}");
-    let id = sub["data"]["id"].as_str().unwrap_or_default().to_owned();
+    let (node, gateway) = Stage::start(settings.clone()).await?;
+    let (base, http) = (gateway.base.clone(), reqwest::Client::new());
+    let id = submit_magnet(&http, &base, &seeded.magnet).await?;
     let task = || async {
         let (_, b) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await?).await?;
         anyhow::Ok(b["data"].clone())
@@ -188,7 +188,6 @@ async fn a_task_in_error_is_retried_and_completes() -> anyhow::Result<()> {
     assert_eq!(done["progress"], 100);
 
     node.stop().await?;
-    shutdown.cancel();
-    gateway.wait().await?;
+    gateway.stop().await?;
     Ok(())
 }

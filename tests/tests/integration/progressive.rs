@@ -14,23 +14,10 @@ use magnet_tests::seeder::Seeder;
 use magnet_tests::services::{Served, offline_node};
 use magnet_tests::stack;
 use magnet_tests::video::{Codec, assert_vod, duration, generate_release, generate_sized};
-use magnet_tests::{eventually, init_logging, json_of};
+use magnet_tests::{eventually, init_logging, json_of, submit_magnet};
 use serde_json::Value;
 
 const NODE: &str = "worker-p";
-
-/// Submits `magnet` through the gateway at `base`; the new task's id.
-async fn submit(http: &reqwest::Client, base: &str, magnet: &str) -> anyhow::Result<String> {
-    let (status, body) = json_of(
-        http.post(format!("{base}/api/tasks/submit"))
-            .json(&serde_json::json!({ "magnet_url": magnet }))
-            .send()
-            .await?,
-    )
-    .await?;
-    anyhow::ensure!(status == 200, "submit: {status} {body}");
-    Ok(body["data"]["id"].as_str().unwrap_or_default().to_owned())
-}
 
 /// Start times of the playlist's segments and their names.
 fn planned(playlist: &str) -> Vec<(f64, String)> {
@@ -90,7 +77,7 @@ async fn plays_and_seeks_while_downloading_and_ends_in_the_vod_layout() -> anyho
     let served = Served::start(offline_node(data.path(), nats.url(), NODE)).await?;
     let base = served.base.clone();
     let http = reqwest::Client::new();
-    let id = submit(&http, &base, &seeded.magnet).await?;
+    let id = submit_magnet(&http, &base, &seeded.magnet).await?;
     let task = |http: reqwest::Client| {
         let url = format!("{base}/api/tasks/{id}");
         async move {
@@ -313,7 +300,7 @@ async fn a_transcoded_task_plays_beside_another_on_a_grid_of_keyframes() -> anyh
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for s in &seeded {
-        ids.push(submit(&http, &base, &s.magnet).await?);
+        ids.push(submit_magnet(&http, &base, &s.magnet).await?);
     }
     let task = |id: String| {
         let http = http.clone();
@@ -483,7 +470,7 @@ async fn twelve_progressive_tasks_at_once_all_finish() -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for magnet in &magnets {
-        ids.push(submit(&http, &base, magnet).await?);
+        ids.push(submit_magnet(&http, &base, magnet).await?);
     }
     let statuses = || {
         let http = http.clone();
@@ -586,7 +573,7 @@ async fn sources_without_an_index_play_from_a_growing_playlist() -> anyhow::Resu
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for s in &seeded {
-        ids.push(submit(&http, &base, &s.magnet).await?);
+        ids.push(submit_magnet(&http, &base, &s.magnet).await?);
     }
     let task = |id: String| {
         let http = http.clone();
@@ -681,7 +668,7 @@ async fn tasks_deleted_while_they_play_give_their_slots_back() -> anyhow::Result
         }
     };
     for magnet in &magnets[..2] {
-        let id = submit(&http, &base, magnet).await?;
+        let id = submit_magnet(&http, &base, magnet).await?;
         eventually(Duration::from_secs(60), "playable", playable(id.clone())).await?;
         // A viewer far ahead: a head waits there for pieces that come slowly.
         let far = http.get(format!("{base}/video/{id}/index25.ts")).send();
@@ -689,7 +676,7 @@ async fn tasks_deleted_while_they_play_give_their_slots_back() -> anyhow::Result
         let r = http.delete(format!("{base}/api/tasks/{id}")).send().await?;
         assert!(r.status().is_success(), "delete: {}", r.status());
     }
-    let last = submit(&http, &base, &magnets[2]).await?;
+    let last = submit_magnet(&http, &base, &magnets[2]).await?;
     eventually(
         Duration::from_secs(20),
         "the next task playable soon after the others were deleted",
