@@ -213,6 +213,27 @@ impl Seeder {
         Ok(())
     }
 
+    /// Downloads a torrent from `peer` only (a leeching peer, e.g. of a node that seeds it);
+    /// its figures are the handle's stats.
+    pub async fn leech(
+        &self,
+        torrent: bytes::Bytes,
+        peer: SocketAddr,
+    ) -> anyhow::Result<Arc<ManagedTorrent>> {
+        self.session
+            .add_torrent(
+                AddTorrent::from_bytes(torrent),
+                Some(AddTorrentOptions {
+                    overwrite: true,
+                    initial_peers: Some(vec![peer]),
+                    ..Default::default()
+                }),
+            )
+            .await?
+            .into_handle()
+            .context("leech add gave no handle")
+    }
+
     /// Bytes this seeder uploaded for a torrent so far.
     pub fn uploaded(seeded: &Seeded) -> u64 {
         seeded.handle.stats().uploaded_bytes

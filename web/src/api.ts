@@ -14,6 +14,9 @@ export interface NodeResources {
   max_transcodes: number;
   disk_space_gb: number;
   disk_free_gb?: number;
+  /** Bytes the node's tasks hold, and its quota for them (0: none). */
+  disk_used_bytes?: number;
+  disk_quota_bytes?: number;
 }
 
 export interface GatewayNode {
@@ -70,6 +73,18 @@ export interface Task {
   worker_kind?: 'magnetm3u8' | 'original';
   /** Paused by its submitter: no transfers until resumed. */
   paused?: boolean;
+  /** Bytes uploaded to peers, and that over the size. */
+  uploaded?: number;
+  ratio?: number;
+  /** Its completed download still seeds; else `seeding_stopped` says why it stopped. */
+  seeding?: boolean;
+  seeding_stopped?: string;
+  /** Never evicted to make room under the node's disk quota. */
+  pinned?: boolean;
+  /** Its payload was evicted to make room; its video still plays. */
+  payload_evicted?: boolean;
+  /** Bytes its payload and video hold. */
+  disk_bytes?: number;
 }
 
 /** A node whose task list could not be had: its tasks are missing from the list. */
@@ -173,6 +188,9 @@ export const api = {
   deleteTask: (id: string) => request<object>('DELETE', `/api/tasks/${encodeURIComponent(id)}`),
   pauseTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/pause`),
   resumeTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/resume`),
+  pinTask: (id: string, pinned: boolean) =>
+    request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/${pinned ? 'pin' : 'unpin'}`),
+  stopSeeding: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/stop`),
   retryTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/retry`),
   iceServers: async () => (await request<IceServersAnswer>('GET', '/api/webrtc/ice-servers')).iceServers ?? [],
 };

@@ -23,6 +23,8 @@ interface Row {
   speed: HTMLElement;
   size: HTMLElement;
   node: HTMLElement;
+  seeded: HTMLElement;
+  disk: HTMLElement;
   detail: HTMLElement;
   error: HTMLElement;
   actions: HTMLElement;
@@ -328,10 +330,14 @@ function nodeItem(n: GatewayNode): HTMLLIElement {
     r.disk_free_gb !== undefined && r.disk_free_gb !== null
       ? `${fmtGb(r.disk_free_gb)} free of ${fmtGb(r.disk_space_gb)} GB`
       : `${fmtGb(r.disk_space_gb)} GB disk`;
+  const used = r.disk_used_bytes ?? 0;
+  const quota = r.disk_quota_bytes ?? 0;
+  const tasksDisk = quota > 0 ? `${humanBytes(used)} used of ${humanBytes(quota)} quota` : `tasks hold ${humanBytes(used)}`;
   const facts = [
     `downloads ≤ ${r.max_downloads ?? '?'}`,
     `transcodes ≤ ${r.max_transcodes ?? '?'}`,
     disk,
+    tasksDisk,
     `active tasks: ${n.active_tasks ?? 0}`,
   ];
   return h(
@@ -433,12 +439,16 @@ function createRow(t: Task): Row {
   const speed = h('dd');
   const size = h('dd');
   const node = h('dd');
+  const seeded = h('dd');
+  const disk = h('dd');
   const detail = h('p', { class: 'detail muted' });
   const error = h('p', { class: 'task-error error' });
   const del = h('button', { class: 'danger delete', text: 'Delete', attrs: { type: 'button' } });
   const pause = h('button', { class: 'pause', text: 'Pause', attrs: { type: 'button' } });
   const retry = h('button', { class: 'retry', text: 'Retry', attrs: { type: 'button' } });
-  const actions = h('div', { class: 'actions' }, pause, retry, del);
+  const stop = h('button', { class: 'stop-seeding', text: 'Stop seeding', attrs: { type: 'button' } });
+  const pin = h('button', { class: 'pin', text: 'Pin', attrs: { type: 'button' } });
+  const actions = h('div', { class: 'actions' }, pause, retry, stop, pin, del);
   const li = h(
     'li',
     { class: 'task', attrs: { 'data-task-id': t.id } },
@@ -450,16 +460,44 @@ function createRow(t: Task): Row {
       h('div', {}, h('dt', { text: 'Speed' }), speed),
       h('div', {}, h('dt', { text: 'Size' }), size),
       h('div', {}, h('dt', { text: 'Node' }), node),
+      h('div', {}, h('dt', { text: 'Seeded' }), seeded),
+      h('div', {}, h('dt', { text: 'Disk' }), disk),
     ),
     detail,
     error,
     actions,
   );
-  const row: Row = { task: t, el: li, name, status, progress, percent, speed, size, node, detail, error, actions, play: null };
+  const row: Row = { task: t, el: li, name, status, progress, percent, speed, size, node, seeded, disk, detail, error, actions, play: null };
   del.addEventListener('click', () => void deleteTask(row));
   pause.addEventListener('click', () => void togglePause(row));
   retry.addEventListener('click', () => void retryTask(row));
+  stop.addEventListener('click', () => void stopSeeding(row));
+  pin.addEventListener('click', () => void togglePin(row));
   return row;
+}
+
+/** Pinned tasks are never evicted to make room under the node's disk quota. */
+async function togglePin(row: Row): Promise<void> {
+  const t = row.task;
+  try {
+    const answer = await api.pinTask(t.id, !t.pinned);
+    if (answer.data) upsertTask(answer.data);
+    announce(`${displayName(t)} ${t.pinned ? 'unpinned' : 'pinned'}`);
+  } catch (e) {
+    setText(el.tasksError, `${t.pinned ? 'Unpin' : 'Pin'}: ${errorText(e)}`);
+  }
+}
+
+/** Stop and keep: the completed task stops seeding; its files and video stay. */
+async function stopSeeding(row: Row): Promise<void> {
+  const t = row.task;
+  try {
+    const answer = await api.stopSeeding(t.id);
+    if (answer.data) upsertTask(answer.data);
+    announce(`${displayName(t)}: seeding stopped`);
+  } catch (e) {
+    setText(el.tasksError, `Stop seeding: ${errorText(e)}`);
+  }
 }
 
 async function retryTask(row: Row): Promise<void> {
@@ -504,6 +542,11 @@ function renderRow(row: Row): void {
   setText(row.speed, t.speed > 0 ? humanRate(t.speed) : '–');
   setText(row.size, t.size > 0 ? `${humanBytes(t.downloaded ?? 0)} / ${humanBytes(t.size)}` : '–');
   setText(row.node, t.worker_id || '–');
+  const uploaded = t.uploaded ?? 0;
+  setText(row.seeded, uploaded > 0 || t.seeding ? `${humanBytes(uploaded)} · ratio ${(t.ratio ?? 0).toFixed(2)}` : '–');
+  const diskBytes = t.disk_bytes ?? 0;
+  setText(row.disk, diskBytes > 0 ? humanBytes(diskBytes) + (t.payload_evicted ? ' (video only)' : '') : '–');
+  row.seeded.title = t.seeding_stopped ? `not seeding: ${t.seeding_stopped}` : t.seeding ? 'seeding' : '';
   setText(row.detail, t.detail ?? '');
   row.detail.hidden = !t.detail;
   setText(row.error, t.error ?? '');
@@ -523,6 +566,20 @@ function renderRow(row: Row): void {
     pause.hidden = t.mine === false || !downloading || t.worker_kind === 'original';
     setText(pause, t.paused ? 'Resume' : 'Pause');
     pause.setAttribute('aria-label', `${t.paused ? 'Resume' : 'Pause'} ${name}`);
+  }
+
+  const stop = row.actions.querySelector<HTMLButtonElement>('button.stop-seeding');
+  if (stop) {
+    stop.hidden = t.mine === false || t.seeding !== true || t.worker_kind === 'original';
+    stop.setAttribute('aria-label', `Stop seeding ${name}`);
+  }
+
+  const pin = row.actions.querySelector<HTMLButtonElement>('button.pin');
+  if (pin) {
+    pin.hidden = t.mine === false || t.worker_kind === 'original';
+    setText(pin, t.pinned ? 'Unpin' : 'Pin');
+    pin.setAttribute('aria-pressed', t.pinned ? 'true' : 'false');
+    pin.setAttribute('aria-label', `${t.pinned ? 'Unpin' : 'Pin'} ${name}`);
   }
 
   // Ready, or playable while it downloads (progressive playback).

@@ -290,4 +290,17 @@ pub struct Task {
     pub paused: bool,
     /// How many times it was retried after an error (0: never).
     pub attempt: u32,
+    /// Bytes uploaded to peers, summed across restarts of the node.
+    pub uploaded: u64,
+    /// Why seeding stopped (a ratio or time limit reached, or "stop and keep"); none while it
+    /// seeds or before the download completes.
+    pub seeding_stopped: Option<String>,
+    /// Pinned by its submitter: never evicted to make room.
+    pub pinned: bool,
+    /// When a viewer last fetched one of its files (RFC 3339); none if never.
+    pub last_played_at: Option<String>,
+    /// Its payload was evicted to make room (its HLS still plays; it no longer seeds).
+    pub payload_evicted: bool,
+    /// Bytes its payload and HLS folders hold, as last measured.
+    pub disk_bytes: u64,
 }

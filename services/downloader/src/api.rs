@@ -113,4 +113,28 @@ impl TaskService for TaskApi {
             .await?;
         Ok(Response::new(convert::task(task)))
     }
+
+    async fn stop_seeding(
+        &self,
+        req: Request<pb::StopSeedingRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let span = span("StopSeeding", &req);
+        let task = self
+            .tasks
+            .stop_seeding(&req.into_inner().task_id)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(convert::task(task)))
+    }
+
+    async fn pin(&self, req: Request<pb::PinRequest>) -> Result<Response<pb::Task>, Status> {
+        let span = span("Pin", &req);
+        let req = req.into_inner();
+        let task = self
+            .tasks
+            .set_pinned(&req.task_id, req.pinned)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(convert::task(task)))
+    }
 }

@@ -83,6 +83,12 @@ pub fn task(t: Task) -> pb::Task {
         playable: t.playable,
         transcode_progress: t.transcode_progress,
         paused: t.paused,
+        uploaded: t.uploaded,
+        seeding_stopped: t.seeding_stopped.unwrap_or_default(),
+        pinned: t.pinned,
+        payload_evicted: t.payload_evicted,
+        disk_bytes: t.disk_bytes,
+        last_played_at: t.last_played_at.unwrap_or_default(),
     }
 }
 
@@ -106,5 +112,7 @@ pub fn progress(t: &Task) -> pb::TaskProgress {
         playable: t.playable,
         transcode_progress: t.transcode_progress,
         paused: t.paused,
+        uploaded: t.uploaded,
+        seeding_stopped: t.seeding_stopped.clone().unwrap_or_default(),
     }
 }

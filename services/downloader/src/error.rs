@@ -21,6 +21,8 @@ pub enum Error {
         "not enough free disk space on the node: {free_mb} MB free, the floor for new tasks is {floor_mb} MB"
     )]
     DiskFull { free_mb: u64, floor_mb: u64 },
+    #[error("{0}")]
+    NoRoom(String),
     #[error(
         "no metadata for the torrent after {0} s: no peer sent it (check the magnet's peers or trackers)"
     )]
@@ -68,7 +70,7 @@ impl Error {
             | Self::TorrentTooLarge(_)
             | Self::InternalAddress(_) => ErrorCode::InvalidArgument,
             Self::TaskNotFound(_) => ErrorCode::NotFound,
-            Self::DiskFull { .. } => ErrorCode::ResourceExhausted,
+            Self::DiskFull { .. } | Self::NoRoom(_) => ErrorCode::ResourceExhausted,
             Self::Nats(_) | Self::Autoscale(_) => ErrorCode::Unavailable,
             Self::NoMetadata(_)
             | Self::Stalled(_)

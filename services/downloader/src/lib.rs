@@ -9,10 +9,12 @@
 pub mod api;
 pub mod autoscale;
 pub mod convert;
+pub mod disk;
 pub mod error;
 pub mod jobs;
 pub mod reach;
 pub mod registry;
+pub mod seeding;
 pub mod store;
 pub mod stream;
 pub mod tasks;
@@ -49,6 +51,11 @@ pub struct Metrics {
     pub peers: Gauge,
     /// The node's transcode jobs queued or running (each heartbeat).
     pub jobs: Gauge,
+    /// Bytes the tasks' payloads and HLS hold (each heartbeat), and the quota (0: none).
+    pub disk_used: Gauge,
+    pub disk_quota: Gauge,
+    /// Bytes uploaded to peers by completed tasks (seeding).
+    pub uploaded_bytes: Counter,
     /// The stream endpoint's open bodies and bytes sent.
     pub streams: stream::StreamMetrics,
 }
@@ -75,6 +82,21 @@ impl Metrics {
                 "magnet_downloaded_bytes",
                 "Bytes of completed downloads",
                 self.downloaded_bytes.clone(),
+            );
+            r.register(
+                "magnet_disk_used_bytes",
+                "Bytes the node's task payloads and HLS hold",
+                self.disk_used.clone(),
+            );
+            r.register(
+                "magnet_disk_quota_bytes",
+                "The node's disk quota for payloads and HLS (0: none)",
+                self.disk_quota.clone(),
+            );
+            r.register(
+                "magnet_uploaded_bytes",
+                "Bytes uploaded to peers by completed tasks (seeding)",
+                self.uploaded_bytes.clone(),
             );
             r.register(
                 "magnet_tasks",
@@ -156,6 +178,8 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let admin = Admin::new();
     let metrics = Metrics::default();
     metrics.register(&admin);
+    let quota = settings.limits.disk_quota_mb.unwrap_or(0).saturating_mul(1024 * 1024);
+    metrics.disk_quota.set(i64::try_from(quota).unwrap_or(i64::MAX));
     let (admin_addr, admin_task) = admin
         .serve(settings.downloader.admin_listen, shutdown.clone())
         .await?;
@@ -184,6 +208,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     .await?;
     let torrent_addr = engine.listen_addr();
     let stream_metrics = metrics.streams.clone();
+    let uploaded_metric = metrics.uploaded_bytes.clone();
     // Bound before the tasks resume: a resumed download's progressive job names its address.
     let (stream_listener, stream_addr) =
         magnet_runtime::net::bind(settings.downloader.stream_listen).await?;
@@ -205,6 +230,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     )
     .await?;
     tasks.resume().await?;
+    tasks.refresh_disk().await?;
 
     let autoscaler = if settings.downloader.autoscale.enabled {
         let cfg = settings.downloader.autoscale.clone();
@@ -227,6 +253,18 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     } else {
         None
     };
+    let seeding = tokio::spawn(seeding::run(
+        tasks.clone(),
+        seeding::Policy::from_settings(&settings.torrent),
+        uploaded_metric,
+        shutdown.clone(),
+    ));
+    let plays = tokio::spawn(disk::watch_plays(
+        tasks.clone(),
+        client.clone(),
+        settings.node.id.clone(),
+        shutdown.clone(),
+    ));
     let events = tokio::spawn(jobs::apply_events(
         tasks.clone(),
         js,
@@ -285,6 +323,8 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
             session_token.cancel();
             let _ = heartbeat.await;
             let _ = events.await;
+            let _ = seeding.await;
+            let _ = plays.await;
             if let Some(a) = autoscaler {
                 let _ = a.await;
             }

@@ -20,6 +20,7 @@ pub fn record(
     settings: &magnet_runtime::Settings,
     endpoints: &Endpoints,
     disk_free: u64,
+    disk_used: u64,
     active: usize,
 ) -> pb::NodeRecord {
     pb::NodeRecord {
@@ -33,6 +34,12 @@ pub fn record(
             max_transcodes: settings.limits.max_transcodes,
             disk_space_gb: settings.limits.disk_space_gb,
             disk_free_gb: disk_free / (1024 * 1024 * 1024),
+            disk_used_bytes: disk_used,
+            disk_quota_bytes: settings
+                .limits
+                .disk_quota_mb
+                .unwrap_or(0)
+                .saturating_mul(1024 * 1024),
         }),
         metadata: Some(pb::NodeMetadata {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -64,6 +71,7 @@ pub async fn put_record(
         settings,
         endpoints,
         tasks.disk_free(),
+        tasks.disk_used(),
         tasks.active_downloads().await,
     );
     if let Err(e) = bucket

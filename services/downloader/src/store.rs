@@ -56,7 +56,8 @@ pub struct ReadyOutput {
 
 const COLUMNS: &str = "task_id, magnet_url, status, progress, speed, size, downloaded, torrent_name, torrent_files, \
      m3u8_file_path, srts, segments, metadata, created_at, updated_at, node_id, info_hash, error, detail, peers, peer_hints, owner, \
-     playable, hls_ready, transcode_progress, paused, attempt";
+     playable, hls_ready, transcode_progress, paused, attempt, uploaded, seeding_stopped, \
+     pinned, last_played_at, payload_evicted, disk_bytes";
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -267,10 +268,12 @@ impl Store {
         let mut q = sqlx::query(AssertSqlSafe(format!(
             "UPDATE tasks SET status = CASE WHEN hls_ready = 1 THEN 'ready' ELSE 'downloaded' END, \
              progress = 100, downloaded = ?, size = ?, speed = 0, detail = '', \
-             updated_at = ? WHERE task_id = ? AND status IN ({marks})"
+             completed_at = COALESCE(completed_at, ?), updated_at = ? \
+             WHERE task_id = ? AND status IN ({marks})"
         )))
         .bind(size as i64)
         .bind(size as i64)
+        .bind(now())
         .bind(now())
         .bind(id.as_str());
         for f in from {
@@ -354,6 +357,108 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Tasks whose download completed and that still seed (the seeding policy's round).
+    pub async fn seeding(&self) -> Result<Vec<Task>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tasks WHERE seeding_stopped IS NULL \
+             AND status IN ('downloaded', 'transcoding', 'ready') ORDER BY task_id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Adds bytes uploaded to peers; the total after it.
+    pub async fn add_uploaded(&self, id: &TaskId, bytes: u64) -> Result<u64> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "UPDATE tasks SET uploaded = uploaded + ? WHERE task_id = ? RETURNING uploaded",
+        )
+        .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(total.unwrap_or(0).max(0) as u64)
+    }
+
+    /// When the task's download completed (its seeding started): recorded then, or now for a
+    /// task completed before the time was kept.
+    pub async fn completed_at(&self, id: &TaskId) -> Result<chrono::DateTime<chrono::Utc>> {
+        let at: Option<String> = sqlx::query_scalar(
+            "UPDATE tasks SET completed_at = COALESCE(completed_at, ?) WHERE task_id = ? \
+             RETURNING completed_at",
+        )
+        .bind(now())
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten();
+        let at = at.ok_or_else(|| Error::TaskNotFound(id.clone()))?;
+        chrono::DateTime::parse_from_rfc3339(&at)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| Error::Corrupt(format!("completed_at {at:?}: {e}")))
+    }
+
+    /// Records why a completed task stopped seeding; false if it was not seeding (not
+    /// completed, or stopped already).
+    pub async fn stop_seeding(&self, id: &TaskId, reason: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET seeding_stopped = ?, updated_at = ? WHERE task_id = ? \
+             AND seeding_stopped IS NULL AND status IN ('downloaded', 'transcoding', 'ready')",
+        )
+        .bind(reason)
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Pins or unpins a task (a pinned task is never evicted).
+    pub async fn set_pinned(&self, id: &TaskId, pinned: bool) -> Result<bool> {
+        let done = sqlx::query("UPDATE tasks SET pinned = ?, updated_at = ? WHERE task_id = ?")
+            .bind(pinned)
+            .bind(now())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that a viewer fetched one of the task's files now.
+    pub async fn played(&self, id: &TaskId) -> Result<bool> {
+        let done = sqlx::query("UPDATE tasks SET last_played_at = ? WHERE task_id = ?")
+            .bind(now())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records that the task's payload was evicted: it no longer seeds either.
+    pub async fn payload_evicted(&self, id: &TaskId, why: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET payload_evicted = 1, seeding_stopped = COALESCE(seeding_stopped, ?), \
+               updated_at = ? WHERE task_id = ?",
+        )
+        .bind(why)
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// What the task's folders hold now (measured by the disk module).
+    pub async fn set_disk_bytes(&self, id: &TaskId, bytes: u64) -> Result<()> {
+        sqlx::query("UPDATE tasks SET disk_bytes = ? WHERE task_id = ? AND disk_bytes != ?")
+            .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+            .bind(id.as_str())
+            .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Transcode progress, apart from the download's `progress` (which stays 100 once the
@@ -511,6 +616,12 @@ fn from_row(row: &SqliteRow) -> Result<Task> {
         transcode_progress: row.try_get("transcode_progress")?,
         paused: row.try_get::<bool, _>("paused")?,
         attempt: u32::try_from(row.try_get::<i64, _>("attempt")?.max(0)).unwrap_or(u32::MAX),
+        uploaded: row.try_get::<i64, _>("uploaded")?.max(0) as u64,
+        seeding_stopped: row.try_get("seeding_stopped")?,
+        pinned: row.try_get::<bool, _>("pinned")?,
+        last_played_at: row.try_get("last_played_at")?,
+        payload_evicted: row.try_get::<bool, _>("payload_evicted")?,
+        disk_bytes: row.try_get::<i64, _>("disk_bytes")?.max(0) as u64,
     })
 }
 

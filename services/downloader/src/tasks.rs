@@ -69,6 +69,10 @@ pub struct Tasks {
     metrics: crate::Metrics,
     /// `http://host:port` of this node's stream endpoint, for progressive jobs' inputs.
     stream_base: String,
+    /// One quota check and its evictions at a time (disk.rs).
+    room: Mutex<()>,
+    /// Bytes the tasks' folders held at the last measurement (disk.rs).
+    disk_used: std::sync::atomic::AtomicU64,
 }
 
 impl Tasks {
@@ -109,6 +113,8 @@ impl Tasks {
             shutdown,
             metrics,
             stream_base,
+            room: Mutex::new(()),
+            disk_used: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -118,6 +124,35 @@ impl Tasks {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub(crate) fn downloads(&self) -> &Path {
+        &self.downloads
+    }
+
+    pub(crate) fn m3u8(&self) -> &Path {
+        &self.m3u8
+    }
+
+    pub(crate) fn room(&self) -> &Mutex<()> {
+        &self.room
+    }
+
+    /// Bytes the tasks' folders held at the last measurement.
+    pub fn disk_used(&self) -> u64 {
+        self.disk_used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_disk_used(&self, bytes: u64) {
+        self.disk_used
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .disk_used
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     fn next_id(&self) -> TaskId {
@@ -164,8 +199,14 @@ impl Tasks {
         }
         let magnet_url = torrent_magnet(&file);
         let magnet = Magnet::parse(&magnet_url)?;
-        self.create(&magnet, &magnet_url, owner, Some(&file.description.torrent_bytes))
-            .await
+        let need = crate::disk::expected_bytes(&file.description.files);
+        self.create(
+            &magnet,
+            &magnet_url,
+            owner,
+            Some((&file.description.torrent_bytes, need)),
+        )
+        .await
     }
 
     /// Stores a new task (or finds the one with the same info hash) and starts its driver;
@@ -175,7 +216,7 @@ impl Tasks {
         magnet: &Magnet,
         magnet_url: &str,
         owner: &str,
-        torrent: Option<&Bytes>,
+        torrent: Option<(&Bytes, u64)>,
     ) -> Result<(Task, bool)> {
         if !self.settings.torrent.allow_internal_peers {
             reach::check(magnet).await?;
@@ -185,6 +226,9 @@ impl Tasks {
             return Ok((existing, true));
         }
         self.check_disk()?;
+        if let Some((_, need)) = torrent {
+            self.make_room(None, need).await?;
+        }
         let new = NewTask {
             id: self.next_id(),
             magnet_url: magnet_url.to_owned(),
@@ -196,7 +240,7 @@ impl Tasks {
         };
         match self.store.insert(&new).await? {
             Ok(task) => {
-                if let Some(bytes) = torrent {
+                if let Some((bytes, _)) = torrent {
                     self.save_torrent_file(&task.id, bytes).await?;
                 }
                 tracing::info!(task = %task.id, info_hash = %task.info_hash, peers = ?task.peer_hints, from_file = torrent.is_some(), "task submitted");
@@ -359,6 +403,7 @@ impl Tasks {
                 self.engine.remove(&hash, false).await?;
             }
         }
+        self.hold_stopped_seeds(&tasks).await?;
         for task in tasks.iter().filter(|t| t.status.is_downloading()) {
             if task.paused {
                 // Persistence may have restored it running: it stays paused.
@@ -416,6 +461,9 @@ impl Tasks {
             });
             self.metrics.speed.set(speed as i64);
             self.metrics.peers.set(peers as i64);
+        }
+        if let Err(e) = self.refresh_disk().await {
+            tracing::warn!(error = %e, "disk use not measured");
         }
         let js = async_nats::jetstream::new(self.nats.clone());
         if let Ok(n) = crate::autoscale::jobs_in_queue(&js, &self.node_id).await {
@@ -494,6 +542,14 @@ impl Tasks {
                 .set_metadata(&task.id, &description.name, &[], 0)
                 .await?;
             return Err(refused);
+        }
+        if task.files.is_empty()
+            && let Err(no_room) = self
+                .make_room(Some(&task.id), crate::disk::expected_bytes(&description.files))
+                .await
+        {
+            self.engine.remove(&task.info_hash, true).await?;
+            return Err(no_room);
         }
         self.save_torrent_file(&task.id, &description.torrent_bytes)
             .await?;
@@ -882,7 +938,7 @@ impl Tasks {
     }
 
     /// Live progress on core NATS; losing one is harmless (the next comes within a second).
-    async fn publish_progress(&self, task: &Task) {
+    pub(crate) async fn publish_progress(&self, task: &Task) {
         let event = convert::progress(task);
         let subject = magnet_runtime::subjects::task_progress(&self.node_id, task.id.as_str());
         let headers = magnet_runtime::telemetry::nats_headers();

@@ -26,6 +26,8 @@ pub fn node(n: &pb::NodeRecord) -> Value {
             "max_transcodes": r.max_transcodes,
             "disk_space_gb": r.disk_space_gb,
             "disk_free_gb": r.disk_free_gb,
+            "disk_used_bytes": r.disk_used_bytes,
+            "disk_quota_bytes": r.disk_quota_bytes,
         },
         "metadata": { "version": m.version, "arch": m.arch },
         "active_tasks": n.active_tasks,
@@ -68,6 +70,23 @@ pub fn download_percent(status: pb::TaskStatus, progress: f64) -> u32 {
 /// A percentage for the API: an integer 0–100, as the original's clients expect.
 pub fn percent(p: f64) -> u32 {
     p.round().clamp(0.0, 100.0) as u32
+}
+
+/// Uploaded bytes over the size, to two places (what torrent clients call the ratio).
+pub fn ratio(uploaded: u64, size: u64) -> f64 {
+    if size == 0 {
+        return 0.0;
+    }
+    (uploaded as f64 / size as f64 * 100.0).round() / 100.0
+}
+
+/// Whether a task's torrent still seeds: its download completed and seeding was not stopped.
+pub fn seeding(status: pb::TaskStatus, stopped: &str) -> bool {
+    stopped.is_empty()
+        && matches!(
+            status,
+            pb::TaskStatus::Downloaded | pb::TaskStatus::Transcoding | pb::TaskStatus::Ready
+        )
 }
 
 /// Whether `viewer` submitted `t` or is an admin: then they may delete it and see its whole
@@ -113,5 +132,13 @@ pub fn task(t: &pb::Task, viewer: &User, node: pb::NodeKind) -> Value {
         "transcode_progress": percent(t.transcode_progress),
         "worker_kind": kind(node),
         "paused": t.paused,
+        "uploaded": t.uploaded,
+        "ratio": ratio(t.uploaded, t.size),
+        "seeding": node == pb::NodeKind::Native && seeding(t.status(), &t.seeding_stopped),
+        "seeding_stopped": t.seeding_stopped,
+        "pinned": t.pinned,
+        "payload_evicted": t.payload_evicted,
+        "disk_bytes": t.disk_bytes,
+        "last_played_at": t.last_played_at,
     })
 }

@@ -95,6 +95,10 @@ fn to_json(p: &pb::TaskProgress) -> String {
         "playable": p.playable || p.status() == pb::TaskStatus::Ready,
         "transcode_progress": convert::percent(p.transcode_progress),
         "paused": p.paused,
+        "uploaded": p.uploaded,
+        "ratio": convert::ratio(p.uploaded, p.size),
+        "seeding": convert::seeding(p.status(), &p.seeding_stopped),
+        "seeding_stopped": p.seeding_stopped,
     })
     .to_string()
 }

@@ -189,6 +189,54 @@ pub async fn retry(
     Ok(ok(convert::task(&t, &user, n.kind())))
 }
 
+/// `POST /api/tasks/:id/stop`: stop and keep. Its submitter or an admin stops a completed
+/// task's seeding; its files and HLS stay and it plays as before.
+pub async fn stop_seeding(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (n, _) = own_task(&s, &user, &id, "stop").await?;
+    let mut client = s.downloader(&n.downloader_endpoint)?;
+    let t = client
+        .stop_seeding(pb::StopSeedingRequest { task_id: id })
+        .await?
+        .into_inner();
+    Ok(ok(convert::task(&t, &user, n.kind())))
+}
+
+/// `POST /api/tasks/:id/pin` and `/unpin`: its submitter or an admin keeps a task from ever
+/// being evicted to make room under the node's disk quota, or lets it be again.
+async fn set_pinned(s: AppState, user: User, id: String, pinned: bool) -> ApiResult<Json<Value>> {
+    let verb = if pinned { "pin" } else { "unpin" };
+    let (n, _) = own_task(&s, &user, &id, verb).await?;
+    let mut client = s.downloader(&n.downloader_endpoint)?;
+    let t = client
+        .pin(pb::PinRequest {
+            task_id: id,
+            pinned,
+        })
+        .await?
+        .into_inner();
+    Ok(ok(convert::task(&t, &user, n.kind())))
+}
+
+pub async fn pin(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_pinned(s, user, id, true).await
+}
+
+pub async fn unpin(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    set_pinned(s, user, id, false).await
+}
+
 /// `POST /api/tasks/:id/pause` and `/resume`: its submitter or an admin pauses a task that
 /// still downloads (no transfers, also after a node restart) or resumes it.
 async fn set_paused(s: AppState, user: User, id: String, paused: bool) -> ApiResult<Json<Value>> {

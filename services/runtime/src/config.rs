@@ -171,6 +171,13 @@ pub struct LimitsSettings {
     pub disk_space_gb: u64,
     /// New tasks are refused while free space on the volume is under this floor.
     pub min_free_disk_mb: u64,
+    /// The node's quota for payloads and HLS together; none = bounded by the volume only.
+    /// A task that would exceed it evicts the least recently played finished tasks (payload
+    /// first, then HLS), never a pinned or playing one; with nothing to evict it is refused.
+    pub disk_quota_mb: Option<u64>,
+    /// Delete a task's payload once its HLS is complete (HLS is what is served): about half
+    /// the disk per task, but it no longer seeds.
+    pub drop_payload_when_ready: bool,
 }
 
 impl Default for LimitsSettings {
@@ -180,6 +187,8 @@ impl Default for LimitsSettings {
             max_transcodes: 1,
             disk_space_gb: 500,
             min_free_disk_mb: 1024,
+            disk_quota_mb: None,
+            drop_payload_when_ready: false,
         }
     }
 }
@@ -276,6 +285,11 @@ pub struct TorrentSettings {
     /// Bandwidth caps in KiB/s; none = unlimited.
     pub download_limit_kibps: Option<u32>,
     pub upload_limit_kibps: Option<u32>,
+    /// A completed task stops seeding once it uploaded this many times its size (0: it does
+    /// not seed at all; a large value seeds practically for ever).
+    pub seed_ratio: f64,
+    /// ... or once it seeded this long, whichever comes first; none = no time limit.
+    pub seed_time_secs: Option<u64>,
     /// librqbit's blocking permits: each open file stream holds one for its life, and chunk
     /// writes need one too (keep well above `downloader.max_open_streams`).
     pub blocking_threads: usize,
@@ -307,6 +321,8 @@ impl Default for TorrentSettings {
             give_up_after_secs: 30 * 60,
             download_limit_kibps: None,
             upload_limit_kibps: None,
+            seed_ratio: 1.0,
+            seed_time_secs: None,
             blocking_threads: 64,
             peer_request_window: 32,
             allow_internal_peers: false,
@@ -765,6 +781,12 @@ impl Settings {
                 );
             }
         }
+        if self.limits.disk_quota_mb == Some(0) {
+            return bad("limits.disk_quota_mb", "must be at least 1 (leave it out for no quota)");
+        }
+        if !(self.torrent.seed_ratio.is_finite() && self.torrent.seed_ratio >= 0.0) {
+            return bad("torrent.seed_ratio", "must be a number of at least 0");
+        }
         if self.torrent.max_files == 0 || self.torrent.max_path_bytes == 0 {
             return bad(
                 "torrent.max_files",
@@ -1010,6 +1032,7 @@ mod tests {
                 "gateway.cors_origins",
             ),
             ("[nodes]\nid = \"typo\"\n", "nodes"),
+            ("[torrent]\nseed_ratio = -1.0\n", "torrent.seed_ratio"),
         ];
         for (toml, key) in cases {
             let err = load_with(Some(("m.toml", toml)), CommonArgs::default())

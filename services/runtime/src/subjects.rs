@@ -96,6 +96,13 @@ pub fn hls_want(node: &str, task: &str) -> String {
     format!("magnet.hls.{node}.{task}.want")
 }
 
+/// A viewer fetched a file of the task (at most one notice per task every few seconds).
+/// Publisher: the node's streamer. Subscriber: its downloader (eviction keeps tasks being
+/// played). `task` may be `*` to subscribe to all.
+pub fn task_played(node: &str, task: &str) -> String {
+    format!("magnet.played.{node}.{task}")
+}
+
 /// Durable pull consumer shared by all transcoder replicas of a node.
 pub fn transcoder_consumer(node: &str) -> String {
     format!("transcoder-{node}")

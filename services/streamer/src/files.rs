@@ -137,6 +137,7 @@ pub struct Root {
     dir: PathBuf,
     max_bytes: u64,
     maker: Option<std::sync::Arc<Maker>>,
+    plays: Option<std::sync::Arc<crate::plays::Plays>>,
 }
 
 /// Asks the transcoder working on a progressive task for a segment not made yet
@@ -194,12 +195,19 @@ impl Root {
             dir: dir.canonicalize()?,
             max_bytes: max_file_mb.saturating_mul(1024 * 1024),
             maker: None,
+            plays: None,
         })
     }
 
     /// Segments of progressive tasks that are not made yet are asked for through `maker`.
     pub fn with_maker(mut self, maker: Maker) -> Self {
         self.maker = Some(std::sync::Arc::new(maker));
+        self
+    }
+
+    /// Every file served tells the node's downloader its task is being played.
+    pub fn with_plays(mut self, plays: crate::plays::Plays) -> Self {
+        self.plays = Some(std::sync::Arc::new(plays));
         self
     }
 
@@ -214,6 +222,16 @@ impl Root {
     /// A segment of a task still being made progressively is asked for and waited for
     /// (bounded); still missing then, it is [`FileError::NotYet`].
     pub async fn open(&self, r: &FileRef) -> Result<(tokio::fs::File, u64), FileError> {
+        let opened = self.open_made(r).await;
+        if opened.is_ok()
+            && let Some(plays) = &self.plays
+        {
+            plays.notice(r.task.as_str()).await;
+        }
+        opened
+    }
+
+    async fn open_made(&self, r: &FileRef) -> Result<(tokio::fs::File, u64), FileError> {
         match self.open_now(r).await {
             Err(FileError::NotFound) => {}
             other => return other,

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod error;
 pub mod files;
 pub mod peer;
+pub mod plays;
 pub mod protocol;
 pub mod relay;
 pub mod runtime;
@@ -98,11 +99,13 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         Duration::from_secs(30),
     )
     .await?;
-    let root = root.with_maker(files::Maker {
-        client: client.clone(),
-        node: settings.node.id.clone(),
-        wait: Duration::from_millis(u64::from(settings.transcoding.segment_wait_ms)),
-    });
+    let root = root
+        .with_maker(files::Maker {
+            client: client.clone(),
+            node: settings.node.id.clone(),
+            wait: Duration::from_millis(u64::from(settings.transcoding.segment_wait_ms)),
+        })
+        .with_plays(plays::Plays::new(client.clone(), settings.node.id.clone()));
 
     let sessions = sessions::Sessions::new(
         settings.clone(),

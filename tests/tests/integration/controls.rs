@@ -16,15 +16,15 @@ use tokio_util::sync::CancellationToken;
 const NODE: &str = "node-c";
 
 /// A gateway in front of the node whose downloader the test runs (and may restart).
-struct Stage {
-    base: String,
+pub(crate) struct Stage {
+    pub(crate) base: String,
     running: magnet_gateway::Running,
     shutdown: CancellationToken,
 }
 
 impl Stage {
     /// The node's downloader and a gateway, once the gateway lists the node.
-    async fn start(mut settings: Settings) -> anyhow::Result<(InProcess, Self)> {
+    pub(crate) async fn start(mut settings: Settings) -> anyhow::Result<(InProcess, Self)> {
         settings.gateway.listen = ([127, 0, 0, 1], 0).into();
         settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
         let node = InProcess::start(settings.clone()).await?;
@@ -49,7 +49,7 @@ impl Stage {
         ))
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         Ok(self.running.wait().await?)
     }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod controls;
+mod disk;
 mod downloader;
 mod gateway;
 mod hostile;
@@ -13,6 +14,7 @@ mod original_worker;
 mod progressive;
 mod progressive_crash;
 mod security;
+mod seeding;
 mod stack;
 mod streamer;
 mod torrent_files;

@@ -164,7 +164,7 @@ async fn an_original_worker_joins_lists_submits_and_plays() -> anyhow::Result<()
     .await?;
     assert_eq!(status, 200, "{sub}");
     assert!(sub["data"]["id"].as_str().is_some_and(|i| i.starts_with("task_")), "{sub}");
-    assert_eq!(*worker.submitted.lock().await, [magnet.clone()]);
+    assert_eq!(*worker.submitted.lock().await, std::slice::from_ref(&magnet));
 
     // Its tasks are merged with our node's.
     let (status, ours) = json_of(
@@ -179,7 +179,7 @@ async fn an_original_worker_joins_lists_submits_and_plays() -> anyhow::Result<()
     assert_eq!(list["data"]["node_errors"], json!([]), "{list}");
     let tasks = list["data"]["tasks"].as_array().cloned().unwrap_or_default();
     let by_id = |id: &str| tasks.iter().find(|t| t["id"] == id).cloned().unwrap_or_default();
-    assert_eq!(by_id(&ours["data"]["id"].as_str().unwrap_or_default().to_owned())["worker_id"], NODE);
+    assert_eq!(by_id(ours["data"]["id"].as_str().unwrap_or_default())["worker_id"], NODE);
     let ready = by_id(READY);
     assert_eq!((ready["status"].clone(), ready["progress"].clone()), (json!("ready"), json!(100)));
     assert_eq!(ready["worker_id"], ORIGINAL);

@@ -105,6 +105,7 @@ impl NodeInfo {
                 max_transcodes: clamp(self.resources.max_transcodes),
                 disk_space_gb: self.resources.disk_space_gb,
                 disk_free_gb: 0,
+                ..Default::default()
             }),
             metadata: Some(pb::NodeMetadata {
                 version: bounded(&self.metadata.version),
