@@ -95,6 +95,7 @@ impl JobQueue {
             inputs,
             output_dir: m3u8.join(task_id).to_string_lossy().into_owned(),
             progressive,
+            variant: String::new(),
         };
         self.js
             .publish(

@@ -115,15 +115,26 @@ pub fn browser_as(
     out_dir: &Path,
     login: Option<(&str, &str)>,
 ) -> anyhow::Result<serde_json::Value> {
+    let env: Vec<(&str, &str)> = login
+        .map(|(user, password)| vec![("USERNAME", user), ("PASSWORD", password)])
+        .unwrap_or_default();
+    browser_with(base_url, magnet, mode, out_dir, &env)
+}
+
+/// [`browser`] with more of the script's settings (e.g. `EPISODE` for `episodes`).
+pub fn browser_with(
+    base_url: &str,
+    magnet: &str,
+    mode: &str,
+    out_dir: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<serde_json::Value> {
     let web = web_dir();
     if !web.join("node_modules/playwright-core").exists() {
         bail!("web/node_modules is missing: run `cargo xtask test` (it runs npm ci)");
     }
-    let mut cmd = Command::new("node");
-    if let Some((user, password)) = login {
-        cmd.env("USERNAME", user).env("PASSWORD", password);
-    }
-    let out = cmd
+    let out = Command::new("node")
+        .envs(env.iter().copied())
         .arg(web.join("e2e/run.mjs"))
         .env("BASE_URL", base_url)
         .env("MAGNET", magnet)

@@ -12,7 +12,9 @@
 // until playback moves past the target again. original (MAGNET is the id of a ready task on
 // an original worker node): the node card says "original worker", the task row's Play opens
 // the player, which plays over P2P with the original protocol. torrent (MAGNET is the path of
-// a .torrent file): drop the file on the index page, then as p2p.
+// a .torrent file): drop the file on the index page, then as p2p. episodes (EPISODE names a
+// file of a season pack, e.g. S01E03): submit, open the task's episode list, play EPISODE,
+// then press Next in the player and play the episode after it; both past 2 s over P2P.
 // Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
 import { chromium } from 'playwright-core';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -48,6 +50,7 @@ const result = {
   seekTarget: null,
   seekResumeMs: null,
   seekPlusOneMs: null,
+  episodesPlayed: [],
   error: null,
 };
 
@@ -64,8 +67,8 @@ function fail(message) {
 async function main() {
   if (!BASE_URL) fail('BASE_URL is not set');
   if (!MAGNET && MODE !== 'admin') fail('MAGNET is not set');
-  if (!['p2p', 'relay', 'xss', 'admin', 'progressive', 'original', 'torrent'].includes(MODE))
-    fail(`MODE must be p2p, relay, xss, admin, progressive, original or torrent, not ${MODE}`);
+  if (!['p2p', 'relay', 'xss', 'admin', 'progressive', 'original', 'torrent', 'episodes'].includes(MODE))
+    fail(`MODE must be p2p, relay, xss, admin, progressive, original, torrent or episodes, not ${MODE}`);
   await mkdir(OUT_DIR, { recursive: true });
 
   const args = [
@@ -127,6 +130,7 @@ async function main() {
     }
     const row = MODE === 'torrent' ? await dropTorrent(page, MAGNET) : await submit(page);
     if (MODE === 'xss') await checkXss(page, row);
+    else if (MODE === 'episodes') await playEpisodes(page, row, env.EPISODE ?? '');
     else if (MODE === 'progressive') await playWhileDownloading(page, row);
     else await playThrough(page, row);
   } finally {
@@ -302,6 +306,34 @@ async function playPastTwoSeconds(page, row) {
   }
 }
 
+/** The episode list of the task's row: play EPISODE, then the next one from the player. */
+async function playEpisodes(page, row, episode) {
+  const list = row.locator('details.episodes');
+  await list.waitFor({ state: 'visible', timeout: remaining() });
+  await list.locator('summary').click();
+  const item = list.locator('li.episode', { hasText: episode });
+  await item.waitFor({ timeout: remaining() });
+  await page.screenshot({ path: join(OUT_DIR, 'episodes.png'), fullPage: true });
+  for (const [step, go] of [
+    ['chosen', () => item.locator('a.play-episode').click()],
+    ['next', () => page.locator('#next').click()],
+  ]) {
+    await Promise.all([page.waitForURL(/\/player\?.*file=/, { timeout: remaining() }), go()]);
+    try {
+      await page.waitForFunction(() => document.querySelector('#video')?.currentTime > 2, null, {
+        timeout: remaining(),
+        polling: 250,
+      });
+    } finally {
+      await readPlayer(page);
+      await page.screenshot({ path: join(OUT_DIR, `player-${step}.png`), fullPage: true }).catch(() => {});
+    }
+    const shown = (await page.locator('#episode').textContent()) ?? '';
+    result.episodesPlayed.push(shown);
+    if (result.transport !== 'p2p') fail(`episode ${shown} played over ${result.transport}`);
+  }
+}
+
 async function readPlayer(page) {
   const p = await page
     .evaluate(() => ({ player: window.__player ?? null, currentTime: document.querySelector('#video')?.currentTime ?? 0 }))
@@ -355,6 +387,9 @@ function verdict() {
     if (result.seekPlusOneMs === null) problems.push('playback did not pass the seek target');
     if (result.transport !== 'p2p') problems.push(`transport is ${result.transport}, not p2p`);
     if (result.fallbackReason) problems.push(`the player fell back: ${result.fallbackReason}`);
+  } else if (MODE === 'episodes') {
+    if (result.episodesPlayed.length !== 2) problems.push(`played ${result.episodesPlayed.length} episode(s), not 2`);
+    if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);
   } else if (MODE === 'original') {
     if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);
     if (result.transport !== 'p2p') problems.push(`transport is ${result.transport}, not p2p`);

@@ -85,6 +85,24 @@ export interface Task {
   payload_evicted?: boolean;
   /** Bytes its payload and video hold. */
   disk_bytes?: number;
+  /** The torrent's videos (a season pack's episodes), each with its own HLS folder. */
+  videos?: TaskVideo[];
+}
+
+/** One video of a task's torrent. */
+export interface TaskVideo {
+  /** Index in the torrent's files: what `POST /api/tasks/:id/play` takes. */
+  index: number;
+  path: string;
+  size: number;
+  downloaded: number;
+  /** The video being fetched and played. */
+  current: boolean;
+  /** Its HLS folder under the task's: '' (the task's own) or 'v<index>'. */
+  playlist: string;
+  state: '' | 'queued' | 'transcoding' | 'playable' | 'ready' | 'stopped' | 'error';
+  transcode_progress: number;
+  error: string;
 }
 
 /** A node whose task list could not be had: its tasks are missing from the list. */
@@ -188,6 +206,8 @@ export const api = {
   deleteTask: (id: string) => request<object>('DELETE', `/api/tasks/${encodeURIComponent(id)}`),
   pauseTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/pause`),
   resumeTask: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/resume`),
+  playVideo: (id: string, file: number) =>
+    request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/play`, { file }),
   pinTask: (id: string, pinned: boolean) =>
     request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/${pinned ? 'pin' : 'unpin'}`),
   stopSeeding: (id: string) => request<{ data?: Task }>('POST', `/api/tasks/${encodeURIComponent(id)}/stop`),

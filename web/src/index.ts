@@ -3,7 +3,7 @@
 // Every string that comes from a torrent, a magnet, a node or a user reaches the DOM as a
 // text node or a plain attribute (see `dom.ts`); the page never parses HTML from data.
 
-import { api, ApiError, type GatewayNode, type Task, type TaskEvent, type User } from './api';
+import { api, ApiError, type GatewayNode, type Task, type TaskEvent, type TaskVideo, type User } from './api';
 import { byId, errorText, h, setText } from './dom';
 import { humanBytes, humanRate } from './format';
 
@@ -25,6 +25,7 @@ interface Row {
   node: HTMLElement;
   seeded: HTMLElement;
   disk: HTMLElement;
+  episodes: HTMLDetailsElement;
   detail: HTMLElement;
   error: HTMLElement;
   actions: HTMLElement;
@@ -442,6 +443,8 @@ function createRow(t: Task): Row {
   const seeded = h('dd');
   const disk = h('dd');
   const detail = h('p', { class: 'detail muted' });
+  const episodes = h('details', { class: 'episodes' }) as HTMLDetailsElement;
+  episodes.hidden = true;
   const error = h('p', { class: 'task-error error' });
   const del = h('button', { class: 'danger delete', text: 'Delete', attrs: { type: 'button' } });
   const pause = h('button', { class: 'pause', text: 'Pause', attrs: { type: 'button' } });
@@ -465,9 +468,10 @@ function createRow(t: Task): Row {
     ),
     detail,
     error,
+    episodes,
     actions,
   );
-  const row: Row = { task: t, el: li, name, status, progress, percent, speed, size, node, seeded, disk, detail, error, actions, play: null };
+  const row: Row = { task: t, el: li, name, status, progress, percent, speed, size, node, seeded, disk, episodes, detail, error, actions, play: null };
   del.addEventListener('click', () => void deleteTask(row));
   pause.addEventListener('click', () => void togglePause(row));
   retry.addEventListener('click', () => void retryTask(row));
@@ -582,6 +586,8 @@ function renderRow(row: Row): void {
     pin.setAttribute('aria-label', `${t.pinned ? 'Unpin' : 'Pin'} ${name}`);
   }
 
+  renderEpisodes(row);
+
   // Ready, or playable while it downloads (progressive playback).
   const ready = t.status === 'ready' || t.playable === true;
   if (ready && !row.play) {
@@ -595,6 +601,58 @@ function renderRow(row: Row): void {
     row.play.setAttribute('href', `/player?taskId=${encodeURIComponent(t.id)}`);
     row.play.setAttribute('aria-label', `Play ${name}`);
   }
+}
+
+/** What a video of a torrent of several is doing, in a few words. */
+function videoState(v: TaskVideo): string {
+  switch (v.state) {
+    case 'ready':
+      return 'ready';
+    case 'playable':
+      return 'playable';
+    case 'transcoding':
+      return `converting ${clampPercent(v.transcode_progress)}%`;
+    case 'queued':
+      return 'queued';
+    case 'error':
+      return `error: ${v.error}`;
+    default: {
+      if (v.size > 0 && v.downloaded >= v.size) return 'downloaded';
+      if (v.current && v.size > 0) return `${clampPercent((v.downloaded / v.size) * 100)}% downloaded`;
+      return '';
+    }
+  }
+}
+
+/** A season pack's episodes (a torrent of several videos): each plays in the player, which
+ * makes it the one fetched. The list is rebuilt only when something in it changed. */
+function renderEpisodes(row: Row): void {
+  const videos = [...(row.task.videos ?? [])].sort((a, b) => a.path.localeCompare(b.path, undefined, { numeric: true }));
+  row.episodes.hidden = videos.length < 2;
+  if (videos.length < 2) return;
+  const key = JSON.stringify(videos.map((v) => [v.index, v.current, v.state, v.downloaded, v.transcode_progress]));
+  if (row.episodes.dataset.key === key) return;
+  row.episodes.dataset.key = key;
+  const items = videos.map((v) => {
+    const name = v.path.split('/').pop() ?? v.path;
+    const play = h('a', {
+      class: 'play-episode',
+      text: 'Play',
+      attrs: { href: `/player?taskId=${encodeURIComponent(row.task.id)}&file=${v.index}`, 'aria-label': `Play ${name}` },
+    });
+    const li = h(
+      'li',
+      { class: v.current ? 'episode current' : 'episode', attrs: { 'data-file': String(v.index) } },
+      h('span', { class: 'episode-name', text: name }),
+      h('span', { class: 'muted', text: ` ${humanBytes(v.size)} ` }),
+      h('span', { class: 'episode-state', text: videoState(v) }),
+      ' ',
+      play,
+    );
+    if (v.current) li.setAttribute('aria-current', 'true');
+    return li;
+  });
+  row.episodes.replaceChildren(h('summary', { text: `Episodes (${videos.length})` }), h('ol', {}, ...items));
 }
 
 async function deleteTask(row: Row): Promise<void> {

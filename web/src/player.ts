@@ -1,11 +1,12 @@
 // The player page (`/player?taskId=<id>`): hls.js fed over a WebRTC data channel (the
 // binary protocol) or, when P2P is impossible, through the gateway's HTTP relay.
 //
-// URL parameters: `taskId`; `transport=relay` skips P2P; `p2p_timeout_ms` bounds the P2P
+// URL parameters: `taskId`; `file` (a video of the torrent, an episode of a season pack, by
+// its index in the torrent's files: it becomes the one fetched and played); `transport=relay` skips P2P; `p2p_timeout_ms` bounds the P2P
 // attempt (default 5000). Tests read `window.__player`.
 
 import Hls, { type ErrorData, type HlsConfig, type LoaderCallbacks, type LoaderConfiguration, type LoaderContext } from 'hls.js';
-import { api, ApiError, type Task, type TaskEvent } from './api';
+import { api, ApiError, type Task, type TaskEvent, type TaskVideo } from './api';
 import { DcClient, dcLoader, type FileClient, type LoaderClass } from './dc-loader';
 import { byId, errorText, h, setText } from './dom';
 import { humanBytes, humanRate } from './format';
@@ -51,11 +52,19 @@ const el = {
   downloadBar: byId('download-bar'),
   downloadFill: byId('download-fill'),
   downloadText: byId('download-text'),
+  episodes: byId('episodes'),
+  episode: byId('episode'),
+  prev: byId<HTMLButtonElement>('prev'),
+  next: byId<HTMLButtonElement>('next'),
 };
 
 const params = new URLSearchParams(location.search);
 const taskId = params.get('taskId') ?? '';
 const forceRelay = params.get('transport') === 'relay';
+/** The video asked for (`file`), else the task's current one once known. */
+let file: number | null = nonNegativeInt(params.get('file'));
+/** Its HLS folder under the task's: '' or 'v<index>'. */
+let folder = '';
 const p2pTimeoutMs = positiveInt(params.get('p2p_timeout_ms')) ?? DEFAULT_P2P_TIMEOUT_MS;
 
 let hls: Hls | null = null;
@@ -135,14 +144,27 @@ async function main(): Promise<void> {
     return;
   }
   followEvents();
+  try {
+    const first = await choose(await api.task(taskId));
+    if (!first) return;
+    current = first;
+  } catch {
+    // waitUntilPlayable says what is wrong.
+  }
   const task = await waitUntilPlayable();
   if (!task) return;
+  const video = chosenVideo(task);
+  if (video) {
+    file = video.index;
+    folder = video.playlist;
+  }
+  showEpisodes(task);
 
   if (!Hls.isSupported()) {
     // No MSE (iOS Safari): only the native player and the relay remain.
     if (el.video.canPlayType('application/vnd.apple.mpegurl')) {
       setTransport('relay', 'P2P failed: this browser has no Media Source Extensions');
-      el.video.src = `/video/${encodeURIComponent(taskId)}/index.m3u8`;
+      el.video.src = videoUrl('index.m3u8');
       void el.video.play().catch(() => {});
     } else {
       showError('This browser cannot play HLS video.');
@@ -245,6 +267,70 @@ function waitingText(): string {
   return `Waiting for data from peers: ${peers === 1 ? '1 peer' : `${peers} peers`}, ${humanRate(t.speed ?? 0)}.`;
 }
 
+/** The video played: the one asked for, else the task's current one. */
+function chosenVideo(t: Task): TaskVideo | undefined {
+  const videos = t.videos ?? [];
+  return file === null ? videos.find((v) => v.current) : videos.find((v) => v.index === file);
+}
+
+/** Whether the video played can start: its own HLS is playable (or the task's, for the
+ * task's own folder, which tasks from before per-video states have). */
+function playable(t: Task): boolean {
+  const v = chosenVideo(t);
+  if (v && (v.state === 'playable' || v.state === 'ready')) return true;
+  if (v && v.playlist !== '') return false;
+  return t.status === 'ready' || t.playable === true;
+}
+
+/** Makes the video asked for the one fetched and played (its submitter or an admin may);
+ * false when it cannot play. */
+async function choose(t: Task): Promise<Task | null> {
+  const v = chosenVideo(t);
+  if (file === null) return t;
+  if (!v) {
+    say('Nothing to play.');
+    showError(`File ${file} is not a video of this torrent.`);
+    return null;
+  }
+  if (v.current || v.state === 'ready') return t;
+  try {
+    const answer = await api.playVideo(taskId, v.index);
+    return answer.data ?? t;
+  } catch (e) {
+    if (v.state === 'playable') return t;
+    say('Cannot play this episode.');
+    showError(errorText(e));
+    return null;
+  }
+}
+
+/** Previous and next episode of a torrent of several videos (by path), as links. */
+function showEpisodes(t: Task): void {
+  const videos = [...(t.videos ?? [])].sort((a, b) => a.path.localeCompare(b.path, undefined, { numeric: true }));
+  const v = chosenVideo(t);
+  if (videos.length < 2 || !v) return;
+  const at = videos.findIndex((x) => x.index === v.index);
+  el.episodes.hidden = false;
+  setText(el.episode, `${at + 1} of ${videos.length}: ${v.path.split('/').pop() ?? v.path}`);
+  const go = (to: TaskVideo | undefined, button: HTMLButtonElement) => {
+    button.disabled = !to;
+    if (!to) return;
+    button.setAttribute('aria-label', `Play ${to.path.split('/').pop() ?? to.path}`);
+    button.addEventListener('click', () => {
+      const next = new URLSearchParams(location.search);
+      next.set('file', String(to.index));
+      location.search = next.toString();
+    });
+  };
+  go(videos[at - 1], el.prev);
+  go(videos[at + 1], el.next);
+}
+
+/** `/video/<task>/[v<k>/]<name>` */
+function videoUrl(name: string): string {
+  return `/video/${encodeURIComponent(taskId)}/${folder ? `${folder}/` : ''}${name}`;
+}
+
 /** Fetches the task until it can play (ready, or playable while it downloads); `null` when
  * it never will (or is unknown). Events wake it early; a slow poll covers a lost stream. */
 async function waitUntilPlayable(): Promise<Task | null> {
@@ -254,7 +340,7 @@ async function waitUntilPlayable(): Promise<Task | null> {
       current = task;
       showTitle(task);
       showDownload(task);
-      if (task.status === 'ready' || task.playable) return task;
+      if (playable(task)) return task;
       if (task.status === 'error' || task.status === 'cancelled') {
         say(`This task is ${task.status}.`);
         if (task.error) showError(task.error);
@@ -272,9 +358,12 @@ async function waitUntilPlayable(): Promise<Task | null> {
     await new Promise<void>((r) => {
       const timer = window.setTimeout(r, READY_POLL_MS);
       wake = () => {
-        window.clearTimeout(timer);
-        // An event that says playable (or ended) is worth a fetch now.
-        if (current?.playable || current?.status === 'ready' || current?.status === 'error') r();
+        // An event that says playable (or ended) is worth a fetch now; any other leaves the
+        // poll's timer running (live events do not carry each video's state).
+        if ((current && playable(current)) || current?.status === 'error') {
+          window.clearTimeout(timer);
+          r();
+        }
       };
     });
     wake = null;
@@ -329,7 +418,7 @@ function startHls(loader: LoaderClass, startPosition = 0): void {
   });
   player.on(Hls.Events.ERROR, (_event, data) => onHlsError(player, data));
   player.attachMedia(el.video);
-  player.loadSource(`/video/${encodeURIComponent(taskId)}/${manifest}`);
+  player.loadSource(videoUrl(manifest));
 }
 
 function onHlsError(player: Hls, data: ErrorData): void {
@@ -392,6 +481,11 @@ window.addEventListener('pagehide', () => {
   hls?.destroy();
   session?.close();
 });
+
+function nonNegativeInt(s: string | null): number | null {
+  const n = s === null || s === '' ? NaN : Number(s);
+  return Number.isInteger(n) && n >= 0 ? n : null;
+}
 
 function positiveInt(s: string | null): number | null {
   const n = s === null ? NaN : Number(s);

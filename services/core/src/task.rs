@@ -303,4 +303,25 @@ pub struct Task {
     pub payload_evicted: bool,
     /// Bytes its payload and HLS folders hold, as last measured.
     pub disk_bytes: u64,
+    /// Sizes of `files`, in the same order (empty for tasks from before sizes were kept).
+    pub file_sizes: Vec<u64>,
+    /// The video its submitter chose to fetch and play (a file index); none: the largest.
+    pub chosen: Option<u32>,
+    /// What each video's transcode did, by file index (the task's own status follows the
+    /// chosen one's).
+    pub videos: std::collections::BTreeMap<u32, VideoState>,
+    /// Bytes of each file on the node now (a live figure from the torrent, not stored; empty
+    /// when the torrent is not loaded).
+    pub file_progress: Vec<u64>,
+}
+
+/// Where one video's own transcode is.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VideoState {
+    /// `queued`, `transcoding`, `playable`, `ready`, `stopped` or `error`.
+    pub state: String,
+    #[serde(default)]
+    pub progress: f64,
+    #[serde(default)]
+    pub error: String,
 }

@@ -137,4 +137,15 @@ impl TaskService for TaskApi {
             .await?;
         Ok(Response::new(convert::task(task)))
     }
+
+    async fn play(&self, req: Request<pb::PlayRequest>) -> Result<Response<pb::Task>, Status> {
+        let span = span("Play", &req);
+        let req = req.into_inner();
+        let task = self
+            .tasks
+            .play(&req.task_id, req.file_index)
+            .instrument(span)
+            .await?;
+        Ok(Response::new(convert::page(task, 0, 0)))
+    }
 }

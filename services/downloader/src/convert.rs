@@ -24,12 +24,51 @@ pub const FILES_PAGE: usize = 1000;
 /// A task as `List` sends it: bounded whatever the torrent holds.
 pub fn summary(mut t: Task) -> pb::Task {
     let count = file_count(&t);
+    let videos = videos(&t);
     t.files.truncate(SUMMARY_FILES);
+    t.file_sizes.truncate(SUMMARY_FILES);
     t.segments = Vec::new();
     pb::Task {
         file_count: count,
+        videos,
         ..task(t)
     }
+}
+
+/// Videos a task lists at most (a season pack has tens).
+pub const MAX_VIDEOS: usize = 200;
+
+/// The torrent's videos, each with its size, what is here of it and its own transcode.
+fn videos(t: &Task) -> Vec<pb::TaskVideo> {
+    let current = crate::choice::current(t);
+    t.files
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| magnet_core::media::is_video(f))
+        .take(MAX_VIDEOS)
+        .filter_map(|(i, path)| {
+            let index = u32::try_from(i).ok()?;
+            let state = t.videos.get(&index).cloned().unwrap_or_default();
+            let size = t.file_sizes.get(i).copied().unwrap_or(0);
+            let downloaded = match t.file_progress.get(i) {
+                Some(have) => *have,
+                // Not loaded: a finished download holds what was wanted of it.
+                None if current == Some(index) && !t.status.is_downloading() => size,
+                None => 0,
+            };
+            Some(pb::TaskVideo {
+                index,
+                path: path.clone(),
+                size,
+                downloaded: downloaded.min(size),
+                current: current == Some(index),
+                playlist: crate::choice::variant(t, index),
+                state: state.state,
+                transcode_progress: state.progress,
+                error: state.error,
+            })
+        })
+        .collect()
 }
 
 fn file_count(t: &Task) -> u32 {
@@ -44,19 +83,28 @@ pub fn page(mut t: Task, offset: u32, limit: u32) -> pb::Task {
         n => n.min(FILES_PAGE),
     };
     let count = file_count(&t);
+    let videos = videos(&t);
     t.files = t
         .files
         .into_iter()
         .skip(offset as usize)
         .take(limit)
         .collect();
+    t.file_sizes = t
+        .file_sizes
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit)
+        .collect();
     pb::Task {
         file_count: count,
+        videos,
         ..task(t)
     }
 }
 
 pub fn task(t: Task) -> pb::Task {
+    let videos = videos(&t);
     pb::Task {
         file_count: file_count(&t),
         id: t.id.to_string(),
@@ -89,6 +137,8 @@ pub fn task(t: Task) -> pb::Task {
         payload_evicted: t.payload_evicted,
         disk_bytes: t.disk_bytes,
         last_played_at: t.last_played_at.unwrap_or_default(),
+        file_sizes: t.file_sizes,
+        videos,
     }
 }
 

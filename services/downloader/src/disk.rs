@@ -337,6 +337,10 @@ mod tests {
                 .map(|s| (now - chrono::Duration::seconds(s)).to_rfc3339()),
             payload_evicted: false,
             disk_bytes: 0,
+            file_sizes: Vec::new(),
+            chosen: None,
+            videos: Default::default(),
+            file_progress: Vec::new(),
         }
     }
 

@@ -19,16 +19,24 @@ use crate::tasks::Tasks;
 use crate::{Error, Result};
 
 /// Publishes a job; JetStream drops a second copy of the same task's job (message id, one
-/// per `attempt`: a retried task's job is a new one).
+/// per `attempt`: a retried task's job is a new one; per chosen video's folder; and per
+/// `nonce` for a job published again on purpose).
 pub async fn publish_job(
     js: &jetstream::Context,
     job: &pb::TranscodeJob,
     attempt: u32,
+    nonce: Option<u64>,
 ) -> Result<()> {
-    let id = match attempt {
+    let mut id = match attempt {
         0 => format!("job-{}", job.task_id),
         n => format!("job-{}-{n}", job.task_id),
     };
+    if !job.variant.is_empty() {
+        id = format!("{id}-{}", job.variant);
+    }
+    if let Some(n) = nonce {
+        id = format!("{id}-{n}");
+    }
     let message = PublishMessage::build()
         .message_id(id)
         .headers(telemetry::nats_headers())

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod autoscale;
+pub mod choice;
 pub mod convert;
 pub mod disk;
 pub mod error;

@@ -57,7 +57,7 @@ pub struct ReadyOutput {
 const COLUMNS: &str = "task_id, magnet_url, status, progress, speed, size, downloaded, torrent_name, torrent_files, \
      m3u8_file_path, srts, segments, metadata, created_at, updated_at, node_id, info_hash, error, detail, peers, peer_hints, owner, \
      playable, hls_ready, transcode_progress, paused, attempt, uploaded, seeding_stopped, \
-     pinned, last_played_at, payload_evicted, disk_bytes";
+     pinned, last_played_at, payload_evicted, disk_bytes, file_sizes, chosen, video_states";
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -216,18 +216,54 @@ impl Store {
         &self,
         id: &TaskId,
         name: &str,
-        files: &[String],
-        size: u64,
+        files: &[(String, u64)],
     ) -> Result<()> {
-        sqlx::query("UPDATE tasks SET torrent_name = ?, torrent_files = ?, size = ?, updated_at = ? WHERE task_id = ?")
-            .bind(name)
-            .bind(json(files))
-            .bind(size as i64)
+        let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
+        let sizes: Vec<u64> = files.iter().map(|(_, len)| *len).collect();
+        let size: u64 = sizes.iter().sum();
+        sqlx::query(
+            "UPDATE tasks SET torrent_name = ?, torrent_files = ?, file_sizes = ?, size = ?, \
+             updated_at = ? WHERE task_id = ?",
+        )
+        .bind(name)
+        .bind(json(&paths))
+        .bind(json(&sizes))
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(now())
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records the video chosen to fetch and play.
+    pub async fn set_chosen(&self, id: &TaskId, index: u32) -> Result<bool> {
+        let done = sqlx::query("UPDATE tasks SET chosen = ?, updated_at = ? WHERE task_id = ?")
+            .bind(i64::from(index))
             .bind(now())
             .bind(id.as_str())
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records where one video's own transcode is (read, changed and written in one statement
+    /// per video, so two videos' events do not overwrite each other).
+    pub async fn set_video_state(
+        &self,
+        id: &TaskId,
+        index: u32,
+        state: &magnet_core::task::VideoState,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET video_states = json_set(video_states, ?, json(?)) WHERE task_id = ?",
+        )
+        .bind(format!("$.\"{index}\""))
+        .bind(json(state))
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Writes live download figures and moves `pending` to `downloading`; ignored once the
@@ -332,7 +368,7 @@ impl Store {
             "UPDATE tasks SET status = 'pending', error = NULL, detail = '', paused = 0, \
                speed = 0, peers = 0, job_published_at = NULL, hls_ready = 0, playable = 0, \
                transcode_progress = 0, m3u8_file_path = NULL, segments = '[]', \
-               srts = '[]', attempt = attempt + 1, updated_at = ? \
+               srts = '[]', video_states = '{}', attempt = attempt + 1, updated_at = ? \
              WHERE task_id = ? AND status = 'error'",
         )
         .bind(now())
@@ -622,6 +658,18 @@ fn from_row(row: &SqliteRow) -> Result<Task> {
         last_played_at: row.try_get("last_played_at")?,
         payload_evicted: row.try_get::<bool, _>("payload_evicted")?,
         disk_bytes: row.try_get::<i64, _>("disk_bytes")?.max(0) as u64,
+        file_sizes: {
+            let raw: String = row.try_get("file_sizes")?;
+            serde_json::from_str(&raw).map_err(|e| Error::Corrupt(format!("file_sizes: {e}")))?
+        },
+        chosen: row
+            .try_get::<Option<i64>, _>("chosen")?
+            .and_then(|i| u32::try_from(i).ok()),
+        videos: {
+            let raw: String = row.try_get("video_states")?;
+            serde_json::from_str(&raw).map_err(|e| Error::Corrupt(format!("video_states: {e}")))?
+        },
+        file_progress: Vec::new(),
     })
 }
 

@@ -280,12 +280,30 @@ impl Tasks {
         Ok((reader, deleted))
     }
 
+    /// Every task, with what is on the node of each file of a torrent of several videos.
     pub async fn list(&self) -> Result<Vec<Task>> {
-        self.store.list().await
+        let mut tasks = self.store.list().await?;
+        for t in &mut tasks {
+            self.live_files(t);
+        }
+        Ok(tasks)
     }
 
     pub async fn get(&self, id: &str) -> Result<Task> {
-        self.store.get(&TaskId::parse(id)?).await
+        let mut task = self.store.get(&TaskId::parse(id)?).await?;
+        self.live_files(&mut task);
+        Ok(task)
+    }
+
+    /// Fills in the bytes of each file on the node now, for a torrent of several videos (the
+    /// episode list shows them).
+    fn live_files(&self, task: &mut Task) {
+        let videos = task.files.iter().filter(|f| media::is_video(f)).count();
+        if videos > 1
+            && let Some(handle) = self.engine.get(&task.info_hash)
+        {
+            task.file_progress = handle.stats().file_progress;
+        }
     }
 
     /// Pauses (`true`) or resumes a task that still downloads. Paused: its driver stops and
@@ -539,7 +557,7 @@ impl Tasks {
             // Nothing of it stays: no payload, no saved metainfo, no files in the store.
             self.engine.remove(&task.info_hash, true).await?;
             self.store
-                .set_metadata(&task.id, &description.name, &[], 0)
+                .set_metadata(&task.id, &description.name, &[])
                 .await?;
             return Err(refused);
         }
@@ -553,10 +571,8 @@ impl Tasks {
         }
         self.save_torrent_file(&task.id, &description.torrent_bytes)
             .await?;
-        let files: Vec<String> = description.files.iter().map(|(p, _)| p.clone()).collect();
-        let size = description.files.iter().map(|(_, l)| l).sum();
         self.store
-            .set_metadata(&task.id, &description.name, &files, size)
+            .set_metadata(&task.id, &description.name, &description.files)
             .await?;
         let _slot = self.download_slot(task, &handle, cancel).await?;
         // The torrent was added paused; a torrent still checking its files cannot be resumed,
@@ -580,6 +596,11 @@ impl Tasks {
                 _ = tick.tick() => {}
                 r = &mut initialized, if !started => {
                     r.map_err(Error::torrent)?;
+                    // A torrent of several videos fetches only the chosen one (or the largest).
+                    let now = self.store.get(&task.id).await?;
+                    if let Some(files) = crate::choice::wanted(&now, self.settings.transcoding.all_videos) {
+                        self.engine.set_only_files(&handle, &files).await?;
+                    }
                     self.engine.resume(&handle).await?;
                     started = true;
                     // Progressive playback: the transcoders read the files while they come.
@@ -810,62 +831,70 @@ impl Tasks {
     /// A `progressive` job's inputs are URLs of the stream endpoint (the files are still
     /// coming), with their sizes from the metadata.
     async fn publish_job(&self, task: &Task, progressive: bool) -> Result<()> {
+        let files = crate::choice::job_files(task, self.settings.transcoding.all_videos);
+        self.send_job(task, &files, progressive, None).await?;
+        self.store.mark_job_published(&task.id).await?;
+        Ok(())
+    }
+
+    /// Builds and publishes one transcode job of `files` (a progressive one reads them through
+    /// the stream endpoint). `nonce` tells a job apart from an earlier one of the same task
+    /// and folder, which JetStream would drop as its duplicate.
+    pub(crate) async fn send_job(
+        &self,
+        task: &Task,
+        files: &crate::choice::JobFiles,
+        progressive: bool,
+        nonce: Option<u64>,
+    ) -> Result<()> {
         let out = torrent::output_dir(&self.downloads, task.id.as_str());
-        let mut inputs: Vec<&String> = task
-            .files
-            .iter()
-            .filter(|f| media::is_video(f) || media::is_subtitle(f))
-            .collect();
-        if !inputs.iter().any(|f| media::is_video(f)) {
-            inputs.extend(
-                task.files
-                    .iter()
-                    .filter(|f| !media::is_subtitle(f))
-                    .take(20),
-            );
-        }
-        let sizes = if progressive {
+        let described = if progressive && task.file_sizes.len() != task.files.len() {
             self.engine
                 .get(&task.info_hash)
                 .and_then(|h| torrent::describe(&h).ok())
-                .map(|d| d.files)
+                .map(|d| d.files.into_iter().map(|(_, len)| len).collect())
                 .unwrap_or_default()
         } else {
-            Vec::new()
+            task.file_sizes.clone()
         };
+        let inputs = files
+            .indexes
+            .iter()
+            .filter_map(|&index| Some((index, task.files.get(index)?)))
+            .map(|(index, name)| {
+                if progressive {
+                    pb::TranscodeInput {
+                        source: Some(pb::transcode_input::Source::Url(format!(
+                            "{}/stream/{}/{index}",
+                            self.stream_base, task.id
+                        ))),
+                        name: name.clone(),
+                        size: described.get(index).copied().unwrap_or(0),
+                    }
+                } else {
+                    pb::TranscodeInput {
+                        source: Some(pb::transcode_input::Source::Path(
+                            absolute(&out.join(name)).to_string_lossy().into_owned(),
+                        )),
+                        name: name.clone(),
+                        size: std::fs::metadata(out.join(name))
+                            .map(|m| m.len())
+                            .unwrap_or(0),
+                    }
+                }
+            })
+            .collect();
+        let mut output_dir = self.m3u8.join(task.id.as_str());
+        if !files.variant.is_empty() {
+            output_dir.push(&files.variant);
+        }
         let job = pb::TranscodeJob {
             task_id: task.id.to_string(),
             node_id: self.node_id.clone(),
-            inputs: inputs
-                .into_iter()
-                .map(|name| {
-                    let index = task.files.iter().position(|f| f == name).unwrap_or(0);
-                    if progressive {
-                        pb::TranscodeInput {
-                            source: Some(pb::transcode_input::Source::Url(format!(
-                                "{}/stream/{}/{index}",
-                                self.stream_base, task.id
-                            ))),
-                            name: name.clone(),
-                            size: sizes.get(index).map(|(_, len)| *len).unwrap_or(0),
-                        }
-                    } else {
-                        pb::TranscodeInput {
-                            source: Some(pb::transcode_input::Source::Path(
-                                absolute(&out.join(name)).to_string_lossy().into_owned(),
-                            )),
-                            name: name.clone(),
-                            size: std::fs::metadata(out.join(name))
-                                .map(|m| m.len())
-                                .unwrap_or(0),
-                        }
-                    }
-                })
-                .collect(),
-            output_dir: absolute(&self.m3u8.join(task.id.as_str()))
-                .to_string_lossy()
-                .into_owned(),
+            inputs,
+            output_dir: absolute(&output_dir).to_string_lossy().into_owned(),
             progressive,
+            variant: files.variant.clone(),
         };
         if job.encoded_len() > MAX_JOB_BYTES {
             return Err(Error::TorrentTooLarge(format!(
@@ -874,9 +903,8 @@ impl Tasks {
                 job.encoded_len()
             )));
         }
-        jobs::publish_job(&self.js, &job, task.attempt).await?;
-        self.store.mark_job_published(&task.id).await?;
-        tracing::info!(task = %task.id, inputs = job.inputs.len(), progressive, "transcode job published");
+        jobs::publish_job(&self.js, &job, task.attempt, nonce).await?;
+        tracing::info!(task = %task.id, inputs = job.inputs.len(), progressive, variant = %job.variant, "transcode job published");
         Ok(())
     }
 
@@ -884,6 +912,22 @@ impl Tasks {
     #[tracing::instrument(skip(self, event), fields(task = %event.task_id))]
     pub async fn apply_event(&self, event: &pb::TranscodeEvent) -> Result<()> {
         let id = TaskId::parse(&event.task_id)?;
+        let task = match self.store.get(&id).await {
+            Ok(task) => task,
+            Err(Error::TaskNotFound(_)) => {
+                tracing::debug!("event of a deleted task");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        // Every video keeps its own state; only the one being played moves the task.
+        if let Some(kind) = &event.kind
+            && !self.record_video_event(&task, &event.variant, kind).await?
+        {
+            tracing::debug!(variant = %event.variant, "event of a video not played now: recorded for it only");
+            self.publish_progress(&task).await;
+            return Ok(());
+        }
         let applied = match &event.kind {
             // While the torrent downloads (a progressive job) the download's driver owns the
             // status: the transcode's events record what they say without moving it.

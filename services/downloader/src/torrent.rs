@@ -218,6 +218,29 @@ impl Engine {
         self.session.unpause(handle).await.map_err(Error::torrent)
     }
 
+    /// Downloads only these files of the torrent from now on (what is on disk stays). A
+    /// torrent that had everything it wanted is paused around the change and started again:
+    /// librqbit left running after it finished keeps its peers in a state it then ignores
+    /// ("peer was in a wrong state Queued, ignoring it forever") and never fetches the new file.
+    pub async fn set_only_files(
+        &self,
+        handle: &Handle,
+        files: &std::collections::HashSet<usize>,
+    ) -> Result<()> {
+        let restart = !handle.is_paused() && handle.stats().finished;
+        if restart {
+            self.session.pause(handle).await.map_err(Error::torrent)?;
+        }
+        self.session
+            .update_only_files(handle, files)
+            .await
+            .map_err(Error::torrent)?;
+        if restart {
+            self.session.unpause(handle).await.map_err(Error::torrent)?;
+        }
+        Ok(())
+    }
+
     /// Removes a torrent from the session, deleting its files if asked. Unknown: no-op.
     pub async fn remove(&self, info_hash: &str, delete_files: bool) -> Result<()> {
         let Ok(id) = Id20::from_str(info_hash) else {

@@ -72,6 +72,22 @@ pub fn percent(p: f64) -> u32 {
     p.round().clamp(0.0, 100.0) as u32
 }
 
+/// One video of a task's torrent: its size, what is here of it, whether it is the one
+/// played, the folder of its HLS under the task's (`""` or `"v<index>"`) and its transcode.
+fn video(v: &pb::TaskVideo) -> Value {
+    json!({
+        "index": v.index,
+        "path": v.path,
+        "size": v.size,
+        "downloaded": v.downloaded,
+        "current": v.current,
+        "playlist": v.playlist,
+        "state": v.state,
+        "transcode_progress": percent(v.transcode_progress),
+        "error": v.error,
+    })
+}
+
 /// Uploaded bytes over the size, to two places (what torrent clients call the ratio).
 pub fn ratio(uploaded: u64, size: u64) -> f64 {
     if size == 0 {
@@ -140,5 +156,7 @@ pub fn task(t: &pb::Task, viewer: &User, node: pb::NodeKind) -> Value {
         "payload_evicted": t.payload_evicted,
         "disk_bytes": t.disk_bytes,
         "last_played_at": t.last_played_at,
+        "file_sizes": t.file_sizes,
+        "videos": t.videos.iter().map(video).collect::<Vec<_>>(),
     })
 }

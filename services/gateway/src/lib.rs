@@ -264,6 +264,7 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         .route("/api/tasks/{id}/pause", post(routes::pause))
         .route("/api/tasks/{id}/resume", post(routes::resume))
         .route("/api/tasks/{id}/stop", post(routes::stop_seeding))
+        .route("/api/tasks/{id}/play", post(routes::play))
         .route("/api/tasks/{id}/pin", post(routes::pin))
         .route("/api/tasks/{id}/unpin", post(routes::unpin))
         .route("/api/tasks/{id}/retry", post(routes::retry))

@@ -205,6 +205,35 @@ pub async fn stop_seeding(
     Ok(ok(convert::task(&t, &user, n.kind())))
 }
 
+/// The body of `POST /api/tasks/:id/play`.
+#[derive(Deserialize)]
+pub struct Play {
+    /// Index in the torrent's files of the video to fetch and play.
+    file: u32,
+}
+
+/// `POST /api/tasks/:id/play` `{"file": 3}`: its submitter or an admin makes one video of the
+/// torrent the one fetched and played (an episode of a season pack): only it and its
+/// subtitles download, and its HLS goes to its own folder (`videos[].playlist`).
+pub async fn play(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+    body: crate::error::JsonBody<Play>,
+) -> ApiResult<Json<Value>> {
+    let body = crate::error::json_body(body)?;
+    let (n, _) = own_task(&s, &user, &id, "choose what to play of").await?;
+    let mut client = s.downloader(&n.downloader_endpoint)?;
+    let t = client
+        .play(pb::PlayRequest {
+            task_id: id,
+            file_index: body.file,
+        })
+        .await?
+        .into_inner();
+    Ok(ok(convert::task(&t, &user, n.kind())))
+}
+
 /// `POST /api/tasks/:id/pin` and `/unpin`: its submitter or an admin keeps a task from ever
 /// being evicted to make room under the node's disk quota, or lets it be again.
 async fn set_pinned(s: AppState, user: User, id: String, pinned: bool) -> ApiResult<Json<Value>> {

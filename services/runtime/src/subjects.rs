@@ -91,9 +91,14 @@ pub fn original_calls(node: &str, connection: &str) -> String {
 
 /// Request/reply subject where the transcoder working on a progressive task makes the
 /// segments asked for (`SegmentWanted` → `SegmentReply`). Requester: the node's streamer.
-/// Subscriber: the transcoder replica that holds the task's job.
-pub fn hls_want(node: &str, task: &str) -> String {
-    format!("magnet.hls.{node}.{task}.want")
+/// Subscriber: the transcoder replica that holds the job of the task's `variant` ("" for its
+/// main folder, "v<index>" for a video its submitter chose; one token either way).
+pub fn hls_want(node: &str, task: &str, variant: &str) -> String {
+    if variant.is_empty() {
+        format!("magnet.hls.{node}.{task}.want")
+    } else {
+        format!("magnet.hls.{node}.{task}-{variant}.want")
+    }
 }
 
 /// A viewer fetched a file of the task (at most one notice per task every few seconds).

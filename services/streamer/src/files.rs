@@ -157,10 +157,11 @@ impl Maker {
     async fn want(&self, r: &FileRef) -> Result<(), FileError> {
         use magnet_proto::v1 as pb;
         use prost::Message as _;
-        let subject = magnet_runtime::subjects::hls_want(&self.node, r.task.as_str());
+        let (variant, file) = r.file.split_once('/').unwrap_or(("", &r.file));
+        let subject = magnet_runtime::subjects::hls_want(&self.node, r.task.as_str(), variant);
         let ask = pb::SegmentWanted {
             task_id: r.task.to_string(),
-            file: r.file.clone(),
+            file: file.to_owned(),
             wait_ms: u32::try_from(self.wait.as_millis()).unwrap_or(u32::MAX),
         };
         let request = self.client.request(subject, ask.encode_to_vec().into());
@@ -239,8 +240,15 @@ impl Root {
         let Some(maker) = &self.maker else {
             return Err(FileError::NotFound);
         };
-        let marker = self.dir.join(r.task.as_str()).join(PROGRESSIVE_MARKER);
-        if r.file.contains('/') || !tokio::fs::try_exists(&marker).await.unwrap_or(false) {
+        // The marker of the folder the file is in: the task's, or a chosen video's `v<k>/`.
+        let folder = match r.file.split_once('/') {
+            Some((variant, _)) => self.dir.join(r.task.as_str()).join(variant),
+            None => self.dir.join(r.task.as_str()),
+        };
+        if !tokio::fs::try_exists(folder.join(PROGRESSIVE_MARKER))
+            .await
+            .unwrap_or(false)
+        {
             return Err(FileError::NotFound);
         }
         maker.want(r).await?;

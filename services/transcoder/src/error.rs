@@ -41,7 +41,7 @@ pub enum Error {
     Nats(String),
     #[error(transparent)]
     Runtime(#[from] magnet_runtime::Error),
-    #[error("the task was deleted while it was being converted")]
+    #[error("the task was deleted, or its video is no longer wanted, while it was being converted")]
     TaskGone,
     #[error("cancelled")]
     Cancelled,

@@ -41,7 +41,7 @@ impl EventPass<'_> {
     ) -> Result<(Vec<String>, f64)> {
         let dir = self.final_dir;
         // Without a plan, nothing of an earlier attempt can be trusted to join this one.
-        output::remove(dir).await?;
+        output::clear(dir).await?;
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(Error::io(dir))?;

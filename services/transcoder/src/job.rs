@@ -66,6 +66,10 @@ impl Job<'_> {
         cancel: &CancellationToken,
     ) -> Result<Done> {
         let (task_id, final_dir) = validate(self.job)?;
+        if output::stopped(&final_dir).await {
+            tracing::info!("its video is no longer wanted; dropped");
+            return Err(Error::TaskGone);
+        }
         if self.job.progressive && self.transcoding.progressive_playback() {
             if let Some(done) = self
                 .progressive(&task_id, &final_dir, &reports, wants, cancel)
@@ -155,7 +159,7 @@ impl Job<'_> {
         crate::progressive::finish(final_dir).await?;
         let _ = reports.send(Report::Progress(100.0));
         Ok(Some(Done {
-            m3u8_path: format!("m3u8/{task_id}/index.m3u8"),
+            m3u8_path: playlist_path(task_id.as_str(), &self.job.variant),
             segments: files,
             srts: tracks.into_iter().map(|t| t.file).collect(),
             path_taken: plan.path_taken().into(),
@@ -238,7 +242,7 @@ impl Job<'_> {
             .map_err(Error::io(&master))?;
         let _ = reports.send(Report::Progress(100.0));
         Ok(Done {
-            m3u8_path: format!("m3u8/{task_id}/index.m3u8"),
+            m3u8_path: playlist_path(task_id.as_str(), &self.job.variant),
             segments,
             srts: tracks.into_iter().map(|t| t.file).collect(),
             path_taken: plan.path_taken().into(),
@@ -364,12 +368,30 @@ fn input(i: &pb::TranscodeInput) -> Option<Input> {
 
 /// The job's task id and final folder, refusing jobs that would write anywhere but
 /// `…/<task_id>` given as an absolute path.
+/// The playlist a job makes, relative to the node's data folder: `m3u8/<task>/index.m3u8`, or
+/// `m3u8/<task>/v<k>/index.m3u8` for a chosen video's job.
+pub fn playlist_path(task_id: &str, variant: &str) -> String {
+    if variant.is_empty() {
+        format!("m3u8/{task_id}/index.m3u8")
+    } else {
+        format!("m3u8/{task_id}/{variant}/index.m3u8")
+    }
+}
+
 fn validate(job: &pb::TranscodeJob) -> Result<(TaskId, PathBuf)> {
     let id = TaskId::parse(&job.task_id).map_err(|e| Error::BadJob(e.to_string()))?;
     let dir = PathBuf::from(&job.output_dir);
-    if !dir.is_absolute() || dir.file_name().and_then(|n| n.to_str()) != Some(id.as_str()) {
+    let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+    let shape_ok = if job.variant.is_empty() {
+        name(&dir).as_deref() == Some(id.as_str())
+    } else {
+        output::is_variant(&job.variant)
+            && name(&dir).as_deref() == Some(job.variant.as_str())
+            && dir.parent().and_then(name).as_deref() == Some(id.as_str())
+    };
+    if !dir.is_absolute() || !shape_ok {
         return Err(Error::BadJob(format!(
-            "output folder {:?} is not an absolute …/{id}",
+            "output folder {:?} is not an absolute …/{id} (or …/{id}/v<index> of a chosen video)",
             job.output_dir
         )));
     }
@@ -472,5 +494,24 @@ mod tests {
                 "{id} {dir}"
             );
         }
+        let chosen = |variant: &str, dir: &str| pb::TranscodeJob {
+            variant: variant.into(),
+            ..job("task_1", dir)
+        };
+        assert!(validate(&chosen("v3", "/data/m3u8/task_1/v3")).is_ok());
+        for (variant, dir) in [
+            ("v3", "/data/m3u8/task_1"),
+            ("v3", "/data/m3u8/task_2/v3"),
+            ("v3", "/data/m3u8/task_1/v4"),
+            ("x3", "/data/m3u8/task_1/x3"),
+            ("v", "/data/m3u8/task_1/v"),
+            ("v3", "/data/m3u8/task_1/v3/../../task_2/v3"),
+        ] {
+            assert!(
+                matches!(validate(&chosen(variant, dir)), Err(Error::BadJob(_))),
+                "{variant} {dir}"
+            );
+        }
+        assert_eq!(playlist_path("task_1", "v3"), "m3u8/task_1/v3/index.m3u8");
     }
 }

@@ -57,8 +57,74 @@ pub async fn segments(playlist: &Path, name: &str) -> Result<(Vec<String>, f64)>
     Ok((segments, duration))
 }
 
-/// Moves the finished output into place, replacing an older one.
+/// Empties a task's HLS folder for a new attempt, keeping the folders of videos chosen apart
+/// (their own jobs write them). A folder whose video is no longer wanted is left alone and
+/// the job stops ([`Error::TaskGone`]).
+pub async fn clear(dir: &Path) -> Result<()> {
+    if stopped(dir).await {
+        return Err(Error::TaskGone);
+    }
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir)(e)),
+    };
+    while let Some(entry) = entries.next_entry().await.map_err(Error::io(dir))? {
+        let path = entry.path();
+        let is_dir = entry.file_type().await.is_ok_and(|t| t.is_dir());
+        if is_dir && is_variant(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let gone = if is_dir {
+            tokio::fs::remove_dir_all(&path).await
+        } else {
+            tokio::fs::remove_file(&path).await
+        };
+        match gone {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path)(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Put in a folder by the downloader when its video is no longer wanted (its submitter chose
+/// another): a job for that folder, queued or running, stops without a result.
+pub const STOP: &str = ".stop";
+
+/// Whether the job writing `final_dir` is no longer wanted.
+pub async fn stopped(final_dir: &Path) -> bool {
+    tokio::fs::try_exists(final_dir.join(STOP))
+        .await
+        .unwrap_or(false)
+}
+
+/// A chosen video's folder name: `v` and its file index.
+pub fn is_variant(name: &str) -> bool {
+    name.len() > 1
+        && name.len() <= 11
+        && name.starts_with('v')
+        && name[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Moves the finished output into place, replacing an older one (but not the folders of
+/// videos chosen apart, which their own jobs make).
 pub async fn publish(partial: &Path, final_dir: &Path) -> Result<()> {
+    if let Ok(mut entries) = tokio::fs::read_dir(final_dir).await {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let chosen = is_variant(&name);
+            let target = partial.join(&name);
+            if chosen
+                && entry.file_type().await.is_ok_and(|t| t.is_dir())
+                && !tokio::fs::try_exists(&target).await.unwrap_or(true)
+            {
+                tokio::fs::rename(entry.path(), &target)
+                    .await
+                    .map_err(Error::io(&target))?;
+            }
+        }
+    }
     remove(final_dir).await?;
     tokio::fs::rename(partial, final_dir)
         .await

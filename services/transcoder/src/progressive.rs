@@ -155,7 +155,9 @@ impl Progressive<'_> {
             .await
             .is_ok_and(|old| old == playlist);
         if !(marker.exists() && same) {
-            output::remove(dir).await?;
+            output::clear(dir).await?;
+        } else if output::stopped(dir).await {
+            return Err(Error::TaskGone);
         }
         output::fresh(work).await?;
         tokio::fs::create_dir_all(dir)
@@ -248,6 +250,10 @@ impl Controller<'_> {
                 _ = watch.tick() => {
                     if tokio::fs::try_exists(&marker).await.is_ok_and(|there| !there) {
                         tracing::info!("the task's folder is gone (deleted); stopping");
+                        return Err(Error::TaskGone);
+                    }
+                    if crate::output::stopped(self.p.final_dir).await {
+                        tracing::info!("its video is no longer wanted; stopping");
                         return Err(Error::TaskGone);
                     }
                 }

@@ -267,7 +267,7 @@ impl Worker {
         let (want_tx, mut wants) = tokio::sync::mpsc::unbounded_channel();
         // Streamers' requests for segments of this task, while the job runs here.
         let _answering = if job.progressive {
-            let subject = subjects::hls_want(&job.node_id, &job.task_id);
+            let subject = subjects::hls_want(&job.node_id, &job.task_id, &job.variant);
             let subscriber = self
                 .client
                 .subscribe(subject)
@@ -341,7 +341,7 @@ impl Worker {
                 mode,
             } => {
                 let kind = pb::transcode_event::Kind::Playable(pb::TranscodePlayable {
-                    m3u8_path: format!("m3u8/{}/index.m3u8", job.task_id),
+                    m3u8_path: crate::job::playlist_path(&job.task_id, &job.variant),
                     duration,
                     segments: u32::try_from(segments).unwrap_or(u32::MAX),
                     mode: mode.into(),
@@ -382,6 +382,7 @@ impl Worker {
             task_id: job.task_id.clone(),
             node_id: job.node_id.clone(),
             timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            variant: job.variant.clone(),
             kind: Some(kind),
         };
         let subject = subjects::task_events(&job.node_id, &job.task_id);
@@ -400,6 +401,11 @@ impl Worker {
 
     /// Live progress for UIs on core NATS (may be lost; the next one follows).
     async fn publish_progress(&self, job: &pb::TranscodeJob, progress: f64) {
+        if !job.variant.is_empty() {
+            // A chosen video's own folder: its state is the task's per-video record (events),
+            // not the task's status.
+            return;
+        }
         let event = pb::TaskProgress {
             task_id: job.task_id.clone(),
             node_id: job.node_id.clone(),

@@ -490,6 +490,7 @@ async fn transcode_events_reach_the_store_even_while_the_downloader_is_down() ->
                 node_id: NODE.into(),
                 timestamp_ms: 0,
                 kind: Some(kind),
+                ..Default::default()
             };
             js.publish(subjects::task_events(NODE, &id), ev.encode_to_vec().into())
                 .await?

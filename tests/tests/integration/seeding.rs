@@ -247,3 +247,38 @@ async fn stop_and_keep_stops_seeding_at_once_and_keeps_the_files() -> anyhow::Re
     gateway.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nodes_download_cap_holds() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let seeder = Seeder::start().await?;
+    let movie = src.path().join("movie.mkv");
+    random_file(&movie, 2 * 1024 * 1024, 16)?;
+    let seeded = seeder.seed_pieces(&movie, 64 * 1024).await?;
+    let data = tempfile::tempdir()?;
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.torrent.download_limit_kibps = Some(256);
+    let (node, gateway) = Stage::start(settings).await?;
+    let (base, http) = (gateway.base.clone(), reqwest::Client::new());
+    let started = Instant::now();
+    let id = submit_magnet(&http, &base, &seeded.magnet).await?;
+    eventually(Duration::from_secs(60), "download completed", || async {
+        task(&http, &base, &id)
+            .await
+            .ok()
+            .filter(|t| t["status"] == "completed")
+    })
+    .await?;
+    // 2 MiB at 256 KiB/s take 8 s; a first burst may come at once. A bound from below holds
+    // however loaded the machine is.
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(5),
+        "2 MiB in {took:?} through a cap of 256 KiB/s"
+    );
+    node.stop().await?;
+    gateway.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Choosing what to play (issue 15) on a whole node: a season pack of five episodes lists its
+//! videos once its metadata is in; playing episode 3 fetches only episode 3 (and the pieces it
+//! shares with its neighbours), transcodes it into its own folder and plays through the relay;
+//! switching to episode 4 fetches and plays episode 4, and episode 3 stays.
+
+use std::time::Duration;
+
+use magnet_tests::nats::NatsServer;
+use magnet_tests::seeder::Seeder;
+use magnet_tests::services::{Served, offline_node};
+use magnet_tests::video::{Codec, assert_vod, generate};
+use magnet_tests::{eventually, init_logging, json_of, stack, submit_magnet};
+use serde_json::{Value, json};
+
+const NODE: &str = "node-e";
+const PIECE: u64 = 64 * 1024;
+
+async fn task(http: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Value> {
+    let (_, b) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await?).await?;
+    Ok(b["data"].clone())
+}
+
+/// The task's video whose path ends with `name`.
+fn video<'a>(t: &'a Value, name: &str) -> &'a Value {
+    t["videos"]
+        .as_array()
+        .and_then(|v| {
+            v.iter()
+                .find(|v| v["path"].as_str().is_some_and(|p| p.ends_with(name)))
+        })
+        .unwrap_or(&Value::Null)
+}
+
+fn bytes(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or(0)
+}
+
+async fn play(http: &reqwest::Client, base: &str, id: &str, index: u64) -> anyhow::Result<Value> {
+    let (status, b) = json_of(
+        http.post(format!("{base}/api/tasks/{id}/play"))
+            .json(&json!({ "file": index }))
+            .send()
+            .await?,
+    )
+    .await?;
+    anyhow::ensure!(status == 200, "play {index}: {status} {b}");
+    Ok(b["data"].clone())
+}
+
+/// Waits until episode `name` is made and whole on the node.
+async fn made(http: &reqwest::Client, base: &str, id: &str, name: &str) -> anyhow::Result<Value> {
+    eventually(Duration::from_secs(90), name, || async {
+        let t = task(http, base, id).await.ok()?;
+        let v = video(&t, name);
+        (v["state"] == "ready" && bytes(v, "downloaded") == bytes(v, "size")).then(|| v.clone())
+    })
+    .await
+}
+
+/// A season pack in `dir/Show`: five episodes, the first the largest, and episode 3's
+/// subtitles.
+fn season_pack(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let show = dir.join("Show");
+    std::fs::create_dir_all(&show)?;
+    for (n, seconds) in [(1, 16), (2, 5), (3, 5), (4, 5), (5, 5)] {
+        generate(
+            &show.join(format!("Show.S01E0{n}.mp4")),
+            seconds,
+            Codec::H264Aac,
+        )?;
+    }
+    std::fs::write(
+        show.join("Show.S01E03.en.srt"),
+        "1\n00:00:00,500 --> 00:00:02,000\nEpisode three\n",
+    )?;
+    Ok(show)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_plays_the_chosen_episode_and_the_next_over_p2p() -> anyhow::Result<()> {
+    init_logging();
+    let dir = tempfile::tempdir()?;
+    let show = season_pack(&dir.path().join("src"))?;
+    let seeder = Seeder::start().await?;
+    let seeded = seeder.seed_pieces(&show, u32::try_from(PIECE)?).await?;
+    let stack = stack::start(&dir.path().join("stack"), 1, |_| {})?;
+    let out = stack::artefacts("episodes")?;
+    let url = stack.gateway_url();
+    let magnet = seeded.magnet.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        stack::browser_with(
+            &url,
+            &magnet,
+            "episodes",
+            &out,
+            &[("EPISODE", "S01E03"), ("TIMEOUT_MS", "90000")],
+        )
+    })
+    .await?;
+    if r.is_err() {
+        let (_, l) =
+            json_of(reqwest::get(format!("{}/api/tasks", stack.gateway_url())).await?).await?;
+        eprintln!("the tasks when the browser run failed: {l}");
+    }
+    let r = r?;
+    let played: Vec<&str> = r["episodesPlayed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        played.len() == 2 && played[0].contains("S01E03") && played[1].contains("S01E04"),
+        "{r}"
+    );
+    let id = r["taskId"].as_str().unwrap_or_default().to_owned();
+    let http = reqwest::Client::new();
+    let t = task(&http, &stack.gateway_url(), &id).await?;
+    for other in ["S01E02.mp4", "S01E05.mp4"] {
+        let got = bytes(video(&t, other), "downloaded");
+        assert!(
+            got <= 2 * PIECE,
+            "{other}: {got} bytes fetched for an episode nobody chose"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_season_pack_plays_the_chosen_episode_only_and_switches() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let show = src.path().join("Show");
+    std::fs::create_dir_all(&show)?;
+    // Episode 1 is the largest: the default choice.
+    for (n, seconds) in [(1, 16), (2, 5), (3, 5), (4, 5), (5, 5)] {
+        generate(
+            &show.join(format!("Show.S01E0{n}.mp4")),
+            seconds,
+            Codec::H264Aac,
+        )?;
+    }
+    std::fs::write(
+        show.join("Show.S01E03.en.srt"),
+        "1\n00:00:00,500 --> 00:00:02,000\nEpisode three\n",
+    )?;
+    // Slow until the choice, so that the default gets little.
+    let seeder = Seeder::with_upload_limit(Some(32 * 1024)).await?;
+    let seeded = seeder.seed_pieces(&show, u32::try_from(PIECE)?).await?;
+
+    let data = tempfile::tempdir()?;
+    let served = Served::start(offline_node(data.path(), nats.url(), NODE)).await?;
+    let (base, http) = (served.base.clone(), reqwest::Client::new());
+    let id = submit_magnet(&http, &base, &seeded.magnet).await?;
+
+    // The metadata lists five videos with their sizes; the largest is the one played.
+    let listed = eventually(Duration::from_secs(30), "videos listed", || async {
+        task(&http, &base, &id)
+            .await
+            .ok()
+            .filter(|t| t["videos"].as_array().is_some_and(|v| v.len() == 5))
+    })
+    .await?;
+    assert_eq!(video(&listed, "S01E01.mp4")["current"], true, "{listed}");
+    assert!(bytes(video(&listed, "S01E03.mp4"), "size") > 0, "{listed}");
+    let file_sizes = listed["file_sizes"].as_array().map_or(0, Vec::len);
+    assert_eq!(file_sizes, 6, "sizes beside the paths: {listed}");
+
+    // Play episode 3: its own folder, and only it comes.
+    let e3 = bytes(video(&listed, "S01E03.mp4"), "index");
+    let chosen = play(&http, &base, &id, e3).await?;
+    assert_eq!(video(&chosen, "S01E03.mp4")["current"], true, "{chosen}");
+    assert_eq!(
+        video(&chosen, "S01E03.mp4")["playlist"],
+        format!("v{e3}"),
+        "{chosen}"
+    );
+    seeder.set_upload_limit(None);
+    let third = made(&http, &base, &id, "S01E03.mp4").await?;
+    let t = task(&http, &base, &id).await?;
+    assert_eq!(
+        t["status"], "ready",
+        "the task follows the episode played: {t}"
+    );
+    assert!(
+        t["m3u8_path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(&format!("/v{e3}/index.m3u8"))),
+        "{t}"
+    );
+    for other in ["S01E02.mp4", "S01E04.mp4", "S01E05.mp4"] {
+        let got = bytes(video(&t, other), "downloaded");
+        assert!(
+            got <= 2 * PIECE,
+            "{other}: {got} bytes fetched for an episode nobody chose"
+        );
+    }
+    let first = video(&t, "S01E01.mp4");
+    assert!(
+        bytes(first, "downloaded") < bytes(first, "size"),
+        "the default kept downloading: {first}"
+    );
+    let folder = data.path().join("m3u8").join(&id).join(format!("v{e3}"));
+    assert_vod(&folder, 5.0, 1.0)?;
+    let master = std::fs::read_to_string(folder.join("master.m3u8"))?;
+    assert!(
+        master.contains("LANGUAGE=\"en\""),
+        "episode 3's own subtitle: {master}"
+    );
+    let relay = http
+        .get(format!("{base}/video/{id}/v{e3}/index.m3u8"))
+        .send()
+        .await?;
+    assert_eq!(relay.status(), 200);
+    assert_eq!(third["state"], "ready");
+
+    // Switch to episode 4: it comes and plays; episode 3 stays.
+    let e4 = bytes(video(&t, "S01E04.mp4"), "index");
+    play(&http, &base, &id, e4).await?;
+    made(&http, &base, &id, "S01E04.mp4").await?;
+    assert_vod(
+        &data.path().join("m3u8").join(&id).join(format!("v{e4}")),
+        5.0,
+        1.0,
+    )?;
+    let after = task(&http, &base, &id).await?;
+    assert_eq!(video(&after, "S01E03.mp4")["state"], "ready", "{after}");
+    assert_eq!(video(&after, "S01E04.mp4")["current"], true, "{after}");
+    for other in ["S01E02.mp4", "S01E05.mp4"] {
+        let got = bytes(video(&after, other), "downloaded");
+        assert!(
+            got <= 2 * PIECE,
+            "{other}: {got} bytes fetched for an episode nobody chose"
+        );
+    }
+    let relay = http
+        .get(format!("{base}/video/{id}/v{e4}/master.m3u8"))
+        .send()
+        .await?;
+    assert_eq!(relay.status(), 200);
+
+    // Not a video, or out of range: a clear 400.
+    let srt = after["files"]
+        .as_array()
+        .and_then(|f| {
+            f.iter()
+                .position(|p| p.as_str().is_some_and(|p| p.ends_with(".srt")))
+        })
+        .unwrap_or(0);
+    for bad in [srt as u64, 9999] {
+        let (status, e) = json_of(
+            http.post(format!("{base}/api/tasks/{id}/play"))
+                .json(&json!({ "file": bad }))
+                .send()
+                .await?,
+        )
+        .await?;
+        assert_eq!(status, 400, "{e}");
+    }
+    served.stop().await?;
+    Ok(())
+}
