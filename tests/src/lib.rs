@@ -74,6 +74,34 @@ pub async fn submit_magnet(
     Ok(body["data"]["id"].as_str().unwrap_or_default().to_owned())
 }
 
+/// `GET /api/tasks/<id>` through the gateway at `base`: the task (the answer's `data`).
+pub async fn task_of(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let (status, body) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await?).await?;
+    anyhow::ensure!(status == 200, "task {id}: {status} {body}");
+    Ok(body["data"].clone())
+}
+
+/// Waits (at most `limit`) until the task's status is `status`; the task then.
+pub async fn task_reaches(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    status: &str,
+    limit: std::time::Duration,
+) -> anyhow::Result<serde_json::Value> {
+    eventually(limit, &format!("{id} {status}"), || async {
+        task_of(http, base, id)
+            .await
+            .ok()
+            .filter(|t| t["status"] == status)
+    })
+    .await
+}
+
 /// The `data` of each event of a server-sent event stream (`GET /api/events`), as JSON.
 pub fn sse_json(
     r: reqwest::Response,

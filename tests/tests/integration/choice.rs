@@ -9,16 +9,11 @@ use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::Seeder;
 use magnet_tests::services::{Served, offline_node};
 use magnet_tests::video::{Codec, assert_vod, generate};
-use magnet_tests::{eventually, init_logging, json_of, stack, submit_magnet};
+use magnet_tests::{eventually, init_logging, json_of, stack, submit_magnet, task_of};
 use serde_json::{Value, json};
 
 const NODE: &str = "node-e";
 const PIECE: u64 = 64 * 1024;
-
-async fn task(http: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Value> {
-    let (_, b) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await?).await?;
-    Ok(b["data"].clone())
-}
 
 /// The task's video whose path ends with `name`.
 fn video<'a>(t: &'a Value, name: &str) -> &'a Value {
@@ -50,7 +45,7 @@ async fn play(http: &reqwest::Client, base: &str, id: &str, index: u64) -> anyho
 /// Waits until episode `name` is made and whole on the node.
 async fn made(http: &reqwest::Client, base: &str, id: &str, name: &str) -> anyhow::Result<Value> {
     eventually(Duration::from_secs(90), name, || async {
-        let t = task(http, base, id).await.ok()?;
+        let t = task_of(http, base, id).await.ok()?;
         let v = video(&t, name);
         (v["state"] == "ready" && bytes(v, "downloaded") == bytes(v, "size")).then(|| v.clone())
     })
@@ -113,7 +108,7 @@ async fn chromium_plays_the_chosen_episode_and_the_next_over_p2p() -> anyhow::Re
     );
     let id = r["taskId"].as_str().unwrap_or_default().to_owned();
     let http = reqwest::Client::new();
-    let t = task(&http, &stack.gateway_url(), &id).await?;
+    let t = task_of(&http, &stack.gateway_url(), &id).await?;
     for other in ["S01E02.mp4", "S01E05.mp4"] {
         let got = bytes(video(&t, other), "downloaded");
         assert!(
@@ -154,7 +149,7 @@ async fn a_season_pack_plays_the_chosen_episode_only_and_switches() -> anyhow::R
 
     // The metadata lists five videos with their sizes; the largest is the one played.
     let listed = eventually(Duration::from_secs(30), "videos listed", || async {
-        task(&http, &base, &id)
+        task_of(&http, &base, &id)
             .await
             .ok()
             .filter(|t| t["videos"].as_array().is_some_and(|v| v.len() == 5))
@@ -176,7 +171,7 @@ async fn a_season_pack_plays_the_chosen_episode_only_and_switches() -> anyhow::R
     );
     seeder.set_upload_limit(None);
     let third = made(&http, &base, &id, "S01E03.mp4").await?;
-    let t = task(&http, &base, &id).await?;
+    let t = task_of(&http, &base, &id).await?;
     assert_eq!(
         t["status"], "ready",
         "the task follows the episode played: {t}"
@@ -222,7 +217,7 @@ async fn a_season_pack_plays_the_chosen_episode_only_and_switches() -> anyhow::R
         5.0,
         1.0,
     )?;
-    let after = task(&http, &base, &id).await?;
+    let after = task_of(&http, &base, &id).await?;
     assert_eq!(video(&after, "S01E03.mp4")["state"], "ready", "{after}");
     assert_eq!(video(&after, "S01E04.mp4")["current"], true, "{after}");
     for other in ["S01E02.mp4", "S01E05.mp4"] {

@@ -11,8 +11,8 @@ use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::{Seeded, Seeder, random_file};
 use magnet_tests::services::{Served, offline_node};
 use magnet_tests::video::{Codec, generate};
-use magnet_tests::{eventually, init_logging, json_of, submit_magnet};
-use serde_json::{Value, json};
+use magnet_tests::{eventually, init_logging, json_of, submit_magnet, task_of, task_reaches};
+use serde_json::json;
 
 const NODE: &str = "node-q";
 const MB: u64 = 1024 * 1024;
@@ -34,21 +34,6 @@ async fn release(
     generate(&folder.join("clip.mp4"), 4, Codec::H264Aac)?;
     random_file(&folder.join("extras.bin"), extras, seed)?;
     seeder.seed(&folder).await
-}
-
-async fn task(http: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Value> {
-    let (_, b) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await?).await?;
-    Ok(b["data"].clone())
-}
-
-async fn ready(http: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Value> {
-    eventually(Duration::from_secs(90), "task ready", || async {
-        task(http, base, id)
-            .await
-            .ok()
-            .filter(|t| t["status"] == "ready")
-    })
-    .await
 }
 
 /// Fetches the task's playlist through the gateway's relay (a viewer playing it).
@@ -88,7 +73,7 @@ async fn a_fourth_task_evicts_the_least_recently_played_never_pinned_or_playing(
     let mut ids = Vec::new();
     for s in &seeded[..3] {
         let id = submit_magnet(&http, &base, &s.magnet).await?;
-        ready(&http, &base, &id).await?;
+        task_reaches(&http, &base, &id, "ready", Duration::from_secs(90)).await?;
         if ids.is_empty() {
             // A is pinned (the oldest, first to go otherwise).
             let (status, pinned) = json_of(
@@ -107,7 +92,7 @@ async fn a_fourth_task_evicts_the_least_recently_played_never_pinned_or_playing(
     }
     let (a, b, c) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
     for id in &ids {
-        let t = task(&http, &base, id).await?;
+        let t = task_of(&http, &base, id).await?;
         assert_eq!(
             t["payload_evicted"], false,
             "evicted while the quota still had room: {t}"
@@ -116,7 +101,7 @@ async fn a_fourth_task_evicts_the_least_recently_played_never_pinned_or_playing(
     // B is being played; C is neither pinned nor played.
     assert_eq!(play(&http, &base, &b).await?, 200);
     eventually(Duration::from_secs(10), "B's play recorded", || async {
-        task(&http, &base, &b)
+        task_of(&http, &base, &b)
             .await
             .ok()
             .filter(|t| t["last_played_at"].as_str().is_some_and(|s| !s.is_empty()))
@@ -125,13 +110,13 @@ async fn a_fourth_task_evicts_the_least_recently_played_never_pinned_or_playing(
 
     // A fourth: C gives up its payload, and still plays.
     let d = submit_magnet(&http, &base, &seeded[3].magnet).await?;
-    ready(&http, &base, &d).await?;
-    let evicted = task(&http, &base, &c).await?;
+    task_reaches(&http, &base, &d, "ready", Duration::from_secs(90)).await?;
+    let evicted = task_of(&http, &base, &c).await?;
     assert_eq!(evicted["payload_evicted"], true, "{evicted}");
     assert_eq!(evicted["status"], "ready", "{evicted}");
     assert!(!payload(&c).exists(), "C's payload is still on disk");
     for kept in [&a, &b, &d] {
-        let t = task(&http, &base, kept).await?;
+        let t = task_of(&http, &base, kept).await?;
         assert_eq!(t["payload_evicted"], false, "{t}");
         assert!(payload(kept).exists(), "{kept}'s payload is gone");
     }
@@ -172,7 +157,7 @@ async fn a_fourth_task_evicts_the_least_recently_played_never_pinned_or_playing(
     assert_eq!(listed().await?, before, "a refused submit stored a task");
     for id in [&a, &b, &c, &d] {
         assert_eq!(
-            task(&http, &base, id).await?["status"],
+            task_of(&http, &base, id).await?["status"],
             "ready",
             "{id} lost"
         );
@@ -200,7 +185,7 @@ async fn a_fourth_task_evicts_the_least_recently_played_never_pinned_or_playing(
             .is_some_and(|u| u <= QUOTA_MB * MB),
         "{node}"
     );
-    let b_disk = task(&http, &base, &b).await?["disk_bytes"]
+    let b_disk = task_of(&http, &base, &b).await?["disk_bytes"]
         .as_u64()
         .unwrap_or(0);
     assert!(b_disk > EXTRAS as u64, "B holds {b_disk} bytes");
@@ -231,9 +216,9 @@ async fn a_ready_tasks_payload_goes_when_asked_and_its_video_still_plays() -> an
     let served = Served::start(settings).await?;
     let (base, http) = (served.base.clone(), reqwest::Client::new());
     let id = submit_magnet(&http, &base, &seeded.magnet).await?;
-    ready(&http, &base, &id).await?;
+    task_reaches(&http, &base, &id, "ready", Duration::from_secs(90)).await?;
     let dropped = eventually(Duration::from_secs(15), "payload dropped", || async {
-        task(&http, &base, &id)
+        task_of(&http, &base, &id)
             .await
             .ok()
             .filter(|t| t["payload_evicted"] == true)

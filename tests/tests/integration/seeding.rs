@@ -12,8 +12,7 @@ use magnet_runtime::Settings;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::{Seeded, Seeder, random_file};
 use magnet_tests::services::{InProcess, offline_node};
-use magnet_tests::{eventually, init_logging, json_of, submit_magnet};
-use serde_json::Value;
+use magnet_tests::{eventually, init_logging, json_of, submit_magnet, task_of, task_reaches};
 
 use super::controls::Stage;
 
@@ -53,25 +52,9 @@ async fn completed_task(
     seeded: &Seeded,
 ) -> anyhow::Result<String> {
     let id = submit_magnet(http, base, &seeded.magnet).await?;
-    eventually(Duration::from_secs(60), "download completed", || async {
-        let (_, b) = json_of(
-            http.get(format!("{base}/api/tasks/{id}"))
-                .send()
-                .await
-                .ok()?,
-        )
-        .await
-        .ok()?;
-        (b["data"]["status"] == "completed").then_some(())
-    })
-    .await?;
+    task_reaches(http, base, &id, "completed", Duration::from_secs(60)).await?;
     seeder.set_paused(seeded, true).await?;
     Ok(id)
-}
-
-async fn task(http: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Value> {
-    let (_, b) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await?).await?;
-    Ok(b["data"].clone())
 }
 
 /// Waits until the leecher's verified bytes have not moved for `quiet`; returns them and when
@@ -112,7 +95,7 @@ async fn seeding_stops_at_the_ratio_measured_at_a_leecher_and_stays_stopped() ->
     let (node, gateway) = Stage::start(settings.clone()).await?;
     let (base, http) = (gateway.base.clone(), reqwest::Client::new());
     let id = completed_task(&http, &base, &seeder, &seeded).await?;
-    let seeding = task(&http, &base, &id).await?;
+    let seeding = task_of(&http, &base, &id).await?;
     assert_eq!(seeding["seeding"], true, "{seeding}");
 
     // A leecher whose only source is the node.
@@ -137,7 +120,7 @@ async fn seeding_stops_at_the_ratio_measured_at_a_leecher_and_stays_stopped() ->
         Duration::from_secs(10),
         "seeding stopped in the API",
         || async {
-            task(&http, &base, &id)
+            task_of(&http, &base, &id)
                 .await
                 .ok()
                 .filter(|t| t["seeding"] == false)
@@ -165,7 +148,7 @@ async fn seeding_stops_at_the_ratio_measured_at_a_leecher_and_stays_stopped() ->
     node.stop().await?;
     let node = InProcess::start(settings).await?;
     let again = eventually(Duration::from_secs(20), "task listed again", || async {
-        task(&http, &base, &id)
+        task_of(&http, &base, &id)
             .await
             .ok()
             .filter(|t| t["status"] == "completed")
@@ -240,7 +223,7 @@ async fn stop_and_keep_stops_seeding_at_once_and_keeps_the_files() -> anyhow::Re
     // The files stay, byte for byte.
     let kept = std::fs::read(data.path().join("downloads").join(&id).join("movie.mkv"))?;
     assert_eq!(kept, std::fs::read(src.path().join("movie.mkv"))?);
-    let t = task(&http, &base, &id).await?;
+    let t = task_of(&http, &base, &id).await?;
     assert_eq!(t["status"], "completed", "{t}");
 
     node.stop().await?;
@@ -265,7 +248,7 @@ async fn the_nodes_download_cap_holds() -> anyhow::Result<()> {
     let started = Instant::now();
     let id = submit_magnet(&http, &base, &seeded.magnet).await?;
     eventually(Duration::from_secs(60), "download completed", || async {
-        task(&http, &base, &id)
+        task_of(&http, &base, &id)
             .await
             .ok()
             .filter(|t| t["status"] == "completed")
