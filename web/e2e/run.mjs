@@ -15,6 +15,10 @@
 // a .torrent file): drop the file on the index page, then as p2p. episodes (EPISODE names a
 // file of a season pack, e.g. S01E03): submit, open the task's episode list, play EPISODE,
 // then press Next in the player and play the episode after it; both past 2 s over P2P.
+// recover: submit, open the player once ready (hls.js buffering at most 10 s ahead), play
+// over P2P, write OUT_DIR/p2p-playing and wait while the test drops P2P (it kills the node's
+// streamer and starts it again): the relay must carry on, P2P come back, and the video never
+// stall for 2 s.
 // Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
 import { chromium } from 'playwright-core';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -51,6 +55,10 @@ const result = {
   seekResumeMs: null,
   seekPlusOneMs: null,
   episodesPlayed: [],
+  switches: [],
+  maxStallMs: null,
+  bytesRelayWhileLost: 0,
+  bytesP2pAfterBack: 0,
   error: null,
 };
 
@@ -67,8 +75,8 @@ function fail(message) {
 async function main() {
   if (!BASE_URL) fail('BASE_URL is not set');
   if (!MAGNET && MODE !== 'admin') fail('MAGNET is not set');
-  if (!['p2p', 'relay', 'xss', 'admin', 'progressive', 'original', 'torrent', 'episodes'].includes(MODE))
-    fail(`MODE must be p2p, relay, xss, admin, progressive, original, torrent or episodes, not ${MODE}`);
+  if (!['p2p', 'relay', 'xss', 'admin', 'progressive', 'original', 'torrent', 'episodes', 'recover'].includes(MODE))
+    fail(`MODE must be p2p, relay, xss, admin, progressive, original, torrent, episodes or recover, not ${MODE}`);
   await mkdir(OUT_DIR, { recursive: true });
 
   const args = [
@@ -131,6 +139,7 @@ async function main() {
     const row = MODE === 'torrent' ? await dropTorrent(page, MAGNET) : await submit(page);
     if (MODE === 'xss') await checkXss(page, row);
     else if (MODE === 'episodes') await playEpisodes(page, row, env.EPISODE ?? '');
+    else if (MODE === 'recover') await recoverFromLostPeer(page, row);
     else if (MODE === 'progressive') await playWhileDownloading(page, row);
     else await playThrough(page, row);
   } finally {
@@ -306,6 +315,63 @@ async function playPastTwoSeconds(page, row) {
   }
 }
 
+/** Plays over P2P, signals the test to drop P2P, and watches the player through it. */
+async function recoverFromLostPeer(page, row) {
+  await page.waitForFunction(
+    (el) => ['ready', 'error'].includes(el.getAttribute('data-status')),
+    await row.elementHandle(),
+    { timeout: remaining(), polling: 100 },
+  );
+  result.reachedReady = (await row.getAttribute('data-status')) === 'ready';
+  await page.goto(`${BASE_URL}/player?taskId=${encodeURIComponent(result.taskId)}&max_buffer_s=10`);
+  await page.waitForFunction(
+    () => window.__player?.transport === 'p2p' && document.querySelector('#video')?.currentTime > 2,
+    null,
+    { timeout: remaining(), polling: 100 },
+  );
+  await writeFile(join(OUT_DIR, 'p2p-playing'), '');
+  // Sample until P2P is back and the video has played on over it.
+  let last = null;
+  let stallSince = null;
+  let maxStall = 0;
+  let lostAt = null;
+  let backAt = null;
+  try {
+    for (;;) {
+      if (Date.now() > deadline) fail(`P2P did not come back: ${JSON.stringify(result.switches)}`);
+      const s = await page.evaluate(() => {
+        const v = document.querySelector('#video');
+        return {
+          t: performance.now(),
+          at: v?.currentTime ?? 0,
+          paused: v?.paused ?? true,
+          ended: v?.ended ?? false,
+          transport: window.__player?.transport,
+          switches: window.__player?.switches ?? [],
+          bytesBy: window.__player?.bytesBy ?? { p2p: 0, relay: 0 },
+        };
+      });
+      result.switches = s.switches;
+      if (last && !s.ended && !s.paused && s.at <= last.at) stallSince ??= last.t;
+      else stallSince = null;
+      if (stallSince !== null) maxStall = Math.max(maxStall, s.t - stallSince);
+      if (!lostAt && s.transport === 'relay') lostAt = { ...s };
+      if (lostAt && !backAt && s.transport === 'p2p') {
+        backAt = { ...s };
+        result.bytesRelayWhileLost = s.bytesBy.relay - lostAt.bytesBy.relay;
+      }
+      if (backAt) result.bytesP2pAfterBack = s.bytesBy.p2p - backAt.bytesBy.p2p;
+      if (backAt && (s.at > backAt.at + 4 || s.ended) && result.bytesP2pAfterBack > 0) break;
+      last = s;
+      await page.waitForTimeout(200);
+    }
+  } finally {
+    result.maxStallMs = Math.round(maxStall);
+    await readPlayer(page);
+    await page.screenshot({ path: join(OUT_DIR, 'player-recovered.png'), fullPage: true }).catch(() => {});
+  }
+}
+
 /** The episode list of the task's row: play EPISODE, then the next one from the player. */
 async function playEpisodes(page, row, episode) {
   const list = row.locator('details.episodes');
@@ -387,6 +453,13 @@ function verdict() {
     if (result.seekPlusOneMs === null) problems.push('playback did not pass the seek target');
     if (result.transport !== 'p2p') problems.push(`transport is ${result.transport}, not p2p`);
     if (result.fallbackReason) problems.push(`the player fell back: ${result.fallbackReason}`);
+  } else if (MODE === 'recover') {
+    const [first, ...rest] = result.switches;
+    if (first !== 'p2p' || !rest.some((x) => x.startsWith('relay')) || rest.at(-1) !== 'p2p')
+      problems.push(`switches ${JSON.stringify(result.switches)}: not p2p, relay, p2p`);
+    if (!(result.maxStallMs < 2000)) problems.push(`the video stalled for ${result.maxStallMs} ms`);
+    if (!(result.bytesRelayWhileLost > 0)) problems.push('nothing came over the relay while P2P was lost');
+    if (!(result.bytesP2pAfterBack > 0)) problems.push('nothing came over P2P once it was back');
   } else if (MODE === 'episodes') {
     if (result.episodesPlayed.length !== 2) problems.push(`played ${result.episodesPlayed.length} episode(s), not 2`);
     if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);

@@ -7,6 +7,9 @@
 import { api } from './api';
 import { errorText } from './dom';
 
+/** How long ICE may stay `disconnected` before the session counts as lost. */
+const DISCONNECTED_GRACE_MS = 2_000;
+
 export interface P2POptions {
   workerId: string;
   /** How long the whole attempt may take before it is abandoned. */
@@ -52,6 +55,7 @@ export function connectP2P(opts: P2POptions): Promise<P2PSession> {
     const remoteCandidates: string[] = [];
     const closeListeners: ((reason: string) => void)[] = [];
     let closed = false;
+    let disconnectedTimer: number | undefined;
 
     const timer = window.setTimeout(
       () => fail(`no data channel within ${opts.timeoutMs} ms`),
@@ -60,6 +64,7 @@ export function connectP2P(opts: P2POptions): Promise<P2PSession> {
 
     function teardown(): void {
       window.clearTimeout(timer);
+      window.clearTimeout(disconnectedTimer);
       if (channel) {
         channel.onopen = channel.onclose = channel.onerror = null;
         channel.close();
@@ -156,9 +161,18 @@ export function connectP2P(opts: P2POptions): Promise<P2PSession> {
         else localCandidates.push(e.candidate);
       };
       pc.oniceconnectionstatechange = () => {
-        if (pc?.iceConnectionState === 'failed') {
+        const s = pc?.iceConnectionState;
+        if (s === 'failed') {
           if (settled) ended('ICE failed');
           else fail('ICE failed');
+        } else if (s === 'disconnected' && settled) {
+          // Often a blip; still disconnected after the grace, the peer is gone.
+          window.clearTimeout(disconnectedTimer);
+          disconnectedTimer = window.setTimeout(() => {
+            if (pc?.iceConnectionState === 'disconnected') ended('ICE disconnected');
+          }, DISCONNECTED_GRACE_MS);
+        } else {
+          window.clearTimeout(disconnectedTimer);
         }
       };
       pc.onconnectionstatechange = () => {

@@ -1,9 +1,14 @@
 // The player page (`/player?taskId=<id>`): hls.js fed over a WebRTC data channel (the
 // binary protocol) or, when P2P is impossible, through the gateway's HTTP relay.
 //
+// P2P that recovers: every hls.js request goes over the data channel while a P2P session is
+// up and through the relay otherwise, so losing P2P mid-play costs no restart of the player;
+// the player then re-offers (with fresh ICE servers) with a growing pause, and the requests
+// after it move back to P2P. Each switch shows on the page (`__player.switches`).
+//
 // URL parameters: `taskId`; `file` (a video of the torrent, an episode of a season pack, by
 // its index in the torrent's files: it becomes the one fetched and played); `transport=relay` skips P2P; `p2p_timeout_ms` bounds the P2P
-// attempt (default 5000). Tests read `window.__player`.
+// attempt (default 5000); `max_buffer_s` caps how far ahead hls.js buffers (tests). Tests read `window.__player`.
 
 import Hls, { type ErrorData, type HlsConfig, type LoaderCallbacks, type LoaderConfiguration, type LoaderContext } from 'hls.js';
 import { api, ApiError, type Task, type TaskEvent, type TaskVideo } from './api';
@@ -21,7 +26,11 @@ interface PlayerState {
   /** The data channel's protocol: ours, or the original's for an original worker node. */
   protocol: 'binary' | 'original' | null;
   bytes: number;
+  /** Bytes received over each transport. */
+  bytesBy: Record<Transport, number>;
   fallbackReason: string | null;
+  /** Each transport the player moved to, in order: `p2p`, or `relay: <why>`. */
+  switches: string[];
 }
 
 declare global {
@@ -35,7 +44,14 @@ const READY_POLL_MS = 3_000;
 /** Throughput is the bytes received over this window. */
 const RATE_WINDOW_MS = 5_000;
 
-const state: PlayerState = { transport: null, protocol: null, bytes: 0, fallbackReason: null };
+const state: PlayerState = {
+  transport: null,
+  protocol: null,
+  bytes: 0,
+  bytesBy: { p2p: 0, relay: 0 },
+  fallbackReason: null,
+  switches: [],
+};
 window.__player = state;
 
 const el = {
@@ -66,6 +82,14 @@ let file: number | null = nonNegativeInt(params.get('file'));
 /** Its HLS folder under the task's: '' or 'v<index>'. */
 let folder = '';
 const p2pTimeoutMs = positiveInt(params.get('p2p_timeout_ms')) ?? DEFAULT_P2P_TIMEOUT_MS;
+const maxBufferS = positiveInt(params.get('max_buffer_s'));
+/** First pause before re-offering after P2P was lost; doubled after each failure, up to the
+ * most. */
+const RECOVERY_FIRST_MS = 1_000;
+const RECOVERY_MOST_MS = 30_000;
+/** The data channel's client while a P2P session is up: requests go over it. */
+let p2pClient: FileClient | null = null;
+let recovery: { timer: number; delayMs: number } | null = null;
 
 let hls: Hls | null = null;
 let session: P2PSession | null = null;
@@ -77,8 +101,9 @@ let originalNode = false;
 
 // ---------------------------------------------------------------- byte counting
 
-function addBytes(n: number): void {
+function addBytes(n: number, over: Transport = 'p2p'): void {
   state.bytes += n;
+  state.bytesBy[over] += n;
 }
 
 const samples: { t: number; bytes: number }[] = [];
@@ -100,7 +125,7 @@ function relayLoader(): LoaderClass {
       super.load(context, config, {
         ...callbacks,
         onSuccess: (response, stats, ctx, details) => {
-          addBytes(stats.loaded);
+          addBytes(stats.loaded, 'relay');
           callbacks.onSuccess(response, stats, ctx, details);
         },
       });
@@ -119,6 +144,9 @@ function showError(text: string): void {
 }
 
 function setTransport(t: Transport, fallbackReason: string | null): void {
+  if (state.transport !== t || (t === 'relay' && fallbackReason !== state.fallbackReason)) {
+    state.switches.push(t === 'p2p' ? 'p2p' : `relay: ${fallbackReason ?? 'asked for'}`);
+  }
   state.transport = t;
   state.fallbackReason = fallbackReason;
   el.transport.setAttribute('data-transport', t);
@@ -185,24 +213,91 @@ async function main(): Promise<void> {
     return;
   }
   say('Connecting to the node over WebRTC…');
-  try {
-    session = await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs });
-  } catch (e) {
-    if (originalNode) cannotRelay(`P2P failed: ${errorText(e)}`);
-    else startRelay(`P2P failed: ${errorText(e)}`);
+  if (originalNode) {
+    try {
+      session = await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs });
+    } catch (e) {
+      cannotRelay(`P2P failed: ${errorText(e)}`);
+      return;
+    }
+    state.protocol = 'original';
+    setTransport('p2p', null);
+    startHls(dcLoader(new HijackClient(session.channel, addBytes)));
+    session.onClose((reason) => {
+      if (state.transport === 'p2p') cannotRelay(`P2P failed: ${reason}`);
+    });
     return;
   }
-  const client: FileClient = originalNode
-    ? new HijackClient(session.channel, addBytes)
-    : new DcClient(session.channel, addBytes);
-  state.protocol = originalNode ? 'original' : 'binary';
+  state.protocol = 'binary';
+  try {
+    usePeer(await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs }));
+  } catch (e) {
+    setTransport('relay', `P2P failed: ${errorText(e)}`);
+    recoverLater();
+  }
+  startHls(transportLoader());
+}
+
+/** hls.js makes a loader per request: over the data channel while P2P is up, else the relay. */
+function transportLoader(): LoaderClass {
+  const relay = relayLoader();
+  const overPeer = new WeakMap<FileClient, LoaderClass>();
+  function TransportLoader(config: HlsConfig): unknown {
+    const client = p2pClient;
+    if (!client) return new relay(config);
+    let loader = overPeer.get(client);
+    if (!loader) {
+      loader = dcLoader(client);
+      overPeer.set(client, loader);
+    }
+    return new loader(config);
+  }
+  return TransportLoader as unknown as LoaderClass;
+}
+
+/** A P2P session is up: the next requests go over it. */
+function usePeer(s: P2PSession): void {
+  session = s;
+  p2pClient = new DcClient(s.channel, (n) => addBytes(n, 'p2p'));
   setTransport('p2p', null);
-  startHls(dcLoader(client));
-  session.onClose((reason) => {
-    if (state.transport !== 'p2p') return;
-    if (originalNode) cannotRelay(`P2P failed: ${reason}`);
-    else switchToRelay(`P2P failed: ${reason}`);
+  if (state.switches.length > 1) say('Back on P2P.');
+  s.onClose((reason) => {
+    if (session !== s) return;
+    lostPeer(`P2P lost: ${reason}`);
   });
+}
+
+/** P2P went: the relay carries on and a new P2P session is tried for after a pause. */
+function lostPeer(reason: string): void {
+  session?.close();
+  session = null;
+  p2pClient = null;
+  setTransport('relay', reason);
+  say(`Playing over the relay (${reason}); reconnecting P2P…`);
+  recoverLater();
+  // Requests waiting on the channel are dropped and asked again: over the relay.
+  if (hls) {
+    hls.stopLoad();
+    hls.startLoad(el.video.currentTime > 0 ? el.video.currentTime : -1);
+  }
+}
+
+/** Re-offers after a pause that grows while attempts fail. */
+function recoverLater(): void {
+  if (recovery || forceRelay || !current) return;
+  const workerId = current.worker_id;
+  const attempt = (delayMs: number): void => {
+    const timer = window.setTimeout(() => {
+      connectP2P({ workerId, timeoutMs: p2pTimeoutMs })
+        .then((s) => {
+          recovery = null;
+          usePeer(s);
+        })
+        .catch(() => attempt(Math.min(delayMs * 2, RECOVERY_MOST_MS)));
+    }, delayMs);
+    recovery = { timer, delayMs };
+  };
+  attempt(RECOVERY_FIRST_MS);
 }
 
 /** An original worker node has no relay: playback needs P2P, which failed. */
@@ -375,15 +470,6 @@ function startRelay(fallbackReason: string | null): void {
   startHls(relayLoader());
 }
 
-/** Leaves P2P mid-stream for the relay, resuming where the video was. */
-function switchToRelay(reason: string): void {
-  session?.close();
-  session = null;
-  const at = el.video.currentTime;
-  setTransport('relay', reason);
-  startHls(relayLoader(), at > 0 ? at : 0);
-}
-
 // From the start by default: a task converted in one pass as it downloads (no index to cut
 // on) has an EVENT playlist, which hls.js would otherwise join at its live edge.
 function startHls(loader: LoaderClass, startPosition = 0): void {
@@ -392,6 +478,7 @@ function startHls(loader: LoaderClass, startPosition = 0): void {
     loader,
     startPosition,
     renderTextTracksNatively: true,
+    ...(maxBufferS ? { maxBufferLength: maxBufferS, maxMaxBufferLength: maxBufferS } : {}),
     // A segment of a task that still downloads may be being made: the node holds the request
     // up to 8 s, then answers 503 (ask again). Wait longer and retry more than for a VOD.
     fragLoadPolicy: {
@@ -444,7 +531,7 @@ function onHlsError(player: Hls, data: ErrorData): void {
   if (data.type === Hls.ErrorTypes.NETWORK_ERROR && state.transport === 'p2p') {
     const why = data.response?.text || data.error?.message || data.details;
     if (originalNode) cannotRelay(`P2P failed: ${why}`);
-    else switchToRelay(`P2P failed: ${why}`);
+    else lostPeer(`P2P failed: ${why}`);
     return;
   }
   const status = data.response?.code ? ` (status ${data.response.code})` : '';
@@ -478,6 +565,8 @@ el.video.addEventListener('waiting', () => say(waitingText()));
 el.video.addEventListener('ended', () => say('Ended.'));
 
 window.addEventListener('pagehide', () => {
+  if (recovery) window.clearTimeout(recovery.timer);
+  recovery = null;
   hls?.destroy();
   session?.close();
 });

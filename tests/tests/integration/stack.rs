@@ -325,6 +325,42 @@ async fn browser_falls_back_to_the_relay() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// P2P that recovers (issue 16): the node's streamer dies mid-play and comes back; the
+/// player carries on over the relay, re-offers, and returns to P2P, the video never stalling.
+#[tokio::test(flavor = "multi_thread")]
+async fn browser_recovers_p2p_after_losing_it() -> anyhow::Result<()> {
+    init_logging();
+    let dir = tempfile::tempdir()?;
+    let torrent = dir.path().join("src").join("Recovery Movie");
+    std::fs::create_dir_all(&torrent)?;
+    generate(&torrent.join("clip.mp4"), 60, Codec::H264Aac)?;
+    let seeder = Seeder::start().await?;
+    let seeded = seeder.seed(&torrent).await?;
+    let mut stack = stack::start(&dir.path().join("stack"), 1, |_| {})?;
+    let out = stack::artefacts("recover")?;
+    let _ = std::fs::remove_file(out.join("p2p-playing"));
+    let (url, magnet, browser_out) = (stack.gateway_url(), seeded.magnet.clone(), out.clone());
+    let browser = tokio::task::spawn_blocking(move || {
+        stack::browser_with(&url, &magnet, "recover", &browser_out, &[("TIMEOUT_MS", "150000")])
+    });
+    let playing = eventually(Duration::from_secs(120), "the player on P2P", || async {
+        out.join("p2p-playing").exists().then_some(())
+    })
+    .await;
+    if playing.is_ok() {
+        // The streamer's peer connections die with it; the relay needs it back.
+        stack.kill9("node-1-streamer")?;
+        stack.restart("node-1-streamer")?;
+    }
+    let r = browser.await??;
+    eprintln!(
+        "switches {}; longest stall {} ms; {} bytes over the relay while P2P was lost, {} over P2P after",
+        r["switches"], r["maxStallMs"], r["bytesRelayWhileLost"], r["bytesP2pAfterBack"]
+    );
+    stack.stop();
+    Ok(())
+}
+
 /// Must show 5: a torrent named `<img src=x onerror=alert(1)>` shows as text; no script runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_torrent_names_show_as_text() -> anyhow::Result<()> {
