@@ -12,6 +12,7 @@ pub mod seeder;
 pub mod services;
 pub mod stack;
 pub mod tracker;
+pub mod turn;
 pub mod video;
 
 use std::time::Duration;

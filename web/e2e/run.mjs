@@ -19,6 +19,8 @@
 // over P2P, write OUT_DIR/p2p-playing and wait while the test drops P2P (it kills the node's
 // streamer and starts it again): the relay must carry on, P2P come back, and the video never
 // stall for 2 s.
+// PLAYER_PARAMS (e.g. `ice_policy=relay`) are added to the player's URL in p2p mode, and
+// EXPECT_TRANSPORT overrides the transport p2p mode expects (a TURN test that must fall back).
 // Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
 import { chromium } from 'playwright-core';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -56,6 +58,7 @@ const result = {
   seekPlusOneMs: null,
   episodesPlayed: [],
   switches: [],
+  candidateType: null,
   maxStallMs: null,
   bytesRelayWhileLost: 0,
   bytesP2pAfterBack: 0,
@@ -304,6 +307,7 @@ async function playFromOriginalWorker(page, taskId) {
 /** Opens the row's player and waits until the video has played past 2 s. */
 async function playPastTwoSeconds(page, row) {
   await Promise.all([page.waitForURL(/\/player\?/, { timeout: remaining() }), row.locator('a.play').click()]);
+  if (env.PLAYER_PARAMS) await page.goto(`${page.url()}&${env.PLAYER_PARAMS}`);
   try {
     await page.waitForFunction(() => document.querySelector('#video')?.currentTime > 2, null, {
       timeout: remaining(),
@@ -409,6 +413,7 @@ async function readPlayer(page) {
   result.transport = p.player?.transport ?? null;
   result.protocol = p.player?.protocol ?? null;
   result.fallbackReason = p.player?.fallbackReason ?? null;
+  result.candidateType = p.player?.candidateType ?? null;
   result.bytes = p.player?.bytes ?? 0;
 }
 
@@ -470,7 +475,7 @@ function verdict() {
   } else if (MODE !== 'xss') {
     if (!result.reachedReady) problems.push('the task never became ready');
     if (!(result.currentTime > 2)) problems.push(`currentTime ${result.currentTime} is not past 2 s`);
-    const transport = MODE === 'torrent' ? 'p2p' : MODE;
+    const transport = env.EXPECT_TRANSPORT || (MODE === 'torrent' ? 'p2p' : MODE);
     if (result.transport !== transport) problems.push(`transport is ${result.transport}, not ${transport}`);
     if (MODE !== 'torrent' && new Set(result.progressSeen).size < 2)
       problems.push(`progress showed ${result.progressSeen.length} distinct value(s)`);

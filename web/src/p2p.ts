@@ -14,6 +14,8 @@ export interface P2POptions {
   workerId: string;
   /** How long the whole attempt may take before it is abandoned. */
   timeoutMs: number;
+  /** Only TURN relays (`iceTransportPolicy: "relay"`): a test that P2P works through TURN. */
+  relayOnly?: boolean;
 }
 
 /** An open session. The signaling socket stays open with it: closing it ends the session. */
@@ -22,6 +24,8 @@ export interface P2PSession {
   channel: RTCDataChannel;
   /** Calls `fn` once when the channel, the peer connection or the signaling socket ends. */
   onClose(fn: (reason: string) => void): void;
+  /** The type of the local ICE candidate in use (`host`, `srflx`, `prflx`, `relay`), if known. */
+  candidateType(): Promise<string | null>;
   close(): void;
 }
 
@@ -145,7 +149,7 @@ export function connectP2P(opts: P2POptions): Promise<P2PSession> {
     async function start(): Promise<void> {
       const iceServers = await api.iceServers();
       if (settled) return;
-      pc = new RTCPeerConnection({ iceServers });
+      pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: opts.relayOnly ? 'relay' : 'all' });
       channel = pc.createDataChannel('filePathChannel', { ordered: true });
       channel.binaryType = 'arraybuffer';
 
@@ -191,6 +195,7 @@ export function connectP2P(opts: P2POptions): Promise<P2PSession> {
             else closeListeners.push(fn);
           },
           close: () => ended('closed by the player'),
+          candidateType: () => selectedCandidateType(pc),
         });
       };
       channel.onclose = () => {
@@ -242,6 +247,21 @@ export function connectP2P(opts: P2POptions): Promise<P2PSession> {
 
     start().catch((e: unknown) => fail(errorText(e)));
   });
+}
+
+/** The local candidate type of the pair the peer connection uses. */
+async function selectedCandidateType(pc: RTCPeerConnection | null): Promise<string | null> {
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let pairId: string | undefined;
+  stats.forEach((r: { type?: string; selectedCandidatePairId?: string }) => {
+    if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+  });
+  const pair = pairId ? (stats.get(pairId) as { localCandidateId?: string } | undefined) : undefined;
+  const local = pair?.localCandidateId
+    ? (stats.get(pair.localCandidateId) as { candidateType?: string } | undefined)
+    : undefined;
+  return local?.candidateType ?? null;
 }
 
 /**

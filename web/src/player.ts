@@ -8,7 +8,8 @@
 //
 // URL parameters: `taskId`; `file` (a video of the torrent, an episode of a season pack, by
 // its index in the torrent's files: it becomes the one fetched and played); `transport=relay` skips P2P; `p2p_timeout_ms` bounds the P2P
-// attempt (default 5000); `max_buffer_s` caps how far ahead hls.js buffers (tests). Tests read `window.__player`.
+// attempt (default 5000); `max_buffer_s` caps how far ahead hls.js buffers (tests); `ice_policy=relay` uses TURN relays only
+// (tests of TURN). Tests read `window.__player`.
 
 import Hls, { type ErrorData, type HlsConfig, type LoaderCallbacks, type LoaderConfiguration, type LoaderContext } from 'hls.js';
 import { api, ApiError, type Task, type TaskEvent, type TaskVideo } from './api';
@@ -31,6 +32,8 @@ interface PlayerState {
   fallbackReason: string | null;
   /** Each transport the player moved to, in order: `p2p`, or `relay: <why>`. */
   switches: string[];
+  /** The local ICE candidate type of the P2P session (`relay`: through TURN). */
+  candidateType: string | null;
 }
 
 declare global {
@@ -51,6 +54,7 @@ const state: PlayerState = {
   bytesBy: { p2p: 0, relay: 0 },
   fallbackReason: null,
   switches: [],
+  candidateType: null,
 };
 window.__player = state;
 
@@ -83,6 +87,7 @@ let file: number | null = nonNegativeInt(params.get('file'));
 let folder = '';
 const p2pTimeoutMs = positiveInt(params.get('p2p_timeout_ms')) ?? DEFAULT_P2P_TIMEOUT_MS;
 const maxBufferS = positiveInt(params.get('max_buffer_s'));
+const relayOnly = params.get('ice_policy') === 'relay';
 /** First pause before re-offering after P2P was lost; doubled after each failure, up to the
  * most. */
 const RECOVERY_FIRST_MS = 1_000;
@@ -215,7 +220,7 @@ async function main(): Promise<void> {
   say('Connecting to the node over WebRTC…');
   if (originalNode) {
     try {
-      session = await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs });
+      session = await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs, relayOnly });
     } catch (e) {
       cannotRelay(`P2P failed: ${errorText(e)}`);
       return;
@@ -230,7 +235,7 @@ async function main(): Promise<void> {
   }
   state.protocol = 'binary';
   try {
-    usePeer(await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs }));
+    usePeer(await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs, relayOnly }));
   } catch (e) {
     setTransport('relay', `P2P failed: ${errorText(e)}`);
     recoverLater();
@@ -260,6 +265,9 @@ function usePeer(s: P2PSession): void {
   session = s;
   p2pClient = new DcClient(s.channel, (n) => addBytes(n, 'p2p'));
   setTransport('p2p', null);
+  void s.candidateType().then((t) => {
+    if (session === s) state.candidateType = t;
+  });
   if (state.switches.length > 1) say('Back on P2P.');
   s.onClose((reason) => {
     if (session !== s) return;
@@ -288,7 +296,7 @@ function recoverLater(): void {
   const workerId = current.worker_id;
   const attempt = (delayMs: number): void => {
     const timer = window.setTimeout(() => {
-      connectP2P({ workerId, timeoutMs: p2pTimeoutMs })
+      connectP2P({ workerId, timeoutMs: p2pTimeoutMs, relayOnly })
         .then((s) => {
           recovery = null;
           usePeer(s);

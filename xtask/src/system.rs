@@ -1,5 +1,5 @@
 //! System programs the project needs (nats-server, ffmpeg, ffprobe; node and npm for the web
-//! UI; chromium for the browser tests) and cargo-nextest:
+//! UI; chromium for the browser tests; opentracker and coturn for the tracker and TURN tests) and cargo-nextest:
 //! found on PATH, else installed (apt-get as root on Debian/Ubuntu, `cargo install`), else a
 //! message saying exactly what to install.
 
@@ -62,6 +62,11 @@ pub fn ensure_chromium() -> anyhow::Result<()> {
 /// A BitTorrent tracker (Debian's opentracker), for the tests of trackers and `.torrent` files.
 pub fn ensure_tracker() -> anyhow::Result<()> {
     ensure(&[("opentracker", "opentracker")])
+}
+
+/// A TURN server (Debian's coturn), for the tests of TURN.
+pub fn ensure_turn() -> anyhow::Result<()> {
+    ensure(&[("turnserver", "coturn")])
 }
 
 /// Installs the Debian packages of the `(program, package)` pairs whose program is missing.

@@ -7,6 +7,7 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     system::ensure_programs()?;
     system::ensure_chromium()?;
     system::ensure_tracker()?;
+    system::ensure_turn()?;
     system::ensure_nextest()?;
     // The UI first: the gateway serves web/dist, and the browser tests need playwright-core.
     crate::web::build(true)?;

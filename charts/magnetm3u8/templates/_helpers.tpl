@@ -174,3 +174,31 @@ affinity:
 - name: MAGNET__STORAGE__DATA_DIR
   value: /data
 {{- end -}}
+
+{{- /* TURN: on when the chart runs coturn or names TURN urls. */}}
+{{- define "mm.turnOn" -}}
+{{- if or .Values.turn.coturn.enabled .Values.turn.urls }}true{{ end }}
+{{- end }}
+
+{{- /* The TURN urls handed out: the given ones, and the chart's coturn at its external address. */}}
+{{- define "mm.turnUrls" -}}
+{{- $urls := .Values.turn.urls }}
+{{- if .Values.turn.coturn.enabled }}
+{{- $urls = append $urls (printf "turn:%s:%d?transport=udp" (required "turn.coturn.externalIp: the address viewers reach coturn at" .Values.turn.coturn.externalIp) (int .Values.turn.coturn.port)) }}
+{{- end }}
+{{- toJson $urls }}
+{{- end }}
+
+{{- /* The Secret holding the TURN shared secret (key `secret`). */}}
+{{- define "mm.turnSecret" -}}
+{{- default (include "mm.name" (dict "root" . "component" "turn")) .Values.turn.existingSecret }}
+{{- end }}
+
+{{- /* The TURN secret for the gateway and the streamers. */}}
+{{- define "mm.turnEnv" -}}
+{{- if include "mm.turnOn" . }}
+- name: MAGNET__TURN__SECRET
+  valueFrom:
+    secretKeyRef: {name: {{ include "mm.turnSecret" . }}, key: secret}
+{{- end }}
+{{- end }}

@@ -136,14 +136,13 @@ class Chart(unittest.TestCase):
         self.assertFalse([p for p in none["containers"][0]["ports"] if p.get("protocol") == "UDP"])
 
     def test_every_service_accepts_the_rendered_config(self):
-        for values in ("default", "two-workers", "external-nats", "rwx-p2p", "observability"):
+        for values in ("default", "two-workers", "external-nats", "rwx-p2p", "observability", "turn"):
             objs = objects(values)
             config = find(objs, "ConfigMap", "mm-config")["data"]["config.json"]
             path = os.path.join(RENDERED, values + ".config.json")
             with open(path, "w") as f:
                 f.write(config)
             for service in sorted(OURS):
-                # The config file plus the environment the chart gives the pods.
                 # The config file plus the environment and flags the chart gives the pods;
                 # values from Secrets are stand-ins.
                 env = {"PATH": os.environ.get("PATH", "")}
@@ -152,8 +151,11 @@ class Chart(unittest.TestCase):
                     if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["labels"]["app.kubernetes.io/component"] == service:
                         container = o["spec"]["template"]["spec"]["containers"][0]
                         env.update({e["name"]: e["value"] for e in container["env"] if "value" in e})
-                        if any(e["name"] == "MAGNET__INTERNAL__TOKEN" for e in container["env"]):
-                            env["MAGNET__INTERNAL__TOKEN"] = "stand-in-token-0123456789"
+                        env.update({
+                            e["name"]: "stand-in-secret-0123456789"
+                            for e in container["env"]
+                            if "secretKeyRef" in e.get("valueFrom", {}) and e["name"].startswith("MAGNET__")
+                        })
                         args = container.get("args", [])
                         break
                 env.pop("MAGNET_CONFIG", None)
@@ -162,6 +164,39 @@ class Chart(unittest.TestCase):
                     capture_output=True, text=True, env=env,
                 )
                 self.assertEqual(out.returncode, 0, f"{values} {service}: {out.stderr}")
+
+    def test_turn_with_the_charts_coturn(self):
+        objs = objects("turn")
+        secret = find(objs, "Secret", "mm-turn")
+        self.assertTrue(secret["stringData"]["secret"], "a TURN secret is generated")
+        config = json.loads(find(objs, "ConfigMap", "mm-config")["data"]["config.json"])
+        self.assertEqual(config["turn"]["urls"], [
+            "turn:turn.example.org:3478?transport=udp",
+            "turn:203.0.113.20:3478?transport=udp",
+        ])
+        self.assertEqual(config["turn"]["ttl_secs"], 1800)
+        # The gateway and every streamer get the same secret; coturn checks it.
+        for kind, name in [("Deployment", "mm-gateway"), ("Deployment", "mm-worker-a-streamer"), ("Deployment", "mm-turn")]:
+            container = find(objs, kind, name)["spec"]["template"]["spec"]["containers"][0]
+            refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+            key = "TURN_SECRET" if name == "mm-turn" else "MAGNET__TURN__SECRET"
+            self.assertEqual(refs[key], {"name": "mm-turn", "key": "secret"}, name)
+        coturn = find(objs, "Deployment", "mm-turn")["spec"]["template"]["spec"]["containers"][0]
+        self.assertIn("--use-auth-secret", coturn["args"])
+        self.assertIn("--static-auth-secret=$(TURN_SECRET)", coturn["args"])
+        self.assertIn("--external-ip=203.0.113.20", coturn["args"])
+        service = find(objs, "Service", "mm-turn")
+        self.assertEqual(service["spec"]["type"], "LoadBalancer")
+        self.assertEqual(sorted(p["port"] for p in service["spec"]["ports"]), [3478, 49160, 49161, 49162, 49163])
+        self.assertTrue(all(p["protocol"] == "UDP" for p in service["spec"]["ports"]))
+        # Streamers take coturn's relayed packets.
+        policy = find(objs, "NetworkPolicy", "mm-worker-a-streamer")
+        froms = [r for r in policy["spec"]["ingress"] if any(p.get("protocol") == "UDP" for p in r.get("ports", []))]
+        self.assertTrue(any(f.get("from", [{}])[0].get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/component") == "turn" for f in froms), policy)
+        # Without TURN, nothing of it.
+        default = objects("default")
+        self.assertFalse([o for o in default if o["metadata"]["name"] == "mm-turn"])
+        self.assertNotIn("turn", json.loads(find(default, "ConfigMap", "mm-config")["data"]["config.json"]))
 
     def test_observability_values(self):
         objs = objects("observability")

@@ -9,6 +9,7 @@ pub mod node;
 pub mod range;
 pub mod redact;
 pub mod session;
+pub mod turn;
 pub mod task;
 
 pub use error::ErrorCode;

@@ -67,6 +67,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct AppState {
     pub registry: registry::Registry,
     pub ice_servers: Arc<Vec<IceServerSettings>>,
+    /// TURN with credentials made per request (`turn` settings).
+    pub turn: Arc<magnet_runtime::config::TurnSettings>,
     pub node_timeout: Duration,
     /// The signaling service's gRPC endpoint.
     pub signaling: String,
@@ -362,6 +364,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let state = AppState {
         registry,
         ice_servers: Arc::new(settings.gateway.ice_servers.clone()),
+        turn: Arc::new(settings.turn.clone()),
         node_timeout: routes::NODE_TIMEOUT,
         signaling: settings.gateway.signaling.clone(),
         accounts,

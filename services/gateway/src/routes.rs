@@ -484,10 +484,15 @@ pub async fn status(State(s): State<AppState>) -> Json<Value> {
     }))
 }
 
-pub async fn ice_servers(State(s): State<AppState>) -> Json<Value> {
-    let servers: Vec<Value> = s
-        .ice_servers
+pub async fn ice_servers(
+    State(s): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Json<Value> {
+    // TURN first: a credential of its own for this user, expiring with the TTL answered.
+    let turn = s.turn.server_for(&format!("user-{}", user.id));
+    let servers: Vec<Value> = turn
         .iter()
+        .chain(s.ice_servers.iter())
         .map(|i| {
             let mut v = json!({ "urls": i.urls });
             if !i.username.is_empty() {
@@ -497,7 +502,11 @@ pub async fn ice_servers(State(s): State<AppState>) -> Json<Value> {
             v
         })
         .collect();
-    let ttl = if servers.is_empty() { 0 } else { 3600 };
+    let ttl = match (&turn, servers.is_empty()) {
+        (Some(_), _) => s.turn.ttl_secs,
+        (None, true) => 0,
+        (None, false) => 3600,
+    };
     Json(json!({ "success": true, "iceServers": servers, "ttl": ttl }))
 }
 

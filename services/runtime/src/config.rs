@@ -80,6 +80,54 @@ pub struct Settings {
     pub signaling: SignalingSettings,
     pub gateway: GatewaySettings,
     pub internal: InternalSettings,
+    pub turn: TurnSettings,
+}
+
+/// A TURN service for viewers and nodes behind NATs, with the TURN REST scheme (coturn's
+/// `use-auth-secret`): the gateway hands browsers credentials that expire, and streamers
+/// make their own from the same secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnSettings {
+    /// e.g. `turn:turn.example.org:3478?transport=udp`; none: no TURN.
+    pub urls: Vec<String>,
+    /// The shared secret (coturn's `static-auth-secret`).
+    pub secret: Option<String>,
+    /// A file holding the secret (a mounted Secret), read when `secret` is not set.
+    pub secret_file: Option<PathBuf>,
+    /// How long the credentials handed out stay valid.
+    pub ttl_secs: u64,
+}
+
+impl Default for TurnSettings {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: None,
+            secret_file: None,
+            ttl_secs: 3600,
+        }
+    }
+}
+
+impl TurnSettings {
+    /// The TURN server with a fresh credential for `user`, if TURN is configured.
+    pub fn server_for(&self, user: &str) -> Option<IceServerSettings> {
+        let secret = self.secret.as_deref()?;
+        if self.urls.is_empty() {
+            return None;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let c = magnet_core::turn::credential(secret, user, now, self.ttl_secs);
+        Some(IceServerSettings {
+            urls: self.urls.clone(),
+            username: c.username,
+            credential: c.password,
+        })
+    }
 }
 
 /// The credential our services present to each other's gRPC servers (a shared secret, from a
@@ -671,6 +719,18 @@ impl Settings {
         let mut settings =
             Self::figment(service, args.config.as_deref(), args)?.extract_validated()?;
         settings.internal.resolve_file()?;
+        if let (None, Some(path)) = (&settings.turn.secret, &settings.turn.secret_file) {
+            settings.turn.secret = Some(read_token("turn.secret_file", path)?);
+        }
+        // The services that make TURN credentials need the secret; the others ignore TURN.
+        if matches!(service, "gateway" | "streamer")
+            && !settings.turn.urls.is_empty()
+            && settings.turn.secret.is_none()
+        {
+            return Err(Error::Config(
+                "turn.secret: TURN urls need the shared secret (or turn.secret_file)".into(),
+            ));
+        }
         let originals = &mut settings.gateway.original_workers;
         if let (None, Some(path)) = (&originals.token, &originals.token_file) {
             originals.token = Some(read_token("gateway.original_workers.token_file", path)?);
@@ -779,6 +839,19 @@ impl Settings {
                     "gateway.cors_origins",
                     &format!("{origin:?} must be an http(s) origin, no wildcard"),
                 );
+            }
+        }
+        if !self.turn.urls.is_empty() {
+            if let Some(u) = self
+                .turn
+                .urls
+                .iter()
+                .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+            {
+                return bad("turn.urls", &format!("{u:?} is not a turn: or turns: URL"));
+            }
+            if self.turn.ttl_secs == 0 {
+                return bad("turn.ttl_secs", "must be at least 1");
             }
         }
         if self.limits.disk_quota_mb == Some(0) {
@@ -973,6 +1046,25 @@ mod tests {
         });
         let path = path.transpose().map_err(|e| Error::Config(e.to_string()))?;
         Settings::figment("downloader", path.as_deref(), &args)?.extract_validated()
+    }
+
+    #[test]
+    fn turn_needs_its_secret_where_credentials_are_made() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "[turn]\nurls = [\"turn:127.0.0.1:3478\"]\n").expect("write");
+        let args = CommonArgs {
+            config: Some(path.clone()),
+            ..CommonArgs::default()
+        };
+        for service in ["gateway", "streamer"] {
+            let err = Settings::load(service, &args).expect_err(service).to_string();
+            assert!(err.contains("turn.secret"), "{service}: {err}");
+        }
+        assert!(Settings::load("downloader", &args).is_ok(), "the downloader ignores TURN");
+        std::fs::write(&path, "[turn]\nurls = [\"stun:127.0.0.1\"]\nsecret = \"s\"\n").expect("write");
+        let err = Settings::load("gateway", &args).expect_err("stun").to_string();
+        assert!(err.contains("turn.urls"), "{err}");
     }
 
     #[test]

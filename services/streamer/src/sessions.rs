@@ -156,7 +156,11 @@ impl Sessions {
             self.metrics.refused.inc();
             Error::Refused(why)
         })?;
-        let (pc, mut events) = peer::build(&self.settings.streamer)
+        let turn = self
+            .settings
+            .turn
+            .server_for(&format!("streamer-{}", self.settings.node.id));
+        let (pc, mut events) = peer::build(&self.settings.streamer, turn)
             .await
             .map_err(Error::webrtc)?;
         let description = RTCSessionDescription::offer(offer.sdp).map_err(Error::webrtc)?;

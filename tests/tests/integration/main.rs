@@ -20,3 +20,4 @@ mod stack;
 mod streamer;
 mod torrent_files;
 mod transcoder;
+mod turn;
