@@ -10,6 +10,7 @@ const ALL: &[&str] = &[
     "gateway",
     "progressive",
     "seek",
+    "viewers",
 ];
 
 pub fn run(names: &[String]) -> anyhow::Result<()> {
@@ -24,7 +25,7 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
             anyhow::bail!("unknown benchmark {name:?}; known: {}", ALL.join(", "));
         }
     }
-    if names.contains(&"gateway") {
+    if names.contains(&"gateway") || names.contains(&"viewers") {
         // The gateway benchmark runs the services as processes, the UI embedded.
         crate::web::build(false)?;
         system::run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;

@@ -30,7 +30,11 @@ async fn two_node_stack_serves_the_api_live_events_and_http_signaling() -> anyho
     let dir = tempfile::tempdir()?;
     let stack = stack::start(dir.path(), 2, |_| {})?;
     let base = stack.gateway_url();
-    let http = reqwest::Client::new();
+    // Idle connections are dropped before the gateway's own 10 s limit for a next request
+    // (`gateway.header_timeout_secs`): a POST on a connection the gateway is closing fails.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()?;
 
     // Both nodes are listed (registry watch).
     let nodes = eventually(Duration::from_secs(15), "two nodes listed", || async {

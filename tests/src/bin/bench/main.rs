@@ -2,6 +2,7 @@
 //! Each ends with one line `bench <name>: key=value …`.
 
 mod progressive;
+mod viewers;
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
             "gateway" => gateway().await?,
             "progressive" => progressive::progressive().await?,
             "seek" => progressive::seek().await?,
+            "viewers" => viewers::viewers().await?,
             other => anyhow::bail!("unknown benchmark {other:?}"),
         }
     }
