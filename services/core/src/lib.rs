@@ -3,6 +3,7 @@
 //! statuses and gRPC servers map to `tonic::Status`. Pure: no I/O, no clock, no wire format.
 
 pub mod error;
+pub mod hls;
 pub mod magnet;
 pub mod media;
 pub mod node;

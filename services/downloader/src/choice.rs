@@ -20,10 +20,7 @@ use magnet_core::{Task, TaskId, TaskStatus, media};
 use crate::tasks::Tasks;
 use crate::{Error, Result};
 
-/// The transcoder's marker of a folder whose segments are still being made (progressive).
-const PROGRESSIVE_MARKER: &str = ".progressive";
-/// Put in a video's folder when it is no longer wanted: its job, queued or running, stops.
-const STOP: &str = ".stop";
+use magnet_core::hls::{PROGRESSIVE_MARKER, STOP_MARKER as STOP, variant_folder, variant_index};
 
 /// The largest video of the files (ties: the first by path), by file index.
 pub fn largest_video(files: &[String], sizes: &[u64]) -> Option<u32> {
@@ -52,15 +49,16 @@ pub fn variant(task: &Task, index: u32) -> String {
     if largest_video(&task.files, &task.file_sizes) == Some(index) {
         String::new()
     } else {
-        format!("v{index}")
+        variant_folder(index)
     }
 }
 
 /// The file index a job's variant stands for in this task.
 fn index_of(task: &Task, variant: &str) -> Option<u32> {
-    match variant.strip_prefix('v') {
-        Some(digits) => digits.parse().ok(),
-        None => largest_video(&task.files, &task.file_sizes),
+    if variant.is_empty() {
+        largest_video(&task.files, &task.file_sizes)
+    } else {
+        variant_index(variant)
     }
 }
 

@@ -104,8 +104,13 @@ impl Tasks {
             } else {
                 task.uploaded
             };
-            let seeded = chrono::Utc::now() - self.store().completed_at(&task.id).await?;
-            let seeded = seeded.to_std().unwrap_or_default();
+            // The store is asked when the download completed only if a time limit needs it.
+            let seeded = match policy.time {
+                Some(_) => (chrono::Utc::now() - self.store().completed_at(&task.id).await?)
+                    .to_std()
+                    .unwrap_or_default(),
+                None => Duration::ZERO,
+            };
             if let Some(reason) = policy.reached(total, task.size, seeded) {
                 self.end_seeding(&task, &handle, &reason).await?;
                 seen.remove(&task.id);

@@ -11,6 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use magnet_core::TaskId;
+use magnet_core::hls::PROGRESSIVE_MARKER;
 
 /// Extensions served, with their content types.
 const TYPES: &[(&str, &str)] = &[
@@ -60,9 +61,7 @@ impl FileRef {
                 && p.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
         };
-        let folder_ok = |p: &str| {
-            p.len() > 1 && p.starts_with('v') && p[1..].bytes().all(|b| b.is_ascii_digit())
-        };
+        let folder_ok = |p: &str| magnet_core::hls::variant_index(p).is_some();
         let ok = match parts.as_slice() {
             [name] => name_ok(name),
             [folder, name] => folder_ok(folder) && name_ok(name),
@@ -148,8 +147,6 @@ pub struct Maker {
     pub wait: std::time::Duration,
 }
 
-/// A task folder whose segments are still being made holds this marker.
-const PROGRESSIVE_MARKER: &str = ".progressive";
 
 impl Maker {
     /// Whether the segment is in place now (`Ok(true)`), not in the task's plan (`NotFound`),

@@ -88,23 +88,16 @@ pub async fn clear(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Put in a folder by the downloader when its video is no longer wanted (its submitter chose
-/// another): a job for that folder, queued or running, stops without a result.
-pub const STOP: &str = ".stop";
-
 /// Whether the job writing `final_dir` is no longer wanted.
 pub async fn stopped(final_dir: &Path) -> bool {
-    tokio::fs::try_exists(final_dir.join(STOP))
+    tokio::fs::try_exists(final_dir.join(magnet_core::hls::STOP_MARKER))
         .await
         .unwrap_or(false)
 }
 
 /// A chosen video's folder name: `v` and its file index.
 pub fn is_variant(name: &str) -> bool {
-    name.len() > 1
-        && name.len() <= 11
-        && name.starts_with('v')
-        && name[1..].bytes().all(|b| b.is_ascii_digit())
+    magnet_core::hls::variant_index(name).is_some()
 }
 
 /// Moves the finished output into place, replacing an older one (but not the folders of

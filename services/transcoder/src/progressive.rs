@@ -30,7 +30,7 @@ use crate::untrusted::Budget;
 use crate::{Error, Result, index, output, probe};
 
 /// Marks a task folder whose segments are still being made.
-pub const MARKER: &str = ".progressive";
+pub use magnet_core::hls::PROGRESSIVE_MARKER as MARKER;
 /// A viewer head near enough ahead of a wanted segment is waited for, not replaced.
 const NEAR: usize = 4;
 /// A viewer head stops this many segments past the last one wanted from it.

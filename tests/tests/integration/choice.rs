@@ -124,20 +124,8 @@ async fn a_season_pack_plays_the_chosen_episode_only_and_switches() -> anyhow::R
     init_logging();
     let nats = NatsServer::start()?;
     let src = tempfile::tempdir()?;
-    let show = src.path().join("Show");
-    std::fs::create_dir_all(&show)?;
     // Episode 1 is the largest: the default choice.
-    for (n, seconds) in [(1, 16), (2, 5), (3, 5), (4, 5), (5, 5)] {
-        generate(
-            &show.join(format!("Show.S01E0{n}.mp4")),
-            seconds,
-            Codec::H264Aac,
-        )?;
-    }
-    std::fs::write(
-        show.join("Show.S01E03.en.srt"),
-        "1\n00:00:00,500 --> 00:00:02,000\nEpisode three\n",
-    )?;
+    let show = season_pack(src.path())?;
     // Slow, so that the default gets little before the choice.
     let seeder = Seeder::with_upload_limit(Some(32 * 1024)).await?;
     let seeded = seeder.seed_pieces(&show, u32::try_from(PIECE)?).await?;

@@ -286,13 +286,26 @@ fn bench_cache() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
+/// Puts a node record for `node` in the registry, so that signaling routes offers to its
+/// streamer (the benchmarks run no downloader, which would put it there).
+pub async fn register_node(nats: &NatsServer, node: &str) -> anyhow::Result<()> {
+    use prost::Message as _;
+    let js = async_nats::jetstream::new(nats.client().await?);
+    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(600)).await?;
+    let record = pb::NodeRecord {
+        id: node.into(),
+        ..Default::default()
+    };
+    kv.put(node, record.encode_to_vec().into()).await?;
+    Ok(())
+}
+
 const DATACHANNEL_SIZE: usize = 50 * 1024 * 1024;
 
 /// A 50 MB file over loopback: (a) binary data-channel protocol, (b) the original base64
 /// protocol, (c) gRPC FileService (the relay's path); best of a few rounds each.
 async fn datachannel() -> anyhow::Result<()> {
     use magnet_proto::v1::file_service_client::FileServiceClient;
-    use prost::Message as _;
 
     let nats = NatsServer::start()?;
     let data = tempfile::tempdir()?;
@@ -307,18 +320,7 @@ async fn datachannel() -> anyhow::Result<()> {
     {
         settings.streamer.send_buffer_kib = kib;
     }
-    let js = async_nats::jetstream::new(nats.client().await?);
-    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(60)).await?;
-    kv.put(
-        "bench",
-        pb::NodeRecord {
-            id: "bench".into(),
-            ..Default::default()
-        }
-        .encode_to_vec()
-        .into(),
-    )
-    .await?;
+    register_node(&nats, "bench").await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
     let signaling = magnet_signaling::start(settings, shutdown.clone()).await?;

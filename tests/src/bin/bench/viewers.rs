@@ -14,7 +14,6 @@ use magnet_proto::v1 as pb;
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::random_file;
 use magnet_tests::services::{Process, offline_node};
-use prost::Message as _;
 
 /// 5 Mbit/s for 2 s.
 const SEGMENT_BYTES: usize = 1_250_000;
@@ -119,18 +118,7 @@ pub async fn viewers() -> anyhow::Result<()> {
     let mut settings = offline_node(data.path(), nats.url(), "bench");
     settings.streamer.max_sessions = 1000;
     settings.streamer.max_sessions_per_user = 1000;
-    let js = async_nats::jetstream::new(nats.client().await?);
-    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(600)).await?;
-    kv.put(
-        "bench",
-        pb::NodeRecord {
-            id: "bench".into(),
-            ..Default::default()
-        }
-        .encode_to_vec()
-        .into(),
-    )
-    .await?;
+    super::register_node(&nats, "bench").await?;
     let streamer = Process::spawn("magnet-streamer", "streamer ready", &settings, data.path())?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signaling = magnet_signaling::start(settings, shutdown.clone()).await?;
