@@ -91,3 +91,106 @@ impl Drop for Turn {
         let _ = self.child.wait();
     }
 }
+
+/// A stand-in for Cloudflare's TURN credentials API (which cannot be reached from here), on
+/// loopback: `POST /v1/turn/keys/<key>/credentials/generate-ice-servers` with the key's
+/// bearer token answers 201 and a STUN-less server list, as the real API does, whose one TURN
+/// server is a local coturn and whose credential is minted from coturn's secret (as
+/// Cloudflare's are from theirs). Other keys or tokens get 401; [`CloudflareApi::refuse`]
+/// makes every call fail with 503.
+pub struct CloudflareApi {
+    pub url: String,
+    state: std::sync::Arc<CfState>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+struct CfState {
+    key: String,
+    token: String,
+    secret: String,
+    turn_url: String,
+    calls: std::sync::atomic::AtomicUsize,
+    refusing: std::sync::atomic::AtomicBool,
+}
+
+impl CloudflareApi {
+    /// Serves credentials for `key`/`token` that `turn` (started with `secret`) accepts.
+    pub async fn start(key: &str, token: &str, secret: &str, turn: &Turn) -> anyhow::Result<Self> {
+        use axum::routing::post;
+        let state = std::sync::Arc::new(CfState {
+            key: key.into(),
+            token: token.into(),
+            secret: secret.into(),
+            turn_url: turn.url(),
+            calls: Default::default(),
+            refusing: Default::default(),
+        });
+        let app = axum::Router::new()
+            .route(
+                "/v1/turn/keys/{key}/credentials/generate-ice-servers",
+                post(generate),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/v1", listener.local_addr()?);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            url,
+            state,
+            _server: server,
+        })
+    }
+
+    /// Calls answered or refused so far.
+    pub fn calls(&self) -> usize {
+        self.state.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// From now on every call fails (an outage).
+    pub fn refuse(&self) {
+        self.state
+            .refusing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CloudflareApi {
+    fn drop(&mut self) {
+        self._server.abort();
+    }
+}
+
+async fn generate(
+    axum::extract::State(s): axum::extract::State<std::sync::Arc<CfState>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    use axum::http::StatusCode;
+    s.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let bearer = format!("Bearer {}", s.token);
+    let authorized = key == s.key
+        && headers
+            .get(axum::http::header::AUTHORIZATION)
+            .is_some_and(|v| v.as_bytes() == bearer.as_bytes());
+    if !authorized {
+        let errors = serde_json::json!({ "success": false, "errors": [{ "code": 10000, "message": "Authentication error" }] });
+        return (StatusCode::UNAUTHORIZED, axum::Json(errors));
+    }
+    if s.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+        let errors = serde_json::json!({ "success": false, "errors": [{ "code": 10001, "message": "service unavailable" }] });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(errors));
+    }
+    let ttl = body["ttl"].as_u64().unwrap_or(86_400);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let c = magnet_core::turn::credential(&s.secret, "cloudflare", now, ttl);
+    let answer = serde_json::json!({ "iceServers": [
+        { "urls": [s.turn_url], "username": c.username, "credential": c.password },
+    ]});
+    (StatusCode::CREATED, axum::Json(answer))
+}

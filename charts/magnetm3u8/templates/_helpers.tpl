@@ -194,11 +194,21 @@ affinity:
 {{- default (include "mm.name" (dict "root" . "component" "turn")) .Values.turn.existingSecret }}
 {{- end }}
 
-{{- /* The TURN secret for the gateway and the streamers. */}}
+{{- /* The Secret holding Cloudflare's TURN API token (key `apiToken`). */}}
+{{- define "mm.cloudflareSecret" -}}
+{{- default (include "mm.name" (dict "root" . "component" "cloudflare-turn")) .Values.turn.cloudflare.existingSecret }}
+{{- end }}
+
+{{- /* The TURN secrets for the gateway and the streamers. */}}
 {{- define "mm.turnEnv" -}}
 {{- if include "mm.turnOn" . }}
 - name: MAGNET__TURN__SECRET
   valueFrom:
     secretKeyRef: {name: {{ include "mm.turnSecret" . }}, key: secret}
+{{- end }}
+{{- if .Values.turn.cloudflare.keyId }}
+- name: MAGNET__TURN__CLOUDFLARE__API_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ include "mm.cloudflareSecret" . }}, key: apiToken}
 {{- end }}
 {{- end }}

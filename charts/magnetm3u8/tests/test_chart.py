@@ -175,12 +175,16 @@ class Chart(unittest.TestCase):
             "turn:203.0.113.20:3478?transport=udp",
         ])
         self.assertEqual(config["turn"]["ttl_secs"], 1800)
+        self.assertEqual(config["turn"]["cloudflare"], {"key_id": "cf-key-123"})
+        self.assertEqual(find(objs, "Secret", "mm-cloudflare-turn")["stringData"]["apiToken"], "cloudflare-token-for-the-chart-test")
         # The gateway and every streamer get the same secret; coturn checks it.
         for kind, name in [("Deployment", "mm-gateway"), ("Deployment", "mm-worker-a-streamer"), ("Deployment", "mm-turn")]:
             container = find(objs, kind, name)["spec"]["template"]["spec"]["containers"][0]
             refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
             key = "TURN_SECRET" if name == "mm-turn" else "MAGNET__TURN__SECRET"
             self.assertEqual(refs[key], {"name": "mm-turn", "key": "secret"}, name)
+            if name != "mm-turn":
+                self.assertEqual(refs["MAGNET__TURN__CLOUDFLARE__API_TOKEN"], {"name": "mm-cloudflare-turn", "key": "apiToken"}, name)
         coturn = find(objs, "Deployment", "mm-turn")["spec"]["template"]["spec"]["containers"][0]
         self.assertIn("--use-auth-secret", coturn["args"])
         self.assertIn("--static-auth-secret=$(TURN_SECRET)", coturn["args"])

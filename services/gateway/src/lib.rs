@@ -67,8 +67,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct AppState {
     pub registry: registry::Registry,
     pub ice_servers: Arc<Vec<IceServerSettings>>,
-    /// TURN with credentials made per request (`turn` settings).
-    pub turn: Arc<magnet_runtime::config::TurnSettings>,
+    /// TURN with credentials made per request, and Cloudflare's (`turn` settings).
+    pub turn: Arc<magnet_runtime::turn::TurnServers>,
     pub node_timeout: Duration,
     /// The signaling service's gRPC endpoint.
     pub signaling: String,
@@ -364,7 +364,10 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let state = AppState {
         registry,
         ice_servers: Arc::new(settings.gateway.ice_servers.clone()),
-        turn: Arc::new(settings.turn.clone()),
+        turn: Arc::new(
+            magnet_runtime::turn::TurnServers::new(&settings.turn)
+                .map_err(|e| magnet_runtime::Error::Config(format!("turn.cloudflare: {e}")))?,
+        ),
         node_timeout: routes::NODE_TIMEOUT,
         signaling: settings.gateway.signaling.clone(),
         accounts,

@@ -488,9 +488,10 @@ pub async fn ice_servers(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
 ) -> Json<Value> {
-    // TURN first: a credential of its own for this user, expiring with the TTL answered.
-    let turn = s.turn.server_for(&format!("user-{}", user.id));
+    // TURN first: credentials of this user's own, expiring with the TTL answered.
+    let turn = s.turn.for_user(&format!("user-{}", user.id)).await;
     let servers: Vec<Value> = turn
+        .servers
         .iter()
         .chain(s.ice_servers.iter())
         .map(|i| {
@@ -502,8 +503,8 @@ pub async fn ice_servers(
             v
         })
         .collect();
-    let ttl = match (&turn, servers.is_empty()) {
-        (Some(_), _) => s.turn.ttl_secs,
+    let ttl = match (turn.ttl_secs, servers.is_empty()) {
+        (Some(ttl), _) => ttl,
         (None, true) => 0,
         (None, false) => 3600,
     };

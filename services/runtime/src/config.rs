@@ -97,6 +97,9 @@ pub struct TurnSettings {
     pub secret_file: Option<PathBuf>,
     /// How long the credentials handed out stay valid.
     pub ttl_secs: u64,
+    /// Cloudflare's TURN service (what the original used) as a second source: credentials
+    /// minted by its API with a TURN key, after ours.
+    pub cloudflare: Option<CloudflareTurnSettings>,
 }
 
 impl Default for TurnSettings {
@@ -106,7 +109,34 @@ impl Default for TurnSettings {
             secret: None,
             secret_file: None,
             ttl_secs: 3600,
+            cloudflare: None,
         }
+    }
+}
+
+/// A Cloudflare TURN key: its id and API token mint short-lived credentials
+/// (`POST <api_url>/turn/keys/<key_id>/credentials/generate-ice-servers`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudflareTurnSettings {
+    /// The TURN key's id (it appears in the API's URL; not a secret).
+    pub key_id: String,
+    /// The TURN key's API token (a secret).
+    #[serde(default)]
+    pub api_token: Option<String>,
+    /// A file holding the API token (a mounted Secret), read when `api_token` is not set.
+    #[serde(default)]
+    pub api_token_file: Option<PathBuf>,
+    /// The API's base URL; https, or http on loopback (a test's stand-in).
+    #[serde(default = "CloudflareTurnSettings::default_api_url")]
+    pub api_url: String,
+}
+
+impl CloudflareTurnSettings {
+    pub const API_URL: &'static str = "https://rtc.live.cloudflare.com/v1";
+
+    fn default_api_url() -> String {
+        Self::API_URL.into()
     }
 }
 
@@ -722,14 +752,28 @@ impl Settings {
         if let (None, Some(path)) = (&settings.turn.secret, &settings.turn.secret_file) {
             settings.turn.secret = Some(read_token("turn.secret_file", path)?);
         }
-        // The services that make TURN credentials need the secret; the others ignore TURN.
-        if matches!(service, "gateway" | "streamer")
-            && !settings.turn.urls.is_empty()
-            && settings.turn.secret.is_none()
+        if let Some(cf) = &mut settings.turn.cloudflare
+            && let (None, Some(path)) = (&cf.api_token, &cf.api_token_file)
         {
-            return Err(Error::Config(
-                "turn.secret: TURN urls need the shared secret (or turn.secret_file)".into(),
-            ));
+            cf.api_token = Some(read_token("turn.cloudflare.api_token_file", path)?);
+        }
+        // The services that make TURN credentials need the secrets; the others ignore TURN.
+        if matches!(service, "gateway" | "streamer") {
+            if !settings.turn.urls.is_empty() && settings.turn.secret.is_none() {
+                return Err(Error::Config(
+                    "turn.secret: TURN urls need the shared secret (or turn.secret_file)".into(),
+                ));
+            }
+            if settings
+                .turn
+                .cloudflare
+                .as_ref()
+                .is_some_and(|cf| cf.api_token.is_none())
+            {
+                return Err(Error::Config(
+                    "turn.cloudflare.api_token: a Cloudflare TURN key needs its API token (or api_token_file)".into(),
+                ));
+            }
         }
         let originals = &mut settings.gateway.original_workers;
         if let (None, Some(path)) = (&originals.token, &originals.token_file) {
@@ -841,17 +885,29 @@ impl Settings {
                 );
             }
         }
-        if !self.turn.urls.is_empty() {
-            if let Some(u) = self
-                .turn
-                .urls
-                .iter()
-                .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        if let Some(u) = self
+            .turn
+            .urls
+            .iter()
+            .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
+            return bad("turn.urls", &format!("{u:?} is not a turn: or turns: URL"));
+        }
+        if (!self.turn.urls.is_empty() || self.turn.cloudflare.is_some()) && self.turn.ttl_secs == 0
+        {
+            return bad("turn.ttl_secs", "must be at least 1");
+        }
+        if let Some(cf) = &self.turn.cloudflare {
+            if cf.key_id.is_empty()
+                || !cf
+                    .key_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
-                return bad("turn.urls", &format!("{u:?} is not a turn: or turns: URL"));
+                return bad("turn.cloudflare.key_id", "must be the TURN key's id (letters, digits, - and _)");
             }
-            if self.turn.ttl_secs == 0 {
-                return bad("turn.ttl_secs", "must be at least 1");
+            if let Err(e) = crate::turn::api_url(&cf.api_url) {
+                return bad("turn.cloudflare.api_url", &e);
             }
         }
         if self.limits.disk_quota_mb == Some(0) {

@@ -107,11 +107,14 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         })
         .with_plays(plays::Plays::new(client.clone(), settings.node.id.clone()));
 
+    let turn = magnet_runtime::turn::TurnServers::new(&settings.turn)
+        .map_err(|e| magnet_runtime::Error::Config(format!("turn.cloudflare: {e}")))?;
     let sessions = sessions::Sessions::new(
         settings.clone(),
         root.clone(),
         client.clone(),
         metrics.clone(),
+        turn,
     );
     let signalling = tokio::spawn(sessions.clone().run(shutdown.clone()));
 

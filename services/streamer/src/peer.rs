@@ -62,11 +62,11 @@ pub fn setting_engine(receive_window: u32) -> webrtc::peer_connection::SettingEn
 }
 
 /// A new peer connection bound as configured (a port of `udp_ports` if set), with mDNS off,
-/// 256 KiB messages and a bounded send buffer; `turn` (a credential of its own) before the
-/// configured ICE servers.
+/// 256 KiB messages and a bounded send buffer; the `turn` servers (credentials of its own)
+/// before the configured ICE servers.
 pub async fn build(
     settings: &StreamerSettings,
-    turn: Option<magnet_runtime::config::IceServerSettings>,
+    turn: Vec<magnet_runtime::config::IceServerSettings>,
 ) -> Result<(Peer, mpsc::UnboundedReceiver<PeerEvent>), webrtc::error::Error> {
     let ports: Vec<u16> = match settings.udp_ports {
         Some([lo, hi]) => (lo..=hi).collect(),

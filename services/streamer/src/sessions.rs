@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use magnet_core::SessionId;
 use magnet_proto::v1 as pb;
+use magnet_runtime::turn::TurnServers;
 use magnet_runtime::{Settings, subjects, telemetry};
 use prost::Message as _;
 use tokio::sync::Mutex;
@@ -42,6 +43,8 @@ pub struct Sessions {
     live: Mutex<HashMap<SessionId, Session>>,
     slots: Slots,
     metrics: Metrics,
+    /// The TURN servers the streamer's own side uses.
+    turn: TurnServers,
 }
 
 impl Sessions {
@@ -50,6 +53,7 @@ impl Sessions {
         root: Root,
         nats: async_nats::Client,
         metrics: Metrics,
+        turn: TurnServers,
     ) -> Arc<Self> {
         let slots = Slots::new(
             settings.streamer.max_sessions,
@@ -62,6 +66,7 @@ impl Sessions {
             live: Mutex::new(HashMap::new()),
             slots,
             metrics,
+            turn,
         })
     }
 
@@ -157,10 +162,10 @@ impl Sessions {
             Error::Refused(why)
         })?;
         let turn = self
-            .settings
             .turn
-            .server_for(&format!("streamer-{}", self.settings.node.id));
-        let (pc, mut events) = peer::build(&self.settings.streamer, turn)
+            .for_user(&format!("streamer-{}", self.settings.node.id))
+            .await;
+        let (pc, mut events) = peer::build(&self.settings.streamer, turn.servers)
             .await
             .map_err(Error::webrtc)?;
         let description = RTCSessionDescription::offer(offer.sdp).map_err(Error::webrtc)?;
