@@ -68,6 +68,17 @@ pub fn generate_release(path: &Path, seconds: u32) -> anyhow::Result<()> {
     )
 }
 
+/// 1080p H.264/AAC at the bitrate of a 1080p release (5 Mbit/s, capped at 5.5).
+pub fn generate_release_1080p(path: &Path, seconds: u32) -> anyhow::Result<()> {
+    generate_with(
+        path,
+        seconds,
+        "1920x1080",
+        Codec::H264Aac,
+        &["-b:v", "5000k", "-maxrate", "5500k", "-bufsize", "11000k"],
+    )
+}
+
 fn generate_with(
     path: &Path,
     seconds: u32,

@@ -23,17 +23,15 @@
 // PLAYER_PARAMS (e.g. `ice_policy=relay`) are added to the player's URL in p2p mode, and
 // EXPECT_TRANSPORT overrides the transport p2p mode expects (a TURN test that must fall back).
 // Writes OUT_DIR/result.json (also printed as one line) and screenshots; exits 0 iff ok.
-import { chromium } from 'playwright-core';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { launch } from './chromium.mjs';
 
 const env = process.env;
 const BASE_URL = (env.BASE_URL ?? '').replace(/\/+$/, '');
 const MAGNET = env.MAGNET ?? '';
 const MODE = env.MODE ?? 'p2p';
 const OUT_DIR = env.OUT_DIR ?? 'e2e-out';
-const CHROMIUM = env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT_MS = Number(env.TIMEOUT_MS || 180_000);
 const XSS_NAME = '<img src=x onerror=alert(1)>';
 
@@ -83,35 +81,10 @@ async function main() {
     fail(`MODE must be p2p, relay, xss, admin, progressive, original, torrent, episodes or recover, not ${MODE}`);
   await mkdir(OUT_DIR, { recursive: true });
 
-  const args = [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--allow-loopback-in-peer-connection',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-    '--autoplay-policy=no-user-gesture-required',
-  ];
-  // A fresh profile. For MODE=relay, no UDP candidates at all, so WebRTC really fails and the
-  // player must fall back. Chromium 156 ignores the command-line switch; the profile
-  // preference `webrtc.ip_handling_policy` is what takes effect, so both are set.
-  const profile = await mkdtemp(join(tmpdir(), 'magnetm3u8-e2e-'));
-  if (MODE === 'relay') {
-    args.push('--force-webrtc-ip-handling-policy=disable_non_proxied_udp');
-    await mkdir(join(profile, 'Default'), { recursive: true });
-    const prefs = { webrtc: { ip_handling_policy: 'disable_non_proxied_udp' } };
-    await writeFile(join(profile, 'Default', 'Preferences'), JSON.stringify(prefs));
-  }
-
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args,
-    viewport: { width: 1280, height: 900 },
-  });
+  // For MODE=relay, no UDP candidates at all, so WebRTC really fails and the player must
+  // fall back.
+  const browser = await launch({ noUdp: MODE === 'relay' });
+  const context = browser.context;
   try {
     const page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(30_000);
@@ -147,8 +120,7 @@ async function main() {
     else if (MODE === 'progressive') await playWhileDownloading(page, row);
     else await playThrough(page, row);
   } finally {
-    await context.close().catch(() => {});
-    await rm(profile, { recursive: true, force: true }).catch(() => {});
+    await browser.close();
   }
 }
 

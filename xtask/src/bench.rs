@@ -11,6 +11,7 @@ const ALL: &[&str] = &[
     "progressive",
     "seek",
     "viewers",
+    "browser",
 ];
 
 pub fn run(names: &[String]) -> anyhow::Result<()> {
@@ -29,6 +30,11 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
         // The gateway benchmark runs the services as processes, the UI embedded.
         crate::web::build(false)?;
         system::run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    }
+    if names.contains(&"browser") {
+        // Chromium loads the player from the gateway, which embeds the UI in release builds.
+        system::ensure_chromium()?;
+        crate::web::build(false)?;
     }
     system::run(
         cargo()

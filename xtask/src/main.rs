@@ -29,7 +29,7 @@ enum Command {
     /// Runs benchmarks in release mode; each prints one `bench <name>: …` line.
     Bench {
         /// Which benchmarks (default: all). Known: download, transcode, datachannel, gateway, progressive,
-        /// seek.
+        /// seek, viewers, browser.
         names: Vec<String>,
     },
     /// Checks the Helm chart (lint, render, validate, assertions) and lints the Dockerfile.

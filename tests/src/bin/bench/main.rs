@@ -1,6 +1,7 @@
 //! Benchmarks of magnetm3u8 against baselines measured in the same run (`cargo xtask bench`).
 //! Each ends with one line `bench <name>: key=value …`.
 
+mod browser;
 mod progressive;
 mod viewers;
 
@@ -34,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
             "progressive" => progressive::progressive().await?,
             "seek" => progressive::seek().await?,
             "viewers" => viewers::viewers().await?,
+            "browser" => browser::browser().await?,
             other => anyhow::bail!("unknown benchmark {other:?}"),
         }
     }
@@ -300,6 +302,17 @@ pub async fn register_node(nats: &NatsServer, node: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `BENCH_SEND_BUFFER_KIB`, when set, replaces the streamer's send buffer (what to try when
+/// a data-channel figure moves).
+pub fn send_buffer_from_env(settings: &mut magnet_runtime::Settings) {
+    if let Some(kib) = std::env::var("BENCH_SEND_BUFFER_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.streamer.send_buffer_kib = kib;
+    }
+}
+
 const DATACHANNEL_SIZE: usize = 50 * 1024 * 1024;
 
 /// A 50 MB file over loopback: (a) binary data-channel protocol, (b) the original base64
@@ -314,12 +327,7 @@ async fn datachannel() -> anyhow::Result<()> {
     random_file(&task.join("big.ts"), DATACHANNEL_SIZE, 5)?;
     let want = std::fs::read(task.join("big.ts"))?;
     let mut settings = offline_node(data.path(), nats.url(), "bench");
-    if let Some(kib) = std::env::var("BENCH_SEND_BUFFER_KIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        settings.streamer.send_buffer_kib = kib;
-    }
+    send_buffer_from_env(&mut settings);
     register_node(&nats, "bench").await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
