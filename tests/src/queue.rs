@@ -23,8 +23,8 @@ impl JobQueue {
     /// stream is a work queue).
     pub async fn new(nats: &NatsServer, node: &str) -> anyhow::Result<Self> {
         let js = jetstream::new(nats.client().await?);
-        nats::jobs_stream(&js).await?;
-        let stream = nats::events_stream(&js).await?;
+        nats::jobs_stream(&js, 1).await?;
+        let stream = nats::events_stream(&js, 1).await?;
         let events = stream
             .get_or_create_consumer(
                 "test-events",

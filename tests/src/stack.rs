@@ -28,7 +28,18 @@ pub fn start_on(
     workers: usize,
     tune: impl FnOnce(&mut Settings),
 ) -> anyhow::Result<Stack> {
-    launch(dir, Some(nats_url), workers, tune, &[])
+    launch(dir, Nats::External(nats_url.into()), workers, tune, &[])
+}
+
+/// [`start`] on a clustered JetStream of `servers` nats-server processes
+/// (`Stack::nats_monitors` names them).
+pub fn start_clustered(
+    dir: &Path,
+    servers: usize,
+    workers: usize,
+    tune: impl FnOnce(&mut Settings),
+) -> anyhow::Result<Stack> {
+    launch(dir, Nats::Cluster { servers }, workers, tune, &[])
 }
 
 /// [`start`] with extra environment for every service (e.g. the OTLP endpoint).
@@ -38,12 +49,12 @@ pub fn start_with_env(
     tune: impl FnOnce(&mut Settings),
     env: &[(&str, &str)],
 ) -> anyhow::Result<Stack> {
-    launch(dir, None, workers, tune, env)
+    launch(dir, Nats::Spawn { port: 0 }, workers, tune, env)
 }
 
 fn launch(
     dir: &Path,
-    nats_url: Option<&str>,
+    nats: Nats,
     workers: usize,
     tune: impl FnOnce(&mut Settings),
     env: &[(&str, &str)],
@@ -59,9 +70,7 @@ fn launch(
         .to_owned();
     let mut opts = Options::new(bin_dir, dir);
     opts.config = Some(config);
-    if let Some(url) = nats_url {
-        opts.nats = Nats::External(url.to_owned());
-    }
+    opts.nats = nats;
     opts.workers = (1..=workers)
         .map(|i| Worker {
             id: format!("node-{i}"),

@@ -45,6 +45,10 @@ pub struct Options {
     /// NATS client port (0: a free one).
     #[arg(long, default_value_t = 0)]
     nats_port: u16,
+    /// Three nats-server processes on loopback, JetStream clustered (streams and buckets in 3
+    /// replicas), instead of one: the stack then survives losing any one of them.
+    #[arg(long, conflicts_with = "nats_port")]
+    nats_cluster: bool,
     /// Run without accounts (anyone who reaches the port may submit).
     #[arg(long)]
     no_auth: bool,
@@ -122,8 +126,12 @@ pub fn run(opts: Options, demo: bool) -> anyhow::Result<()> {
 
     let mut stack_opts = magnet_stack::Options::new(&bin_dir, &data);
     stack_opts.config = Some(config);
-    stack_opts.nats = Nats::Spawn {
-        port: opts.nats_port,
+    stack_opts.nats = if opts.nats_cluster {
+        Nats::Cluster { servers: 3 }
+    } else {
+        Nats::Spawn {
+            port: opts.nats_port,
+        }
     };
     stack_opts.workers = (1..=opts.workers)
         .map(|i| Worker {

@@ -136,7 +136,7 @@ class Chart(unittest.TestCase):
         self.assertFalse([p for p in none["containers"][0]["ports"] if p.get("protocol") == "UDP"])
 
     def test_every_service_accepts_the_rendered_config(self):
-        for values in ("default", "two-workers", "external-nats", "rwx-p2p", "observability", "turn"):
+        for values in ("default", "two-workers", "external-nats", "rwx-p2p", "observability", "turn", "nats-cluster"):
             objs = objects(values)
             config = find(objs, "ConfigMap", "mm-config")["data"]["config.json"]
             path = os.path.join(RENDERED, values + ".config.json")
@@ -164,6 +164,33 @@ class Chart(unittest.TestCase):
                     capture_output=True, text=True, env=env,
                 )
                 self.assertEqual(out.returncode, 0, f"{values} {service}: {out.stderr}")
+
+    def test_nats_cluster_of_three(self):
+        objs = objects("nats-cluster")
+        sts = find(objs, "StatefulSet", "mm-nats")
+        self.assertEqual(sts["spec"]["replicas"], 3)
+        self.assertEqual(sts["spec"]["podManagementPolicy"], "Parallel")
+        spec = sts["spec"]["template"]["spec"]
+        term = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+        self.assertEqual(term["topologyKey"], "kubernetes.io/hostname")
+        self.assertIn({"name": "cluster", "containerPort": 6222}, spec["containers"][0]["ports"])
+        conf = find(objs, "ConfigMap", "mm-nats")["data"]["nats.conf"]
+        self.assertIn("server_name: $POD_NAME", conf)
+        for i in range(3):
+            self.assertIn(f"nats://mm-nats-{i}.mm-nats-headless:6222", conf)
+        headless = find(objs, "Service", "mm-nats-headless")["spec"]
+        self.assertTrue(headless["publishNotReadyAddresses"])
+        self.assertIn(6222, [p["port"] for p in headless["ports"]])
+        self.assertEqual(find(objs, "PodDisruptionBudget", "mm-nats")["spec"]["maxUnavailable"], 1)
+        config = json.loads(find(objs, "ConfigMap", "mm-config")["data"]["config.json"])
+        self.assertEqual(config["nats"]["replicas"], 3)
+        policy = find(objs, "NetworkPolicy", "mm-nats")
+        self.assertTrue(any(p["port"] == 6222 for r in policy["spec"]["ingress"] for p in r.get("ports", [])))
+        # One server: no cluster, no budget, one replica in the services' config.
+        default = objects("default")
+        self.assertNotIn("cluster {", find(default, "ConfigMap", "mm-nats")["data"]["nats.conf"])
+        self.assertFalse([o for o in default if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "mm-nats"])
+        self.assertEqual(json.loads(find(default, "ConfigMap", "mm-config")["data"]["config.json"])["nats"]["replicas"], 1)
 
     def test_turn_with_the_charts_coturn(self):
         objs = objects("turn")

@@ -10,7 +10,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use magnet_proto::v1 as pb;
-use magnet_runtime::{nats, subjects, telemetry};
+use magnet_runtime::{subjects, telemetry};
 use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -41,12 +41,9 @@ pub async fn publish_job(
         .message_id(id)
         .headers(telemetry::nats_headers())
         .payload(job.encode_to_vec().into());
-    let ack = js
-        .send_publish(subjects::transcode_jobs(&job.node_id), message)
+    magnet_runtime::nats::publish_durable(js, subjects::transcode_jobs(&job.node_id), message)
         .await
-        .map_err(Error::nats)?;
-    ack.await.map_err(Error::nats)?;
-    Ok(())
+        .map_err(Error::nats)
 }
 
 /// Applies the node's transcode events until shutdown.
@@ -56,7 +53,11 @@ pub async fn apply_events(
     node: String,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let stream = nats::events_stream(&js).await?;
+    // Declared with the node's replicas when the downloader started.
+    let stream = js
+        .get_stream(subjects::EVENTS_STREAM)
+        .await
+        .map_err(Error::nats)?;
     let name = subjects::downloader_events_consumer(&node);
     let consumer: pull::Stream = stream
         .get_or_create_consumer(

@@ -193,10 +193,15 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     )
     .await?;
     let js = async_nats::jetstream::new(client.clone());
-    nats::jobs_stream(&js).await?;
-    nats::events_stream(&js).await?;
+    nats::jobs_stream(&js, settings.nats.replicas).await?;
+    nats::events_stream(&js, settings.nats.replicas).await?;
     let bucket =
-        nats::nodes_bucket(&js, Duration::from_secs(settings.nats.registry_ttl_secs)).await?;
+        nats::nodes_bucket(
+            &js,
+            Duration::from_secs(settings.nats.registry_ttl_secs),
+            settings.nats.replicas,
+        )
+        .await?;
 
     // The session gets its own token: it must stop after the drivers, not with them.
     let session_token = CancellationToken::new();

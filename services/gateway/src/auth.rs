@@ -189,15 +189,23 @@ fn check_password(password: &str) -> ApiResult<()> {
 
 impl Accounts {
     /// Opens the buckets and makes sure the configured first admin exists with its password.
+    /// `replicas`: JetStream's copies of the buckets (`nats.replicas`).
     pub async fn open(
         js: &async_nats::jetstream::Context,
         settings: AuthSettings,
+        replicas: usize,
     ) -> crate::Result<Self> {
-        let users =
-            magnet_runtime::nats::kv_bucket(js, subjects::USERS_BUCKET, Duration::ZERO).await?;
+        let users = magnet_runtime::nats::kv_bucket(
+            js,
+            subjects::USERS_BUCKET,
+            Duration::ZERO,
+            replicas,
+        )
+        .await?;
         let lifetime = Duration::from_secs(settings.session_hours * 3600);
         let sessions =
-            magnet_runtime::nats::kv_bucket(js, subjects::SESSIONS_BUCKET, lifetime).await?;
+            magnet_runtime::nats::kv_bucket(js, subjects::SESSIONS_BUCKET, lifetime, replicas)
+                .await?;
         let accounts = Self {
             users,
             sessions,

@@ -343,7 +343,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     .await?;
     let js = async_nats::jetstream::new(client.clone());
     let ttl = Duration::from_secs(settings.nats.registry_ttl_secs);
-    let bucket = nats::nodes_bucket(&js, ttl).await?;
+    let bucket = nats::nodes_bucket(&js, ttl, settings.nats.replicas).await?;
     let registry = registry::Registry::new(ttl);
     let watcher = tokio::spawn(registry.clone().watch(bucket.clone(), shutdown.clone()));
     let originals = originals::Workers::new(
@@ -355,7 +355,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         shutdown.clone(),
     );
     let accounts = if settings.gateway.auth.enabled {
-        Some(auth::Accounts::open(&js, settings.gateway.auth.clone()).await?)
+        Some(auth::Accounts::open(&js, settings.gateway.auth.clone(), settings.nats.replicas).await?)
     } else {
         None
     };

@@ -1,6 +1,8 @@
 //! The node registry as the gateway sees it: the `magnet_nodes` KV bucket, watched. A node is
 //! online while its last heartbeat is younger than the registry TTL (an expired KV record
-//! produces no watch event, so age is checked on read).
+//! produces no watch event, so age is checked on read). A watch quiet for a whole TTL is made
+//! anew: nodes put their records every few seconds, and a clustered JetStream that lost the
+//! server holding the watch's consumer leaves it silent without an error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,7 +79,13 @@ impl Registry {
             };
             loop {
                 let entry = tokio::select! {
-                    e = watch.next() => e,
+                    e = tokio::time::timeout(self.ttl, watch.next()) => match e {
+                        Ok(e) => e,
+                        Err(_) => {
+                            tracing::debug!("the node registry's watch was quiet for a TTL; watching anew");
+                            break;
+                        }
+                    },
                     _ = shutdown.cancelled() => return,
                 };
                 match entry {

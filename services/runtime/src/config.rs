@@ -323,11 +323,16 @@ impl Default for TranscodingSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsSettings {
+    /// One server's URL, or several separated by commas (a cluster's members); credentials
+    /// in the first one hold for all.
     pub url: String,
     /// How long a node's registry record lives without a heartbeat.
     pub registry_ttl_secs: u64,
     /// How often a node refreshes its registry record.
     pub heartbeat_secs: u64,
+    /// Copies JetStream keeps of every stream and KV bucket: 1 on one server, 3 (or 5) on a
+    /// clustered JetStream, which then survives losing one (or two) of its servers.
+    pub replicas: usize,
 }
 
 impl Default for NatsSettings {
@@ -336,6 +341,7 @@ impl Default for NatsSettings {
             url: "nats://127.0.0.1:4222".into(),
             registry_ttl_secs: 15,
             heartbeat_secs: 5,
+            replicas: 1,
         }
     }
 }
@@ -884,6 +890,9 @@ impl Settings {
                     &format!("{origin:?} must be an http(s) origin, no wildcard"),
                 );
             }
+        }
+        if !(1..=5).contains(&self.nats.replicas) {
+            return bad("nats.replicas", "must be 1 to 5 (3 on a cluster of three)");
         }
         if let Some(u) = self
             .turn

@@ -65,7 +65,12 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     .await?;
     let js = async_nats::jetstream::new(client.clone());
     let nodes =
-        nats::nodes_bucket(&js, Duration::from_secs(settings.nats.registry_ttl_secs)).await?;
+        nats::nodes_bucket(
+            &js,
+            Duration::from_secs(settings.nats.registry_ttl_secs),
+            settings.nats.replicas,
+        )
+        .await?;
     let relay = relay::Relay::new(
         client.clone(),
         nodes,

@@ -133,7 +133,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     )
     .await?;
     let js = async_nats::jetstream::new(client.clone());
-    nats::events_stream(&js).await?;
+    nats::events_stream(&js, settings.nats.replicas).await?;
     let replica = replica_id(&settings);
     let worker = Arc::new(worker::Worker {
         settings: settings.clone(),

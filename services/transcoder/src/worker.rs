@@ -33,7 +33,7 @@ pub struct Worker {
 impl Worker {
     /// The node's job consumer (created by whichever replica comes first).
     pub async fn consumer(&self) -> Result<PullConsumer> {
-        let stream = nats::jobs_stream(&self.js).await?;
+        let stream = nats::jobs_stream(&self.js, self.settings.nats.replicas).await?;
         let node = &self.settings.node.id;
         let name = subjects::transcoder_consumer(node);
         stream
@@ -372,7 +372,7 @@ impl Worker {
         }
     }
 
-    /// A durable event for the node's downloader (awaits the stream's ack).
+    /// A durable event for the node's downloader (awaits the stream's ack, through a failover).
     async fn publish_event(
         &self,
         job: &pb::TranscodeJob,
@@ -386,17 +386,13 @@ impl Worker {
             kind: Some(kind),
         };
         let subject = subjects::task_events(&job.node_id, &job.task_id);
-        let ack = self
-            .js
-            .publish_with_headers(
-                subject,
-                telemetry::nats_headers(),
-                event.encode_to_vec().into(),
-            )
+        // A repeated event is harmless: the downloader applies events as compare-and-sets.
+        let message = async_nats::jetstream::message::PublishMessage::build()
+            .headers(telemetry::nats_headers())
+            .payload(event.encode_to_vec().into());
+        nats::publish_durable(&self.js, subject, message)
             .await
-            .map_err(|e| Error::Nats(e.to_string()))?;
-        ack.await.map_err(|e| Error::Nats(e.to_string()))?;
-        Ok(())
+            .map_err(Error::Nats)
     }
 
     /// Live progress for UIs on core NATS (may be lost; the next one follows).

@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -37,6 +37,10 @@ const STOP_LIMIT: Duration = Duration::from_secs(12);
 pub enum Nats {
     /// Start `nats-server -js` with its store under the data dir; port 0 = a free one.
     Spawn { port: u16 },
+    /// Start a clustered JetStream of `servers` nats-server processes on loopback (`nats-1`,
+    /// `nats-2`, …, each with its store and monitoring port); the services get every member's
+    /// URL and keep streams and buckets in `servers` replicas (at most 5).
+    Cluster { servers: usize },
     /// Use this server.
     External(String),
 }
@@ -171,9 +175,14 @@ pub struct Stack {
     pub nodes: Vec<Node>,
     /// The credential every service's gRPC server wants (`internal.token`), new per start.
     pub service_token: String,
+    /// The monitoring address (`/jsz`, `/healthz`) of each nats-server this stack started, by
+    /// process name (`nats`, or `nats-1` … of a cluster).
+    pub nats_monitors: Vec<(String, SocketAddr)>,
     /// NATS users of the services when this stack started nats-server (none for an
     /// external NATS, whose URL is used as given).
     nats_users: Option<nats_auth::Users>,
+    /// JetStream replicas the services declare (`nats.replicas`).
+    nats_replicas: usize,
     /// As started, for restarts.
     opts: Options,
 }
@@ -203,7 +212,9 @@ impl Stack {
             signaling_admin: ([127, 0, 0, 1], 0).into(),
             nodes: Vec::new(),
             service_token: random_token()?,
+            nats_monitors: Vec::new(),
             nats_users: None,
+            nats_replicas: 1,
             opts: opts.clone(),
         };
         // On any failure the partial stack is dropped, which stops what did start.
@@ -219,6 +230,7 @@ impl Stack {
         self.nats_url = match &opts.nats {
             Nats::External(url) => url.clone(),
             Nats::Spawn { port } => self.spawn_nats(opts, *port)?,
+            Nats::Cluster { servers } => self.spawn_nats_cluster(opts, *servers)?,
         };
         let loopback0 = "127.0.0.1:0".to_owned();
         let signaling = self.spawn_service(
@@ -415,47 +427,98 @@ impl Stack {
         killed
     }
 
-    fn spawn_nats(&mut self, opts: &Options, port: u16) -> anyhow::Result<String> {
-        let store = opts.data_dir.join("nats");
-        std::fs::create_dir_all(&store)?;
-        // A user per service and node, least privilege (nats-permissions.json).
+    /// The services' NATS users (a user per service and node, least privilege:
+    /// nats-permissions.json), written as `nats-auth.conf` for the servers to include.
+    fn nats_auth(&mut self, opts: &Options) -> anyhow::Result<PathBuf> {
         let nodes: Vec<String> = opts.workers.iter().map(|w| w.id.clone()).collect();
         let users = nats_auth::Users::new(&nodes)?;
-        let conf = opts.data_dir.join("nats.conf");
+        let conf = opts.data_dir.join("nats-auth.conf");
         users.write_conf(&conf)?;
         self.nats_users = Some(users);
-        let port = if port == 0 {
-            "-1".to_owned()
-        } else {
-            port.to_string()
-        };
-        let mut cmd = Command::new("nats-server");
-        cmd.arg("-c")
-            .arg(&conf)
-            .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
-            .arg(&store);
-        let (rx, proc) = spawn_logged(cmd, "nats", opts, |line| {
-            line.contains("Server is ready") || line.contains("Listening for client connections")
-        })
-        .context("cannot run nats-server: is it installed? (`cargo xtask` installs it)")?;
-        self.procs.push(proc);
-        let started = Instant::now();
-        let mut port = None;
-        loop {
-            let Some(left) = START_LIMIT.checked_sub(started.elapsed()) else {
-                bail!("nats-server did not start in {START_LIMIT:?}");
-            };
-            let line = rx
-                .recv_timeout(left)
-                .map_err(|_| anyhow::anyhow!("nats-server did not start (see its log)"))?;
-            if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
-                port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
-            }
-            if line.contains("Server is ready") {
-                let port: u16 = port.context("nats-server did not say its port")?;
-                return Ok(format!("nats://127.0.0.1:{port}"));
+        Ok(conf)
+    }
+
+    fn spawn_nats(&mut self, opts: &Options, port: u16) -> anyhow::Result<String> {
+        let store = opts.data_dir.join("nats");
+        let auth = self.nats_auth(opts)?;
+        let port = if port == 0 { free_port()? } else { port };
+        let monitor = free_port()?;
+        let conf = format!(
+            "listen: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{monitor}\"\njetstream {{ store_dir: {store:?} }}\ninclude {auth:?}\n",
+            store = store.display().to_string(),
+            auth = file_name(&auth)?,
+        );
+        self.start_nats_server(opts, "nats", &conf, monitor)?;
+        Ok(format!("nats://127.0.0.1:{port}"))
+    }
+
+    /// `servers` nats-server processes routed to each other on loopback, JetStream clustered;
+    /// returns their client URLs, comma-separated.
+    fn spawn_nats_cluster(&mut self, opts: &Options, servers: usize) -> anyhow::Result<String> {
+        if !(1..=5).contains(&servers) {
+            bail!("a NATS cluster of {servers} servers: 1 to 5");
+        }
+        let auth = self.nats_auth(opts)?;
+        let ports = (0..servers)
+            .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, route, _)| format!("\"nats-route://127.0.0.1:{route}\""))
+            .collect();
+        let mut urls = Vec::new();
+        let mut started = Vec::new();
+        for (i, (client, route, monitor)) in ports.iter().enumerate() {
+            let name = format!("nats-{}", i + 1);
+            let store = opts.data_dir.join(&name);
+            let conf = format!(
+                "server_name: {name}\nlisten: \"127.0.0.1:{client}\"\nhttp: \"127.0.0.1:{monitor}\"\n\
+                 jetstream {{ store_dir: {store:?} }}\n\
+                 cluster {{ name: magnet, listen: \"127.0.0.1:{route}\", routes: [{}] }}\ninclude {auth:?}\n",
+                routes.join(", "),
+                store = store.display().to_string(),
+                auth = file_name(&auth)?,
+            );
+            // Each announces itself ready alone; JetStream needs the quorum (below).
+            self.start_nats_server(opts, &name, &conf, *monitor)?;
+            started.push(*monitor);
+            urls.push(format!("nats://127.0.0.1:{client}"));
+        }
+        // Clustered JetStream answers once its members elected a meta leader.
+        let deadline = Instant::now() + START_LIMIT;
+        for monitor in started {
+            let addr: SocketAddr = ([127, 0, 0, 1], monitor).into();
+            while http_status(addr, "/healthz").ok() != Some(200) {
+                if Instant::now() > deadline {
+                    bail!("the NATS cluster did not become healthy in {START_LIMIT:?}");
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
+        self.nats_replicas = servers;
+        Ok(urls.join(","))
+    }
+
+    /// Writes `<name>.conf` and starts nats-server on it; returns once it says it is ready.
+    fn start_nats_server(
+        &mut self,
+        opts: &Options,
+        name: &str,
+        conf: &str,
+        monitor: u16,
+    ) -> anyhow::Result<()> {
+        let path = opts.data_dir.join(format!("{name}.conf"));
+        std::fs::write(&path, conf)?;
+        let mut cmd = Command::new("nats-server");
+        cmd.arg("-c").arg(&path);
+        let (rx, proc) = spawn_logged(cmd, name, opts, |line| line.contains("Server is ready"))
+            .context("cannot run nats-server: is it installed? (`cargo xtask` installs it)")?;
+        self.procs.push(proc);
+        rx.recv_timeout(START_LIMIT)
+            .map_err(|_| anyhow::anyhow!("{name} did not start in {START_LIMIT:?} (see its log)"))?;
+        self.nats_monitors
+            .push((name.to_owned(), ([127, 0, 0, 1], monitor).into()));
+        Ok(())
     }
 
     /// Starts `magnet-<binary>` with the common config and `MAGNET__<key>=<value>` for each
@@ -488,6 +551,7 @@ impl Stack {
         };
         cmd.env("NO_COLOR", "1")
             .env("MAGNET__NATS__URL", nats_url)
+            .env("MAGNET__NATS__REPLICAS", self.nats_replicas.to_string())
             .env("MAGNET__INTERNAL__TOKEN", &self.service_token);
         for (k, v) in &opts.env {
             cmd.env(k, v);
@@ -645,4 +709,17 @@ fn field(line: &str, key: &str) -> Option<String> {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&prefix))
         .map(|v| v.trim_matches('"').to_owned())
+}
+
+/// A free TCP port on loopback (bound and released: another process may take it first, which
+/// the caller sees as its start failing).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The file name of `path` (configs include each other by name, from the same folder).
+fn file_name(path: &Path) -> anyhow::Result<String> {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .with_context(|| format!("{} has no file name", path.display()))
 }

@@ -95,16 +95,23 @@ impl Users {
         Ok(())
     }
 
-    /// `nats://user:password@host:port` for `user`, from the server's plain URL.
+    /// `nats://user:password@host:port` for `user`, from the server's plain URL (or from a
+    /// cluster's comma-separated URLs, each).
     pub fn url_for(&self, plain: &str, user: &str) -> anyhow::Result<String> {
         let password = self
             .passwords
             .get(user)
             .with_context(|| format!("no NATS user {user}"))?;
-        let rest = plain
-            .strip_prefix("nats://")
-            .with_context(|| format!("not a nats:// URL: {plain}"))?;
-        Ok(format!("nats://{user}:{password}@{rest}"))
+        let urls = plain
+            .split(',')
+            .map(|one| {
+                let rest = one
+                    .strip_prefix("nats://")
+                    .with_context(|| format!("not a nats:// URL: {one}"))?;
+                Ok(format!("nats://{user}:{password}@{rest}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(urls.join(","))
     }
 }
 

@@ -688,7 +688,7 @@ async fn autoscaler_counts_the_nodes_queued_and_running_jobs() -> anyhow::Result
     init_logging();
     let nats = NatsServer::start()?;
     let js = jetstream::new(nats.client().await?);
-    let stream = magnet_runtime::nats::jobs_stream(&js).await?;
+    let stream = magnet_runtime::nats::jobs_stream(&js, 1).await?;
     let count = |node: &'static str| {
         let js = js.clone();
         async move { magnet_downloader::autoscale::jobs_in_queue(&js, node).await }

@@ -344,7 +344,7 @@ async fn the_originals_websocket_signals_a_p2p_session() -> anyhow::Result<()> {
     settings.gateway.admin_listen = ([127, 0, 0, 1], 0).into();
     // The node's registry record (normally the downloader's heartbeat).
     let js = async_nats::jetstream::new(nats.client().await?);
-    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(60)).await?;
+    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(60), 1).await?;
     let record = magnet_proto::v1::NodeRecord {
         id: NODE.into(),
         status: "online".into(),

@@ -9,6 +9,7 @@ mod downloader;
 mod gateway;
 mod hostile;
 mod local;
+mod nats_cluster;
 mod observability;
 mod original_client;
 mod original_worker;

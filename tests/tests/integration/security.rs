@@ -149,7 +149,7 @@ async fn a_huge_file_list_never_empties_the_task_list() -> anyhow::Result<()> {
     // a node whose downloader does not answer (its port is closed).
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let js = async_nats::jetstream::new(nats.client().await?);
-    let bucket = mnats::nodes_bucket(&js, Duration::from_secs(3)).await?;
+    let bucket = mnats::nodes_bucket(&js, Duration::from_secs(3), 1).await?;
     let dead = pb::NodeRecord {
         id: "node-2".into(),
         name: "node-2".into(),

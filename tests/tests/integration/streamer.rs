@@ -65,7 +65,7 @@ async fn node(tune: impl FnOnce(&mut Settings)) -> anyhow::Result<Node> {
     tune(&mut settings);
     // The registry record (normally the downloader's heartbeat).
     let js = async_nats::jetstream::new(nats.client().await?);
-    let kv = nats::nodes_bucket(&js, Duration::from_secs(60)).await?;
+    let kv = nats::nodes_bucket(&js, Duration::from_secs(60), 1).await?;
     let record = pb::NodeRecord {
         id: NODE.into(),
         status: "online".into(),

@@ -293,7 +293,7 @@ fn bench_cache() -> anyhow::Result<std::path::PathBuf> {
 pub async fn register_node(nats: &NatsServer, node: &str) -> anyhow::Result<()> {
     use prost::Message as _;
     let js = async_nats::jetstream::new(nats.client().await?);
-    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(600)).await?;
+    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(600), 1).await?;
     let record = pb::NodeRecord {
         id: node.into(),
         ..Default::default()
