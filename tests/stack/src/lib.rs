@@ -116,6 +116,8 @@ struct Proc {
     own_group: bool,
     /// How to start it again, and the addresses it had (services only).
     respawn: Option<Respawn>,
+    /// The config a nats-server was started with (on the same ports and store again).
+    nats_conf: Option<PathBuf>,
 }
 
 /// What [`Stack::restart`] needs: the service's binary, ready line and environment as first
@@ -369,8 +371,9 @@ impl Stack {
         Ok(())
     }
 
-    /// Starts the service `name` again after it ended (see [`Stack::kill9`]), as it was
-    /// started and on the addresses it had; waits until it is ready.
+    /// Starts the service or nats-server `name` again after it ended (see [`Stack::kill9`]),
+    /// as it was started and on the addresses it had (a nats-server on its store); waits until
+    /// it is ready.
     pub fn restart(&mut self, name: &str) -> anyhow::Result<()> {
         let i = self
             .procs
@@ -381,13 +384,18 @@ impl Stack {
             bail!("{name} is still running");
         }
         let old = self.procs.remove(i);
-        let respawn = old
-            .respawn
-            .with_context(|| format!("{name} is not a service"))?;
-        let env = respawn.pinned_env();
-        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let opts = self.opts.clone();
-        self.spawn_service(&opts, name, &respawn.binary, &respawn.ready, &env)?;
+        if let Some(conf) = old.nats_conf {
+            self.start_nats_process(&opts, name, &conf)?;
+        } else {
+            let respawn = old
+                .respawn
+                .with_context(|| format!("{name} cannot be restarted"))?;
+            let env = respawn.pinned_env();
+            let env: Vec<(&str, String)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            self.spawn_service(&opts, name, &respawn.binary, &respawn.ready, &env)?;
+        }
         // Back in its place, so that the stop order stays the start order reversed.
         if let Some(new) = self.procs.pop() {
             self.procs.insert(i, new);
@@ -509,15 +517,22 @@ impl Stack {
     ) -> anyhow::Result<()> {
         let path = opts.data_dir.join(format!("{name}.conf"));
         std::fs::write(&path, conf)?;
+        self.start_nats_process(opts, name, &path)?;
+        self.nats_monitors
+            .push((name.to_owned(), ([127, 0, 0, 1], monitor).into()));
+        Ok(())
+    }
+
+    /// Runs nats-server on `conf`; returns once it says it is ready.
+    fn start_nats_process(&mut self, opts: &Options, name: &str, conf: &Path) -> anyhow::Result<()> {
         let mut cmd = Command::new("nats-server");
-        cmd.arg("-c").arg(&path);
-        let (rx, proc) = spawn_logged(cmd, name, opts, |line| line.contains("Server is ready"))
+        cmd.arg("-c").arg(conf);
+        let (rx, mut proc) = spawn_logged(cmd, name, opts, |line| line.contains("Server is ready"))
             .context("cannot run nats-server: is it installed? (`cargo xtask` installs it)")?;
+        proc.nats_conf = Some(conf.to_owned());
         self.procs.push(proc);
         rx.recv_timeout(START_LIMIT)
             .map_err(|_| anyhow::anyhow!("{name} did not start in {START_LIMIT:?} (see its log)"))?;
-        self.nats_monitors
-            .push((name.to_owned(), ([127, 0, 0, 1], monitor).into()));
         Ok(())
     }
 
@@ -655,6 +670,7 @@ fn spawn_logged(
             child,
             own_group: opts.own_process_group,
             respawn: None,
+            nats_conf: None,
         },
     ))
 }

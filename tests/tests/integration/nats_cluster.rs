@@ -2,7 +2,8 @@
 //! nats-server processes (streams and buckets in 3 replicas). The JetStream meta leader is
 //! killed in the middle of a run of 10 tasks: every task still reaches `ready`, and every
 //! service that was connected to the dead server is connected to a survivor, ready, without a
-//! restart.
+//! restart. And a single nats-server killed and started again on its store: a task submitted
+//! while it is down reaches `ready`, and the services carry on without a restart.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -129,6 +130,47 @@ async fn the_system_survives_losing_the_jetstream_leader() -> anyhow::Result<()>
     for admin in admins {
         assert_eq!(magnet_stack::http_status(admin, "/readyz")?, 200, "{admin}");
     }
+    stack.stop();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nats_server_killed_and_started_again_loses_nothing() -> anyhow::Result<()> {
+    init_logging();
+    let dir = tempfile::tempdir()?;
+    let seeder = Seeder::start().await?;
+    let mut magnets = Vec::new();
+    for name in ["Before", "During"] {
+        let folder = dir.path().join("src").join(name);
+        std::fs::create_dir_all(&folder)?;
+        generate(&folder.join("clip.mp4"), 3, Codec::H264Aac)?;
+        magnets.push(seeder.seed(&folder).await?.magnet);
+    }
+    let mut stack = stack::start(&dir.path().join("stack"), 1, |_| {})?;
+    let base = stack.gateway_url();
+    let http = reqwest::Client::new();
+    let before = submit_magnet(&http, &base, &magnets[0]).await?;
+    task_reaches(&http, &base, &before, "ready", Duration::from_secs(120)).await?;
+
+    stack.kill9("nats")?;
+    // Submitted while NATS is down: the downloader takes it; its job waits for JetStream.
+    let during = submit_magnet(&http, &base, &magnets[1]).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.restart("nats")?;
+
+    task_reaches(&http, &base, &during, "ready", Duration::from_secs(120)).await?;
+    task_reaches(&http, &base, &before, "ready", Duration::from_secs(5)).await?;
+    let mut admins = vec![stack.gateway_admin, stack.signaling_admin];
+    for n in &stack.nodes {
+        admins.extend([n.downloader_admin, n.streamer_admin]);
+        admins.extend(n.transcoder_admins.iter().copied());
+    }
+    for admin in admins {
+        assert_eq!(magnet_stack::http_status(admin, "/readyz")?, 200, "{admin}");
+    }
+    // The node is listed again (its registry record and the gateway's watch came back).
+    let nodes: Value = http.get(format!("{base}/api/nodes")).send().await?.json().await?;
+    assert_eq!(nodes["data"][0]["id"], "node-1", "{nodes}");
     stack.stop();
     Ok(())
 }
