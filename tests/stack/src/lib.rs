@@ -330,6 +330,16 @@ impl Stack {
         format!("http://{}", self.gateway)
     }
 
+    /// The admin address (`/healthz`, `/readyz`, `/metrics`) of every service.
+    pub fn admins(&self) -> Vec<SocketAddr> {
+        let mut admins = vec![self.gateway_admin, self.signaling_admin];
+        for n in &self.nodes {
+            admins.extend([n.downloader_admin, n.streamer_admin]);
+            admins.extend(n.transcoder_admins.iter().copied());
+        }
+        admins
+    }
+
     /// Names and process ids of the running processes, in start order.
     pub fn processes(&self) -> Vec<(String, u32)> {
         self.procs

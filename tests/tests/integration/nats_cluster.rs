@@ -122,12 +122,7 @@ async fn the_system_survives_losing_the_jetstream_leader() -> anyhow::Result<()>
         after, before,
         "connections before the kill and on the survivors after"
     );
-    let mut admins = vec![stack.gateway_admin, stack.signaling_admin];
-    for n in &stack.nodes {
-        admins.extend([n.downloader_admin, n.streamer_admin]);
-        admins.extend(n.transcoder_admins.iter().copied());
-    }
-    for admin in admins {
+    for admin in stack.admins() {
         assert_eq!(magnet_stack::http_status(admin, "/readyz")?, 200, "{admin}");
     }
     stack.stop();
@@ -160,12 +155,7 @@ async fn a_nats_server_killed_and_started_again_loses_nothing() -> anyhow::Resul
 
     task_reaches(&http, &base, &during, "ready", Duration::from_secs(120)).await?;
     task_reaches(&http, &base, &before, "ready", Duration::from_secs(5)).await?;
-    let mut admins = vec![stack.gateway_admin, stack.signaling_admin];
-    for n in &stack.nodes {
-        admins.extend([n.downloader_admin, n.streamer_admin]);
-        admins.extend(n.transcoder_admins.iter().copied());
-    }
-    for admin in admins {
+    for admin in stack.admins() {
         assert_eq!(magnet_stack::http_status(admin, "/readyz")?, 200, "{admin}");
     }
     // The node is listed again (its registry record and the gateway's watch came back).

@@ -28,6 +28,29 @@ async fn seeded(seeder: &Seeder, dir: &Path, name: &str) -> anyhow::Result<Strin
     Ok(seeder.seed_small_pieces(&folder).await?.magnet)
 }
 
+/// Chromium with TURN relays only (`ice_policy=relay`) plays `magnet` over P2P, through TURN
+/// (its selected local candidate is a relay); artefacts under `name`.
+async fn plays_through_turn(base: &str, magnet: &str, name: &str) -> anyhow::Result<()> {
+    let out = stack::artefacts(name)?;
+    let (url, magnet) = (base.to_owned(), magnet.to_owned());
+    let r = tokio::task::spawn_blocking(move || {
+        stack::browser_with(
+            &url,
+            &magnet,
+            "p2p",
+            &out,
+            &[("PLAYER_PARAMS", "ice_policy=relay")],
+        )
+    })
+    .await??;
+    assert_eq!(
+        (r["transport"].as_str(), r["candidateType"].as_str()),
+        (Some("p2p"), Some("relay")),
+        "{r}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chromium_plays_through_turn_and_falls_back_when_turn_refuses() -> anyhow::Result<()> {
     init_logging();
@@ -67,23 +90,7 @@ async fn chromium_plays_through_turn_and_falls_back_when_turn_refuses() -> anyho
     );
 
     // Through TURN: only relay candidates, and P2P works.
-    let out = stack::artefacts("turn")?;
-    let (url, magnet) = (base.clone(), first.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        stack::browser_with(
-            &url,
-            &magnet,
-            "p2p",
-            &out,
-            &[("PLAYER_PARAMS", "ice_policy=relay")],
-        )
-    })
-    .await??;
-    assert_eq!(
-        (r["transport"].as_str(), r["candidateType"].as_str()),
-        (Some("p2p"), Some("relay")),
-        "{r}"
-    );
+    plays_through_turn(&base, &first, "turn").await?;
 
     // A TURN server with another secret refuses the credentials: the relay, with a reason.
     drop(turn);
@@ -146,23 +153,7 @@ async fn chromium_plays_through_cloudflare_turn_credentials() -> anyhow::Result<
         "{ice}"
     );
 
-    let out = stack::artefacts("turn-cloudflare")?;
-    let url = base.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        stack::browser_with(
-            &url,
-            &magnet,
-            "p2p",
-            &out,
-            &[("PLAYER_PARAMS", "ice_policy=relay")],
-        )
-    })
-    .await??;
-    assert_eq!(
-        (r["transport"].as_str(), r["candidateType"].as_str()),
-        (Some("p2p"), Some("relay")),
-        "{r}"
-    );
+    plays_through_turn(&base, &magnet, "turn-cloudflare").await?;
     // Minted once by the gateway (then cached for every viewer) and once by the streamer.
     assert_eq!(api.calls(), 2);
     stack.stop();
