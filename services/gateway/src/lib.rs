@@ -364,10 +364,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
     let state = AppState {
         registry,
         ice_servers: Arc::new(settings.gateway.ice_servers.clone()),
-        turn: Arc::new(
-            magnet_runtime::turn::TurnServers::new(&settings.turn)
-                .map_err(|e| magnet_runtime::Error::Config(format!("turn.cloudflare: {e}")))?,
-        ),
+        turn: Arc::new(magnet_runtime::turn::TurnServers::new(&settings.turn)?),
         node_timeout: routes::NODE_TIMEOUT,
         signaling: settings.gateway.signaling.clone(),
         accounts,

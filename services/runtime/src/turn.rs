@@ -51,10 +51,14 @@ pub struct TurnServers {
 }
 
 impl TurnServers {
-    /// Fails only when the HTTP client for Cloudflare's API cannot be built.
-    pub fn new(settings: &TurnSettings) -> Result<Self, CloudflareError> {
+    /// Fails when Cloudflare's API URL is not one to call (see [`api_url`]) or its HTTP client
+    /// cannot be built.
+    pub fn new(settings: &TurnSettings) -> crate::Result<Self> {
         let cloudflare = match &settings.cloudflare {
-            Some(cf) => Some(Cloudflare::new(cf, settings.ttl_secs)?),
+            Some(cf) => Some(
+                Cloudflare::new(cf, settings.ttl_secs)
+                    .map_err(|e| crate::Error::Config(format!("turn.cloudflare: {e}")))?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -110,17 +114,15 @@ struct Cloudflare {
 #[derive(Default)]
 struct Cache {
     servers: Vec<IceServerSettings>,
-    /// When the credentials held expire, and when to fetch new ones.
-    expires: Option<Instant>,
-    refresh: Option<Instant>,
+    /// When the credentials held were minted: new ones are fetched after half the TTL, and
+    /// these expire after all of it.
+    fetched: Option<Instant>,
     /// After a failure: not before then.
     retry: Option<Instant>,
 }
 
 impl Cloudflare {
     fn new(settings: &CloudflareTurnSettings, ttl_secs: u64) -> Result<Self, CloudflareError> {
-        // Validated with the settings; a URL that does not parse leaves an endpoint that fails
-        // each fetch with its reason.
         let mut endpoint = api_url(&settings.api_url).map_err(CloudflareError::Invalid)?;
         endpoint
             .path_segments_mut()
@@ -150,15 +152,14 @@ impl Cloudflare {
     async fn current(&self) -> (Vec<IceServerSettings>, Duration) {
         let mut cache = self.cache.lock().await;
         let now = Instant::now();
-        let due = cache.refresh.is_none_or(|t| now >= t) && cache.retry.is_none_or(|t| now >= t);
+        let due = cache.fetched.is_none_or(|t| now >= t + self.ttl / 2)
+            && cache.retry.is_none_or(|t| now >= t);
         if due {
             match self.fetch().await {
                 Ok(servers) => {
-                    let now = Instant::now();
                     *cache = Cache {
                         servers,
-                        expires: Some(now + self.ttl),
-                        refresh: Some(now + self.ttl / 2),
+                        fetched: Some(Instant::now()),
                         retry: None,
                     };
                 }
@@ -169,8 +170,8 @@ impl Cloudflare {
             }
         }
         let now = Instant::now();
-        match cache.expires {
-            Some(t) if t > now => (cache.servers.clone(), t - now),
+        match cache.fetched.map(|t| t + self.ttl) {
+            Some(expires) if expires > now => (cache.servers.clone(), expires - now),
             _ => (Vec::new(), Duration::ZERO),
         }
     }

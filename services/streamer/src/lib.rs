@@ -107,8 +107,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
         })
         .with_plays(plays::Plays::new(client.clone(), settings.node.id.clone()));
 
-    let turn = magnet_runtime::turn::TurnServers::new(&settings.turn)
-        .map_err(|e| magnet_runtime::Error::Config(format!("turn.cloudflare: {e}")))?;
+    let turn = magnet_runtime::turn::TurnServers::new(&settings.turn)?;
     let sessions = sessions::Sessions::new(
         settings.clone(),
         root.clone(),

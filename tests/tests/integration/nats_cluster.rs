@@ -16,6 +16,22 @@ use serde_json::Value;
 
 const TASKS: usize = 10;
 
+/// A clip of `seconds` per name, seeded; their magnets.
+async fn clips(
+    seeder: &Seeder,
+    dir: &std::path::Path,
+    clips: &[(String, u32)],
+) -> anyhow::Result<Vec<String>> {
+    let mut magnets = Vec::new();
+    for (name, seconds) in clips {
+        let folder = dir.join("src").join(name);
+        std::fs::create_dir_all(&folder)?;
+        generate(&folder.join("clip.mp4"), *seconds, Codec::H264Aac)?;
+        magnets.push(seeder.seed(&folder).await?.magnet);
+    }
+    Ok(magnets)
+}
+
 async fn monitor(http: &reqwest::Client, addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
     Ok(http
         .get(format!("http://{addr}{path}"))
@@ -49,13 +65,10 @@ async fn the_system_survives_losing_the_jetstream_leader() -> anyhow::Result<()>
     init_logging();
     let dir = tempfile::tempdir()?;
     let seeder = Seeder::with_upload_limit(Some(400_000)).await?;
-    let mut magnets = Vec::new();
-    for i in 0..TASKS {
-        let folder = dir.path().join("src").join(format!("Clip {i}"));
-        std::fs::create_dir_all(&folder)?;
-        generate(&folder.join("clip.mp4"), 3 + i as u32 % 3, Codec::H264Aac)?;
-        magnets.push(seeder.seed(&folder).await?.magnet);
-    }
+    let names: Vec<(String, u32)> = (0..TASKS as u32)
+        .map(|i| (format!("Clip {i}"), 3 + i % 3))
+        .collect();
+    let magnets = clips(&seeder, dir.path(), &names).await?;
     let mut stack = stack::start_clustered(&dir.path().join("stack"), 3, 1, |_| {})?;
     let base = stack.gateway_url();
     let http = reqwest::Client::new();
@@ -134,13 +147,8 @@ async fn a_nats_server_killed_and_started_again_loses_nothing() -> anyhow::Resul
     init_logging();
     let dir = tempfile::tempdir()?;
     let seeder = Seeder::start().await?;
-    let mut magnets = Vec::new();
-    for name in ["Before", "During"] {
-        let folder = dir.path().join("src").join(name);
-        std::fs::create_dir_all(&folder)?;
-        generate(&folder.join("clip.mp4"), 3, Codec::H264Aac)?;
-        magnets.push(seeder.seed(&folder).await?.magnet);
-    }
+    let names = [("Before".to_owned(), 3), ("During".to_owned(), 3)];
+    let magnets = clips(&seeder, dir.path(), &names).await?;
     let mut stack = stack::start(&dir.path().join("stack"), 1, |_| {})?;
     let base = stack.gateway_url();
     let http = reqwest::Client::new();
@@ -159,7 +167,12 @@ async fn a_nats_server_killed_and_started_again_loses_nothing() -> anyhow::Resul
         assert_eq!(magnet_stack::http_status(admin, "/readyz")?, 200, "{admin}");
     }
     // The node is listed again (its registry record and the gateway's watch came back).
-    let nodes: Value = http.get(format!("{base}/api/nodes")).send().await?.json().await?;
+    let nodes: Value = http
+        .get(format!("{base}/api/nodes"))
+        .send()
+        .await?
+        .json()
+        .await?;
     assert_eq!(nodes["data"][0]["id"], "node-1", "{nodes}");
     stack.stop();
     Ok(())

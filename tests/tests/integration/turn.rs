@@ -28,21 +28,34 @@ async fn seeded(seeder: &Seeder, dir: &Path, name: &str) -> anyhow::Result<Strin
     Ok(seeder.seed_small_pieces(&folder).await?.magnet)
 }
 
-/// Chromium with TURN relays only (`ice_policy=relay`) plays `magnet` over P2P, through TURN
-/// (its selected local candidate is a relay); artefacts under `name`.
-async fn plays_through_turn(base: &str, magnet: &str, name: &str) -> anyhow::Result<()> {
+/// Chromium with TURN relays only (`ice_policy=relay`) plays `magnet` over the transport it
+/// should end on (`expect`); its result. Artefacts under `name`.
+async fn play_relay_only(
+    base: &str,
+    magnet: &str,
+    name: &str,
+    expect: &'static str,
+) -> anyhow::Result<serde_json::Value> {
     let out = stack::artefacts(name)?;
     let (url, magnet) = (base.to_owned(), magnet.to_owned());
-    let r = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         stack::browser_with(
             &url,
             &magnet,
             "p2p",
             &out,
-            &[("PLAYER_PARAMS", "ice_policy=relay")],
+            &[
+                ("PLAYER_PARAMS", "ice_policy=relay"),
+                ("EXPECT_TRANSPORT", expect),
+            ],
         )
     })
-    .await??;
+    .await?
+}
+
+/// [`play_relay_only`] over P2P, through TURN (its selected local candidate is a relay).
+async fn plays_through_turn(base: &str, magnet: &str, name: &str) -> anyhow::Result<()> {
+    let r = play_relay_only(base, magnet, name, "p2p").await?;
     assert_eq!(
         (r["transport"].as_str(), r["candidateType"].as_str()),
         (Some("p2p"), Some("relay")),
@@ -95,21 +108,7 @@ async fn chromium_plays_through_turn_and_falls_back_when_turn_refuses() -> anyho
     // A TURN server with another secret refuses the credentials: the relay, with a reason.
     drop(turn);
     let _refusing = Turn::start_on("another-secret", port)?;
-    let out = stack::artefacts("turn-refused")?;
-    let (url, magnet) = (base.clone(), second.clone());
-    let r = tokio::task::spawn_blocking(move || {
-        stack::browser_with(
-            &url,
-            &magnet,
-            "p2p",
-            &out,
-            &[
-                ("PLAYER_PARAMS", "ice_policy=relay"),
-                ("EXPECT_TRANSPORT", "relay"),
-            ],
-        )
-    })
-    .await??;
+    let r = play_relay_only(&base, &second, "turn-refused", "relay").await?;
     assert_eq!(r["transport"], "relay", "{r}");
     assert!(
         r["fallbackReason"]
