@@ -3,6 +3,7 @@
 //! launchers for our services (in-process or as a child process that a test may `kill -9`).
 //! The tests themselves are in `tests/integration.rs`.
 
+pub mod chaos;
 pub mod nats;
 pub mod original_worker;
 pub mod otlp;

@@ -52,12 +52,34 @@ pub fn start_with_env(
     launch(dir, Nats::Spawn { port: 0 }, workers, tune, env)
 }
 
+/// [`start`] shaped further by `shape` (e.g. transcoders per node, logs to files), after the
+/// defaults: `workers` nodes of one transcoder, NATS spawned, logs to stderr.
+pub fn start_shaped(
+    dir: &Path,
+    workers: usize,
+    tune: impl FnOnce(&mut Settings),
+    shape: impl FnOnce(&mut Options),
+) -> anyhow::Result<Stack> {
+    launch_shaped(dir, Nats::Spawn { port: 0 }, workers, tune, &[], shape)
+}
+
 fn launch(
     dir: &Path,
     nats: Nats,
     workers: usize,
     tune: impl FnOnce(&mut Settings),
     env: &[(&str, &str)],
+) -> anyhow::Result<Stack> {
+    launch_shaped(dir, nats, workers, tune, env, |_| {})
+}
+
+fn launch_shaped(
+    dir: &Path,
+    nats: Nats,
+    workers: usize,
+    tune: impl FnOnce(&mut Settings),
+    env: &[(&str, &str)],
+    shape: impl FnOnce(&mut Options),
 ) -> anyhow::Result<Stack> {
     let mut settings = offline_node(dir, "nats://unused", "node-1");
     tune(&mut settings);
@@ -82,6 +104,7 @@ fn launch(
     opts.env = vec![("RUST_LOG".into(), log)];
     opts.env
         .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    shape(&mut opts);
     Stack::start(opts)
 }
 

@@ -2,6 +2,7 @@
 //! is a module.
 
 mod bench;
+mod chaos;
 mod chart;
 mod system;
 mod test;
@@ -11,7 +12,7 @@ mod web;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "magnetm3u8 chores: test, bench, up, demo")]
+#[command(about = "magnetm3u8 chores: test, bench, chaos, up, demo")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +32,13 @@ enum Command {
         /// Which benchmarks (default: all). Known: download, transcode, datachannel, gateway, progressive,
         /// seek, viewers, browser.
         names: Vec<String>,
+    },
+    /// Kills and restarts every kind of process of a 3-node system under load, then checks
+    /// that nothing was lost; ends with one `chaos: …` line.
+    Chaos {
+        /// How long processes are killed for.
+        #[arg(long, default_value_t = 180)]
+        seconds: u64,
     },
     /// Checks the Helm chart (lint, render, validate, assertions) and lints the Dockerfile.
     Chart,
@@ -55,6 +63,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Test { args } => test::run(&args),
         Command::Bench { names } => bench::run(&names),
+        Command::Chaos { seconds } => chaos::run(seconds),
         Command::Web => web::build(true),
         Command::Chart => chart::run(),
         Command::Images { registry, tag } => {

@@ -583,7 +583,8 @@ impl Tasks {
 
         let give_up = Duration::from_secs(self.settings.torrent.give_up_after_secs);
         let no_peers_after = Duration::from_secs(self.settings.torrent.no_peers_after_secs);
-        let mut last_bytes = 0;
+        // Stalled means no byte came: neither a whole piece nor part of one.
+        let mut last_bytes = (0, 0);
         let mut last_change = Instant::now();
         let mut peerless_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(TICK);
@@ -631,8 +632,9 @@ impl Tasks {
                 last_change = Instant::now();
                 continue;
             }
-            if snap.progress_bytes > last_bytes {
-                last_bytes = snap.progress_bytes;
+            let bytes = (snap.progress_bytes, snap.fetched_bytes);
+            if bytes != last_bytes {
+                last_bytes = bytes;
                 last_change = Instant::now();
             } else if last_change.elapsed() > give_up {
                 return Err(Error::Stalled(give_up.as_secs()));

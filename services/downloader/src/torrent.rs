@@ -39,7 +39,11 @@ pub struct Snapshot {
     /// Still checking what is on disk: the byte counts are hashing progress, not data held.
     pub checking: bool,
     pub finished: bool,
+    /// Bytes of whole, checked pieces.
     pub progress_bytes: u64,
+    /// Bytes received from peers this session, pieces not yet whole included: a large piece
+    /// from a slow peer moves this long before `progress_bytes`.
+    pub fetched_bytes: u64,
     pub total_bytes: u64,
     /// Bytes per second.
     pub speed: u64,
@@ -266,11 +270,17 @@ fn kibps(limit: Option<u32>) -> Option<NonZeroU32> {
 
 pub fn snapshot(handle: &Handle) -> Snapshot {
     let stats = handle.stats();
-    let (speed, live_peers) = stats
+    let (speed, live_peers, fetched_bytes) = stats
         .live
         .as_ref()
-        .map(|l| (l.download_speed.as_bytes(), l.snapshot.peer_stats.live))
-        .unwrap_or((0, 0));
+        .map(|l| {
+            (
+                l.download_speed.as_bytes(),
+                l.snapshot.peer_stats.live,
+                l.snapshot.fetched_bytes,
+            )
+        })
+        .unwrap_or((0, 0, 0));
     let checking = matches!(
         stats.state,
         librqbit::TorrentStatsState::Initializing { .. }
@@ -279,6 +289,7 @@ pub fn snapshot(handle: &Handle) -> Snapshot {
         checking,
         finished: stats.finished && !checking,
         progress_bytes: stats.progress_bytes,
+        fetched_bytes,
         total_bytes: stats.total_bytes,
         speed,
         live_peers,

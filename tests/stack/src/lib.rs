@@ -145,6 +145,8 @@ impl Respawn {
                     field(&self.ready_line, "grpc_addr")
                 } else if k.ends_with("STREAM_LISTEN") {
                     field(&self.ready_line, "stream_addr")
+                } else if k == "GATEWAY__LISTEN" {
+                    field(&self.ready_line, "addr")
                 } else {
                     None
                 };

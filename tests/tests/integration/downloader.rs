@@ -28,6 +28,22 @@ async fn get(client: &mut TaskClient, id: &str) -> Option<pb::Task> {
         .map(|r| r.into_inner())
 }
 
+/// Waits (at most `limit`) until the task is as `wanted` says; the task then.
+async fn task_where(
+    client: &TaskClient,
+    id: &str,
+    limit: Duration,
+    what: &str,
+    wanted: impl Fn(&pb::Task) -> bool,
+) -> anyhow::Result<pb::Task> {
+    let wanted = &wanted;
+    eventually(limit, what, || {
+        let mut c = client.clone();
+        async move { get(&mut c, id).await.filter(wanted) }
+    })
+    .await
+}
+
 /// Waits until the task reaches `status`, failing early if it errors.
 async fn wait_status(
     client: &mut TaskClient,
@@ -280,17 +296,15 @@ async fn killed_downloader_resumes_where_it_stopped() -> anyhow::Result<()> {
     let mut first = Process::spawn_downloader(&settings, data.path())?;
     let mut client = first.client().await?;
     let task = submit(&mut client, &seeded.magnet).await?;
-    let before = eventually(Duration::from_secs(60), "download part-way", || {
-        let mut c = client.clone();
-        let id = task.id.clone();
-        async move {
-            get(&mut c, &id)
-                .await
-                .filter(|t| t.downloaded >= SIZE as u64 / 8)
-                .map(|t| t.downloaded)
-        }
-    })
-    .await?;
+    let before = task_where(
+        &client,
+        &task.id,
+        Duration::from_secs(60),
+        "download part-way",
+        |t| t.downloaded >= SIZE as u64 / 8,
+    )
+    .await?
+    .downloaded;
     first.kill9()?;
     assert!(
         before < SIZE as u64,
@@ -576,15 +590,13 @@ async fn a_task_without_peers_says_so_then_fails_and_delete_cleans_up() -> anyho
         .task
         .expect("task");
 
-    let waiting = eventually(Duration::from_secs(10), "a 'no peers' detail", || {
-        let mut c = client.clone();
-        let id = task.id.clone();
-        async move {
-            get(&mut c, &id)
-                .await
-                .filter(|t| t.detail.contains("no peers"))
-        }
-    })
+    let waiting = task_where(
+        &client,
+        &task.id,
+        Duration::from_secs(10),
+        "a 'no peers' detail",
+        |t| t.detail.contains("no peers"),
+    )
     .await?;
     assert_eq!(waiting.status(), pb::TaskStatus::Downloading);
     assert!(
@@ -749,11 +761,13 @@ async fn files_stream_while_they_download_with_ranges_a_token_and_a_cap() -> any
     let node = InProcess::start(settings).await?;
     let mut client = node.client().await?;
     let task = submit(&mut client, &seeded.magnet).await?;
-    eventually(Duration::from_secs(30), "metadata", || {
-        let mut c = client.clone();
-        let id = task.id.clone();
-        async move { get(&mut c, &id).await.filter(|t| t.file_count == 1) }
-    })
+    task_where(
+        &client,
+        &task.id,
+        Duration::from_secs(30),
+        "metadata",
+        |t| t.file_count == 1,
+    )
     .await?;
     let url = format!("http://{}/stream/{}/0", node.stream_addr, task.id);
     let http = reqwest::Client::new();
@@ -854,15 +868,13 @@ async fn deleting_a_downloading_task_answers_at_once() -> anyhow::Result<()> {
     let node = InProcess::start(offline_node(data.path(), nats.url(), NODE)).await?;
     let mut client = node.client().await?;
     let task = submit(&mut client, &seeded.magnet).await?;
-    eventually(Duration::from_secs(30), "downloading", || {
-        let mut c = client.clone();
-        let id = task.id.clone();
-        async move {
-            get(&mut c, &id)
-                .await
-                .filter(|t| t.status() == pb::TaskStatus::Downloading && t.downloaded > 0)
-        }
-    })
+    task_where(
+        &client,
+        &task.id,
+        Duration::from_secs(30),
+        "downloading",
+        |t| t.status() == pb::TaskStatus::Downloading && t.downloaded > 0,
+    )
     .await?;
     let started = std::time::Instant::now();
     client
@@ -874,5 +886,70 @@ async fn deleting_a_downloading_task_answers_at_once() -> anyhow::Result<()> {
     assert!(took < Duration::from_secs(3), "the delete took {took:?}");
     assert!(get(&mut client, &task.id).await.is_none());
     assert!(!data.path().join("downloads").join(&task.id).exists());
+    node.stop().await
+}
+
+/// Found by the chaos run: a download is stalled when no byte comes, not when no whole piece
+/// does. A 2 MiB piece from a slow seeder takes longer than `give_up_after_secs` and the task
+/// still completes; a seeder that stops sending fails the task after that time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_piece_is_progress_and_silence_is_a_stall() -> anyhow::Result<()> {
+    init_logging();
+    const SIZE: usize = 2 * 1024 * 1024;
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let (slow, silent) = (src.path().join("slow.bin"), src.path().join("silent.bin"));
+    random_file(&slow, SIZE, 11)?;
+    random_file(&silent, SIZE, 12)?;
+    // One piece each (librqbit's 2 MiB), at 300 kB/s: about 7 s for the whole piece.
+    let seeder = Seeder::with_upload_limit(Some(300_000)).await?;
+    let (slow_seed, silent_seed) = (seeder.seed(&slow).await?, seeder.seed(&silent).await?);
+
+    let data = tempfile::tempdir()?;
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.torrent.give_up_after_secs = 3;
+    let node = InProcess::start(settings).await?;
+    let mut client = node.client().await?;
+    let task = submit(&mut client, &slow_seed.magnet).await?;
+    let started = std::time::Instant::now();
+    wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Downloaded,
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "the piece came faster than the stall limit ({:?}): nothing tested",
+        started.elapsed()
+    );
+    let got = std::fs::read(
+        data.path()
+            .join("downloads")
+            .join(&task.id)
+            .join("slow.bin"),
+    )?;
+    assert!(got == std::fs::read(&slow)?, "bytes differ");
+
+    // The other torrent's metadata comes, then its seeder goes silent.
+    let task = submit(&mut client, &silent_seed.magnet).await?;
+    task_where(
+        &client,
+        &task.id,
+        Duration::from_secs(30),
+        "metadata in",
+        |t| t.status() == pb::TaskStatus::Downloading && t.size > 0,
+    )
+    .await?;
+    seeder.set_paused(&silent_seed, true).await?;
+    let failed = wait_status(
+        &mut client,
+        &task.id,
+        pb::TaskStatus::Error,
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert!(failed.error.contains("stalled"), "{}", failed.error);
     node.stop().await
 }

@@ -2,6 +2,7 @@
 //! nats-server, librqbit seeder and services on ephemeral loopback ports.
 
 mod accounts;
+mod chaos;
 mod choice;
 mod controls;
 mod disk;
