@@ -4,6 +4,7 @@
 //! The tests themselves are in `tests/integration.rs`.
 
 pub mod chaos;
+pub mod kube_api;
 pub mod nats;
 pub mod original_worker;
 pub mod otlp;

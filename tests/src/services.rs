@@ -191,6 +191,17 @@ impl Process {
         settings: &Settings,
         dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::spawn_with_env(binary_name, ready, settings, dir, &[])
+    }
+
+    /// [`Process::spawn`] with more environment (e.g. `KUBECONFIG`).
+    pub fn spawn_with_env(
+        binary_name: &str,
+        ready: &str,
+        settings: &Settings,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let config = dir.join(format!("{binary_name}-{}.json", std::process::id()));
         std::fs::write(&config, serde_json::to_vec_pretty(settings)?)?;
         let mut child = Command::new(binary(binary_name)?)
@@ -198,6 +209,7 @@ impl Process {
             .arg(&config)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info,librqbit=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;

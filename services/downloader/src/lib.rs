@@ -245,6 +245,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Ru
             .clone()
             .or_else(autoscale::own_namespace)
             .unwrap_or_else(|| "default".into());
+        magnet_runtime::tls::install_crypto();
         let kube = kube::Client::try_default()
             .await
             .map_err(|e| Error::Autoscale(format!("no Kubernetes API: {e}")))?;

@@ -13,6 +13,7 @@ pub mod net;
 pub mod shutdown;
 pub mod subjects;
 pub mod telemetry;
+pub mod tls;
 pub mod turn;
 
 pub use config::Settings;

@@ -690,6 +690,47 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<Stri
     Ok(out)
 }
 
+/// The downloader binary with the autoscaler on scales its transcoder Deployment through a
+/// Kubernetes API (a stand-in of the scale subresource, found through `KUBECONFIG`) to the
+/// node's queue. Found by `cargo xtask sim`: the kube client panicked at start, since rustls
+/// had two crypto providers to choose from and chose none.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_autoscaler_scales_the_deployment_through_the_api() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let data = tempfile::tempdir()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (api, replicas) = magnet_tests::kube_api::serve(1, stop.clone()).await?;
+    let kubeconfig = magnet_tests::kube_api::kubeconfig(data.path(), api, "media")?;
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    let scale = &mut settings.downloader.autoscale;
+    scale.enabled = true;
+    scale.deployment = "mm-worker-t-transcoder".into();
+    scale.namespace = Some("media".into());
+    (scale.min, scale.max, scale.jobs_per_replica) = (1, 4, 1);
+    (scale.cooldown_secs, scale.interval_secs) = (0, 1);
+    let _node = Process::spawn_with_env(
+        "magnet-downloader",
+        "downloader ready",
+        &settings,
+        data.path(),
+        &[("KUBECONFIG", &kubeconfig.to_string_lossy())],
+    )?;
+    // Three jobs wait in the node's queue (no transcoder takes them).
+    let js = jetstream::new(nats.client().await?);
+    for i in 0..3 {
+        js.publish(subjects::transcode_jobs(NODE), format!("job {i}").into())
+            .await?
+            .await?;
+    }
+    eventually(Duration::from_secs(20), "3 replicas asked for", || async {
+        (replicas.get() == 3).then_some(())
+    })
+    .await?;
+    stop.cancel();
+    Ok(())
+}
+
 /// The autoscaler's measure: a node's jobs still in the work queue, queued or delivered and
 /// not acked; other nodes' jobs do not count.
 #[tokio::test(flavor = "multi_thread")]
