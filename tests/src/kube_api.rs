@@ -4,8 +4,9 @@
 //! points a process's kube client at it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,13 +16,19 @@ use tokio_util::sync::CancellationToken;
 
 const SCALE: &str = "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale";
 
-/// The replicas the Deployment is asked for, as the API server keeps them.
+/// The replicas the Deployment is asked for, as the API server keeps them, and every change
+/// asked for with its time.
 #[derive(Clone, Default)]
-pub struct Replicas(Arc<AtomicU32>);
+pub struct Replicas(Arc<AtomicU32>, Arc<Mutex<Vec<(Instant, u32)>>>);
 
 impl Replicas {
     pub fn get(&self) -> u32 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Each `PATCH` so far: when, and the replicas it asked for.
+    pub fn patches(&self) -> Vec<(Instant, u32)> {
+        self.1.lock().map(|h| h.clone()).unwrap_or_default()
     }
 }
 
@@ -49,6 +56,9 @@ async fn patch(
         .and_then(|n| u32::try_from(n).ok())
     {
         r.0.store(n, Ordering::Relaxed);
+        if let Ok(mut h) = r.1.lock() {
+            h.push((Instant::now(), n));
+        }
     }
     scale(&ns, &name, r.get())
 }

@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod kube_api;
+pub mod load;
 pub mod nats;
 pub mod original_worker;
 pub mod otlp;
@@ -35,6 +36,23 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Polls `GET url` every 100 ms until its JSON answer satisfies `wanted`, or fails after
+/// `limit` with `what`; the answer then.
+pub async fn json_until(
+    url: &str,
+    limit: Duration,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let http = reqwest::Client::new();
+    let (http, wanted) = (&http, &wanted);
+    eventually(limit, what, || async move {
+        let v: serde_json::Value = http.get(url).send().await.ok()?.json().await.ok()?;
+        wanted(&v).then_some(v)
+    })
+    .await
 }
 
 /// Logs of the code under test, shown for failing tests (`RUST_LOG` to tune).

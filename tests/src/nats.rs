@@ -87,3 +87,18 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// Puts a node record for `node` in the registry, so that signaling routes offers to its
+/// streamer (the benchmarks run no downloader, which would put it there).
+pub async fn register_node(nats: &NatsServer, node: &str) -> anyhow::Result<()> {
+    use prost::Message as _;
+    let js = async_nats::jetstream::new(nats.client().await?);
+    let kv =
+        magnet_runtime::nats::nodes_bucket(&js, std::time::Duration::from_secs(600), 1).await?;
+    let record = magnet_proto::v1::NodeRecord {
+        id: node.into(),
+        ..Default::default()
+    };
+    kv.put(node, record.encode_to_vec().into()).await?;
+    Ok(())
+}

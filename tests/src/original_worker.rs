@@ -74,7 +74,11 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 fn frame(kind: &str, payload: Value) -> Message {
-    Message::Text(json!({ "type": kind, "payload": payload }).to_string().into())
+    Message::Text(
+        json!({ "type": kind, "payload": payload })
+            .to_string()
+            .into(),
+    )
 }
 
 impl OriginalWorker {

@@ -50,7 +50,9 @@ impl Seeder {
         let dir = tempfile::tempdir()?;
         // A session on loopback announces no port unless told which (only trackers need it).
         let port = if trackers {
-            std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+            std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port()
         } else {
             0
         };

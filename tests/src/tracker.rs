@@ -41,7 +41,14 @@ impl Tracker {
         std::fs::set_permissions(&whitelist, std::fs::Permissions::from_mode(0o644))?;
         let port = free_port()?;
         let child = Command::new("opentracker")
-            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-P", &port.to_string()])
+            .args([
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-P",
+                &port.to_string(),
+            ])
             .arg("-d")
             .arg(dir.path())
             .args(["-u", "nobody", "-w", "/whitelist"])

@@ -36,18 +36,6 @@ pub fn run(names: &[String]) -> anyhow::Result<()> {
         system::ensure_chromium()?;
         crate::web::build(false)?;
     }
-    system::run(
-        cargo()
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "magnet-tests",
-                "--bin",
-                "bench",
-                "--",
-            ])
-            .args(&names),
-    )
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    system::run_tests_bin("bench", true, &names)
 }

@@ -11,14 +11,5 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
     system::ensure_programs()?;
     crate::web::build(false)?;
     system::run(cargo().args(["build", "--workspace", "--bins"]))?;
-    system::run(cargo().args([
-        "run",
-        "--quiet",
-        "-p",
-        "magnet-tests",
-        "--bin",
-        "chaos",
-        "--",
-        &seconds.to_string(),
-    ]))
+    system::run_tests_bin("chaos", false, &[seconds.to_string()])
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod chaos;
 mod chart;
+mod sim;
 mod system;
 mod test;
 mod up;
@@ -12,7 +13,7 @@ mod web;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "magnetm3u8 chores: test, bench, chaos, up, demo")]
+#[command(about = "magnetm3u8 chores: test, bench, chaos, sim, up, demo")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +41,12 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         seconds: u64,
     },
+    /// Measures how the system scales on this machine (queue drain by replicas and the
+    /// autoscaler, the gateway with 10 nodes, signaling sessions); ends with one `sim: …` line.
+    Sim {
+        /// Which parts (default: all). Known: drain, gateway, signaling.
+        parts: Vec<String>,
+    },
     /// Checks the Helm chart (lint, render, validate, assertions) and lints the Dockerfile.
     Chart,
     /// Prints the commands that build and push the container images.
@@ -64,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test { args } => test::run(&args),
         Command::Bench { names } => bench::run(&names),
         Command::Chaos { seconds } => chaos::run(seconds),
+        Command::Sim { parts } => sim::run(&parts),
         Command::Web => web::build(true),
         Command::Chart => chart::run(),
         Command::Images { registry, tag } => {

@@ -155,3 +155,16 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `cargo run [--release] -p magnet-tests --bin <bin> -- <args>`: the benchmarks, the chaos
+/// run and the sim.
+pub fn run_tests_bin(bin: &str, release: bool, args: &[String]) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.arg("run");
+    if release {
+        cmd.arg("--release");
+    }
+    cmd.args(["--quiet", "-p", "magnet-tests", "--bin", bin, "--"])
+        .args(args);
+    run(&mut cmd)
+}

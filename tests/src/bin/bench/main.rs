@@ -288,20 +288,6 @@ fn bench_cache() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-/// Puts a node record for `node` in the registry, so that signaling routes offers to its
-/// streamer (the benchmarks run no downloader, which would put it there).
-pub async fn register_node(nats: &NatsServer, node: &str) -> anyhow::Result<()> {
-    use prost::Message as _;
-    let js = async_nats::jetstream::new(nats.client().await?);
-    let kv = magnet_runtime::nats::nodes_bucket(&js, Duration::from_secs(600), 1).await?;
-    let record = pb::NodeRecord {
-        id: node.into(),
-        ..Default::default()
-    };
-    kv.put(node, record.encode_to_vec().into()).await?;
-    Ok(())
-}
-
 /// `BENCH_SEND_BUFFER_KIB`, when set, replaces the streamer's send buffer (what to try when
 /// a data-channel figure moves).
 pub fn send_buffer_from_env(settings: &mut magnet_runtime::Settings) {
@@ -328,7 +314,7 @@ async fn datachannel() -> anyhow::Result<()> {
     let want = std::fs::read(task.join("big.ts"))?;
     let mut settings = offline_node(data.path(), nats.url(), "bench");
     send_buffer_from_env(&mut settings);
-    register_node(&nats, "bench").await?;
+    magnet_tests::nats::register_node(&nats, "bench").await?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let streamer = magnet_streamer::start(settings.clone(), shutdown.clone()).await?;
     let signaling = magnet_signaling::start(settings, shutdown.clone()).await?;
@@ -405,17 +391,12 @@ async fn gateway() -> anyhow::Result<()> {
     let stack = magnet_tests::stack::start(dir.path(), 1, |_| {})?;
     let base = stack.gateway_url();
     let http = reqwest::Client::new();
-    magnet_tests::eventually(Duration::from_secs(15), "node listed", || async {
-        let v: serde_json::Value = http
-            .get(format!("{base}/api/nodes"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        v["data"].as_array().filter(|a| !a.is_empty()).map(|_| ())
-    })
+    magnet_tests::json_until(
+        &format!("{base}/api/nodes"),
+        Duration::from_secs(15),
+        "node listed",
+        |v| v["data"].as_array().is_some_and(|a| !a.is_empty()),
+    )
     .await?;
     for i in 0..5u8 {
         let magnet = format!(
@@ -431,7 +412,14 @@ async fn gateway() -> anyhow::Result<()> {
     }
     let mut results = Vec::new();
     for path in ["/favicon.svg", "/api/nodes", "/api/tasks"] {
-        let (rps, p99) = load(&format!("{base}{path}")).await?;
+        let magnet_tests::load::Load {
+            rps, p99_ms: p99, ..
+        } = magnet_tests::load::get(
+            &[format!("{base}{path}")],
+            GATEWAY_CONNECTIONS,
+            GATEWAY_SECONDS,
+        )
+        .await?;
         eprintln!("  {path:<14} {rps:>8.0} req/s  p99 {p99:.2} ms");
         results.push((rps, p99));
     }
@@ -451,39 +439,4 @@ async fn gateway() -> anyhow::Result<()> {
         tasks_rps / static_rps,
     );
     Ok(())
-}
-
-/// Requests per second and the 99th percentile latency (ms) of `url` under
-/// [`GATEWAY_CONNECTIONS`] concurrent keep-alive connections for [`GATEWAY_SECONDS`].
-async fn load(url: &str) -> anyhow::Result<(f64, f64)> {
-    let until = Instant::now() + Duration::from_secs(GATEWAY_SECONDS);
-    let workers = (0..GATEWAY_CONNECTIONS).map(|_| {
-        let url = url.to_owned();
-        tokio::spawn(async move {
-            // One client per worker: its own keep-alive connection.
-            let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()?;
-            let mut latencies = Vec::new();
-            while Instant::now() < until {
-                let start = Instant::now();
-                let r = http.get(&url).send().await?;
-                anyhow::ensure!(r.status().is_success(), "{url}: {}", r.status());
-                r.bytes().await?;
-                latencies.push(start.elapsed());
-            }
-            anyhow::Ok(latencies)
-        })
-    });
-    let started = Instant::now();
-    let mut all = Vec::new();
-    for w in futures::future::join_all(workers).await {
-        all.extend(w??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let p99 = all
-        .get((all.len() * 99 / 100).min(all.len().saturating_sub(1)))
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    Ok((all.len() as f64 / elapsed, p99))
 }

@@ -118,7 +118,7 @@ pub async fn viewers() -> anyhow::Result<()> {
     let mut settings = offline_node(data.path(), nats.url(), "bench");
     settings.streamer.max_sessions = 1000;
     settings.streamer.max_sessions_per_user = 1000;
-    super::register_node(&nats, "bench").await?;
+    magnet_tests::nats::register_node(&nats, "bench").await?;
     let streamer = Process::spawn("magnet-streamer", "streamer ready", &settings, data.path())?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signaling = magnet_signaling::start(settings, shutdown.clone()).await?;
