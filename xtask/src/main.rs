@@ -4,6 +4,7 @@
 mod bench;
 mod chaos;
 mod chart;
+mod images;
 mod sim;
 mod system;
 mod test;
@@ -49,15 +50,9 @@ enum Command {
     },
     /// Checks the Helm chart (lint, render, validate, assertions) and lints the Dockerfile.
     Chart,
-    /// Prints the commands that build and push the container images.
-    Images {
-        /// Registry to tag for.
-        #[arg(long, default_value = "ghcr.io/magnetm3u8")]
-        registry: String,
-        /// Image tag (default: the workspace version).
-        #[arg(long)]
-        tag: Option<String>,
-    },
+    /// Builds the five container images with buildah (`--build`, `--push`), or prints the
+    /// docker commands that do.
+    Images(images::Options),
     /// Builds the web UI (`web/` with npm) into `web/dist`, which the gateway serves.
     Web,
     /// Runs the system locally: nats-server and the services of one worker node.
@@ -74,29 +69,8 @@ fn main() -> anyhow::Result<()> {
         Command::Sim { parts } => sim::run(&parts),
         Command::Web => web::build(true),
         Command::Chart => chart::run(),
-        Command::Images { registry, tag } => {
-            images(
-                &registry,
-                tag.as_deref().unwrap_or(env!("CARGO_PKG_VERSION")),
-            );
-            Ok(())
-        }
+        Command::Images(opts) => images::run(&opts),
         Command::Up(opts) => up::run(opts, false),
         Command::Demo(opts) => up::run(opts, true),
-    }
-}
-
-/// The docker commands for the five images (one Dockerfile, a target per service).
-fn images(registry: &str, tag: &str) {
-    for service in [
-        "gateway",
-        "signaling",
-        "downloader",
-        "transcoder",
-        "streamer",
-    ] {
-        let image = format!("{registry}/magnetm3u8-{service}:{tag}");
-        println!("docker build -f deploy/Dockerfile --target {service} -t {image} .");
-        println!("docker push {image}");
     }
 }

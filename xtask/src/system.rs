@@ -69,6 +69,12 @@ pub fn ensure_turn() -> anyhow::Result<()> {
     ensure(&[("turnserver", "coturn")])
 }
 
+/// buildah (images without a daemon) and debootstrap (a Debian base image without a
+/// registry), for `cargo xtask images --build`.
+pub fn ensure_buildah() -> anyhow::Result<()> {
+    ensure(&[("buildah", "buildah"), ("debootstrap", "debootstrap")])
+}
+
 /// Installs the Debian packages of the `(program, package)` pairs whose program is missing.
 fn ensure(programs: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut missing: Vec<&str> = programs

@@ -1,0 +1,233 @@
+//! `cargo xtask images`: the five container images of `deploy/Dockerfile`, tagged as the chart
+//! expects (`<registry>/magnetm3u8-<service>:<tag>`, the chart's `image.registry` and
+//! `image.tag`).
+//!
+//! Without `--build` it prints the docker commands. With `--build` it builds them with buildah
+//! (installed with apt-get when missing; no daemon, `vfs` storage and chroot isolation, so it
+//! runs as root in a plain VM or container) in storage under the target dir:
+//! - the binaries come from this workspace's release build (`--build-arg BINARIES=prebuilt`,
+//!   staged in the build context's `bin/`), or with `--from-source` from the Dockerfile's own
+//!   `rust:1-bookworm` stage (that needs the image from a registry);
+//! - `debian:bookworm-slim` is made from Debian's own packages with debootstrap
+//!   (`--variant=minbase`) once and kept, so no registry is needed;
+//! - `--push` pushes each image to its registry.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::system::{self, cargo};
+
+pub const SERVICES: [&str; 5] = [
+    "gateway",
+    "signaling",
+    "downloader",
+    "transcoder",
+    "streamer",
+];
+
+/// The base image the Dockerfile starts from.
+const BASE: &str = "docker.io/library/debian:bookworm-slim";
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Registry to tag for (and push to).
+    #[arg(long, default_value = "ghcr.io/magnetm3u8")]
+    registry: String,
+    /// Image tag (default: the workspace version).
+    #[arg(long)]
+    tag: Option<String>,
+    /// Build the images (with buildah) instead of printing the docker commands.
+    #[arg(long)]
+    build: bool,
+    /// Compile in the Dockerfile's own Rust stage instead of using this workspace's release build.
+    #[arg(long, requires = "build")]
+    from_source: bool,
+    /// Push the built images to `--registry`.
+    #[arg(long, requires = "build")]
+    push: bool,
+}
+
+/// The image name of `service`.
+pub fn image(registry: &str, service: &str, tag: &str) -> String {
+    format!("{registry}/magnetm3u8-{service}:{tag}")
+}
+
+pub fn run(opts: &Options) -> anyhow::Result<()> {
+    let tag = opts.tag.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"));
+    if !opts.build {
+        for service in SERVICES {
+            let image = image(&opts.registry, service, tag);
+            println!("docker build -f deploy/Dockerfile --target {service} -t {image} .");
+            println!("docker push {image}");
+        }
+        return Ok(());
+    }
+    let buildah = Buildah::new()?;
+    let root = repository_root()?;
+    let context = if opts.from_source {
+        root.clone()
+    } else {
+        stage_binaries()?
+    };
+    buildah.ensure_base()?;
+    for service in SERVICES {
+        let image = image(&opts.registry, service, tag);
+        eprintln!("xtask: building {image}");
+        let mut bud = buildah.command();
+        bud.args(["bud", "--isolation", "chroot", "--layers"])
+            .arg("--file")
+            .arg(root.join("deploy/Dockerfile"))
+            .args(["--target", service, "--tag", &image]);
+        if !opts.from_source {
+            // The base image is local; nothing else is fetched.
+            bud.args(["--pull=never", "--build-arg", "BINARIES=prebuilt"]);
+        }
+        system::run(bud.arg(&context))?;
+        if opts.push {
+            system::run(
+                buildah
+                    .command()
+                    .arg("push")
+                    .arg(&image)
+                    .arg(format!("docker://{image}")),
+            )?;
+        }
+    }
+    buildah.summary(&opts.registry, tag)
+}
+
+/// buildah on the project's own storage (`<target>/containers`, vfs).
+pub struct Buildah {
+    storage: PathBuf,
+}
+
+impl Buildah {
+    /// Installs buildah and debootstrap when missing.
+    pub fn new() -> anyhow::Result<Self> {
+        system::ensure_buildah()?;
+        let storage = crate::up::target_dir()?.join("containers");
+        std::fs::create_dir_all(&storage)?;
+        Ok(Self { storage })
+    }
+
+    /// `buildah` with the storage flags.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("buildah");
+        cmd.arg("--root")
+            .arg(self.storage.join("storage"))
+            .arg("--runroot")
+            .arg(self.storage.join("run"))
+            .args(["--storage-driver", "vfs"]);
+        cmd
+    }
+
+    fn has_image(&self, name: &str) -> bool {
+        self.command()
+            .args(["inspect", "--type", "image", name])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// `debian:bookworm-slim` in the storage, made once from Debian's own packages with
+    /// debootstrap (no registry needed; what the published image holds, give or take docs).
+    fn ensure_base(&self) -> anyhow::Result<()> {
+        if self.has_image(BASE) {
+            return Ok(());
+        }
+        eprintln!("xtask: making {BASE} from Debian's packages (debootstrap, once)");
+        let rootfs = self.storage.join("bookworm-rootfs");
+        if !rootfs.join("usr/bin/apt-get").exists() {
+            let _ = std::fs::remove_dir_all(&rootfs);
+            system::run(
+                Command::new("debootstrap")
+                    .args(["--variant=minbase", "bookworm"])
+                    .arg(&rootfs)
+                    .arg("http://deb.debian.org/debian"),
+            )?;
+            // What the published slim image leaves out too.
+            for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+                clear_files(&rootfs.join(dir))?;
+            }
+        }
+        let out = self.command().args(["from", "scratch"]).output()?;
+        anyhow::ensure!(out.status.success(), "buildah from scratch failed");
+        let ctr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        system::run(self.command().args(["copy", &ctr]).arg(&rootfs).arg("/"))?;
+        system::run(self.command().args([
+            "config",
+            "--env",
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "--cmd",
+            "bash",
+            &ctr,
+        ]))?;
+        system::run(self.command().args(["commit", "--quiet", &ctr, BASE]))?;
+        system::run(self.command().args(["rm", &ctr]))?;
+        Ok(())
+    }
+
+    /// Prints the images' sizes and how to load them into a local cluster.
+    fn summary(&self, registry: &str, tag: &str) -> anyhow::Result<()> {
+        for service in SERVICES {
+            let image = image(registry, service, tag);
+            let out = self
+                .command()
+                .args(["images", "--noheading", "--format", "{{.Size}}"])
+                .arg(&image)
+                .output()?;
+            let size = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            println!("{image}  {size}");
+        }
+        let archive = self.storage.join("magnetm3u8-images.tar");
+        println!(
+            "\nFor a local cluster, write an archive per image and load it, e.g.:\n  \
+             buildah --root {root} --runroot {run} --storage-driver vfs push {img} docker-archive:{archive}:{img}\n  \
+             kind load image-archive {archive}     # kind\n  \
+             k3d image import {archive}            # k3d\n\
+             then `helm install … --set image.registry={registry} --set image.tag={tag}`.",
+            root = self.storage.join("storage").display(),
+            run = self.storage.join("run").display(),
+            img = image(registry, "gateway", tag),
+            archive = archive.display(),
+        );
+        Ok(())
+    }
+}
+
+/// Builds the release binaries and stages them as the build context's `bin/`; the context.
+fn stage_binaries() -> anyhow::Result<PathBuf> {
+    // The gateway embeds the web UI.
+    crate::web::build(false)?;
+    system::run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    let target = crate::up::target_dir()?;
+    let context = target.join("images-context");
+    let bin = context.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    for service in SERVICES {
+        let name = format!("magnet-{service}");
+        std::fs::copy(target.join("release").join(&name), bin.join(&name))
+            .with_context(|| format!("staging {name}"))?;
+    }
+    Ok(context)
+}
+
+/// Removes the files (not the folder) in `dir`.
+fn clear_files(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().is_file() {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn repository_root() -> anyhow::Result<PathBuf> {
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent folder")?
+        .to_owned())
+}
