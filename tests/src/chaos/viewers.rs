@@ -59,6 +59,7 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// A request that failed (counted; the first few kept).
     fn failed(&mut self, e: &anyhow::Error) {
         self.error_count += 1;
         if self.errors.len() < 5 {
@@ -66,15 +67,9 @@ impl Seen {
         }
     }
 
-    /// An error the viewer got past without a stall (a P2P request the relay then served).
-    fn noted(&mut self, e: &anyhow::Error) {
-        self.error_count += 1;
-        if self.errors.len() < 5 {
-            self.errors.push(format!("{e:#}"));
-        }
-    }
-
-    fn received(&mut self, t0: Instant) {
+    /// A segment (or playlist) arrived: the wait since the last one, and the viewer's `beat`
+    /// (milliseconds from `t0`, read by the run while the viewer plays).
+    fn received(&mut self, t0: Instant, beat: &AtomicU64) {
         let now = Instant::now();
         if let Some(last) = self.last_segment {
             let gap = now - last;
@@ -85,6 +80,7 @@ impl Seen {
         }
         self.last_segment = Some(now);
         self.segments += 1;
+        beat.store(millis_since(t0), Ordering::Relaxed);
     }
 }
 
@@ -138,10 +134,10 @@ pub async fn watch(
             let connect = Client::connect_http(gateway, &task.node, &session);
             match tokio::time::timeout(REQUEST_LIMIT, connect).await {
                 Ok(Ok(client)) => peer = Some((task.node.clone(), client)),
-                Ok(Err(e)) => seen.noted(&e),
+                Ok(Err(e)) => seen.failed(&e),
                 Err(_) => {
                     seen.connect_timeouts += 1;
-                    seen.noted(&anyhow::anyhow!("no P2P connection in {REQUEST_LIMIT:?}"));
+                    seen.failed(&anyhow::anyhow!("no P2P connection in {REQUEST_LIMIT:?}"));
                 }
             }
         }
@@ -183,8 +179,7 @@ pub async fn watch(
                 "{}: a playlist without segments",
                 task.id
             );
-            seen.received(t0);
-            beat.store(millis_since(t0), Ordering::Relaxed);
+            seen.received(t0, &beat);
             // A different place each visit: the start, the middle, a seek.
             let from = visit % segments.len();
             for file in segments.iter().cycle().skip(from).take(SEGMENTS_PER_VISIT) {
@@ -198,8 +193,7 @@ pub async fn watch(
                     task.id,
                     bytes.len()
                 );
-                seen.received(t0);
-                beat.store(millis_since(t0), Ordering::Relaxed);
+                seen.received(t0, &beat);
                 beat.store(millis_since(t0), Ordering::Relaxed);
                 pause(&stop, PACE).await;
             }
@@ -209,7 +203,7 @@ pub async fn watch(
         if let Some(e) = p2p_lost.take() {
             seen.fallbacks += 1;
             if peer.is_some() {
-                seen.noted(&e);
+                seen.failed(&e);
             }
             if let Some((_, old)) = peer.take() {
                 old.close().await;
