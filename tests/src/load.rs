@@ -40,14 +40,19 @@ pub async fn get(urls: &[String], connections: usize, seconds: u64) -> anyhow::R
         all.extend(w??);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: usize| {
-        all.get((all.len() * p / 100).min(all.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
     Ok(Load {
         rps: all.len() as f64 / elapsed,
-        p50_ms: pct(50),
-        p99_ms: pct(99),
+        p50_ms: percentile_ms(&all, 50).unwrap_or(0.0),
+        p99_ms: percentile_ms(&all, 99).unwrap_or(0.0),
     })
+}
+
+/// The `p`-th percentile (0 to 100, nearest rank) of `xs` in milliseconds; none of no
+/// values.
+pub fn percentile_ms(xs: &[Duration], p: usize) -> Option<f64> {
+    let mut sorted = xs.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .get((sorted.len().saturating_sub(1) * p).div_ceil(100))
+        .map(|d| d.as_secs_f64() * 1000.0)
 }

@@ -125,13 +125,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The p-th percentile (0..=100) of `xs`, in ms.
+/// The p-th percentile (0..=100) of `xs`, in ms (NaN of none).
 fn percentile(xs: &[Duration], p: usize) -> f64 {
-    let mut v: Vec<f64> = xs.iter().copied().map(ms).collect();
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len().saturating_sub(1)) * p).div_ceil(100))
-        .copied()
-        .unwrap_or(f64::NAN)
+    magnet_tests::load::percentile_ms(xs, p).unwrap_or(f64::NAN)
 }
 
 /// Submit → first MiB of the file from the downloader's stream endpoint.

@@ -253,9 +253,6 @@ async fn burst(nats: &NatsServer, bases: &[String], clients: usize) -> anyhow::R
         .iter()
         .filter(|d| **d <= Duration::from_secs(1))
         .count() as f64;
-    delays.sort();
-    let p99 = delays
-        .get((delays.len() * 99 / 100).min(delays.len().saturating_sub(1)))
-        .map_or(f64::INFINITY, |d| d.as_secs_f64() * 1000.0);
+    let p99 = load::percentile_ms(&delays, 99).unwrap_or(f64::INFINITY);
     Ok((within / expected, p99))
 }

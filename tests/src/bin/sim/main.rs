@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let s = if run("signaling") {
         let s = signaling::sessions(100).await?;
         eprintln!(
-            "sim: {} signaling sessions at once: {} with their data channel and segment, offer to segment p50 {} ms, p99 {} ms",
+            "sim: {} signaling sessions at once: {} with their data channel and segment, offer to segment p50 {:.0} ms, p99 {:.0} ms",
             s.asked, s.ok, s.p50_ms, s.p99_ms
         );
         Some(s)
@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
             .map_or(0, |(_, c, _)| *c)
     };
     println!(
-        "sim: drain_s_r1={:.1} drain_s_r2={:.1} drain_s_r4={:.1} drain_s_auto={:.1} tasks_p99_ms_10nodes={:.1} tasks_p99_ms_10nodes_2gw={:.1} events_clients={} events_clients_2gw={} signaling_sessions={} signaling_p99_ms={}",
+        "sim: drain_s_r1={:.1} drain_s_r2={:.1} drain_s_r4={:.1} drain_s_auto={:.1} tasks_p99_ms_10nodes={:.1} tasks_p99_ms_10nodes_2gw={:.1} events_clients={} events_clients_2gw={} signaling_sessions={} signaling_p99_ms={:.0}",
         drain_s(1),
         drain_s(2),
         drain_s(4),
@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         events(1),
         events(2),
         s.as_ref().map_or(0, |s| s.ok),
-        s.as_ref().map_or(0, |s| s.p99_ms),
+        s.as_ref().map_or(0.0, |s| s.p99_ms),
     );
     Ok(())
 }

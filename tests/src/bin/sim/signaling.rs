@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use magnet_tests::load::percentile_ms;
 use magnet_tests::nats::{NatsServer, register_node};
 use magnet_tests::peer::Client;
 use magnet_tests::seeder::random_file;
@@ -19,8 +20,8 @@ pub struct Sessions {
     /// Sessions that got their data channel and their segment.
     pub ok: usize,
     /// Offer to segment received, milliseconds: median and 99th percentile.
-    pub p50_ms: u128,
-    pub p99_ms: u128,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 pub async fn sessions(n: usize) -> anyhow::Result<Sessions> {
@@ -64,7 +65,7 @@ pub async fn sessions(n: usize) -> anyhow::Result<Sessions> {
             };
             let client = match tokio::time::timeout(Duration::from_secs(60), session).await {
                 Ok(Ok(c)) => {
-                    let _ = report.send(Some(started.elapsed().as_millis()));
+                    let _ = report.send(Some(started.elapsed()));
                     Some(c)
                 }
                 Ok(Err(e)) => {
@@ -89,7 +90,7 @@ pub async fn sessions(n: usize) -> anyhow::Result<Sessions> {
     let mut failed = 0;
     for _ in 0..n {
         match reports.recv().await {
-            Some(Some(ms)) => times.push(ms),
+            Some(Some(took)) => times.push(took),
             Some(None) | None => failed += 1,
         }
     }
@@ -97,13 +98,6 @@ pub async fn sessions(n: usize) -> anyhow::Result<Sessions> {
     while sessions.join_next().await.is_some() {}
     shutdown.cancel();
     drop(streamer);
-    times.sort_unstable();
-    let pct = |p: f64| {
-        times
-            .get(((times.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(0)
-    };
     eprintln!(
         "sim: {n} sessions at once: {} ok, {failed} failed",
         times.len()
@@ -111,7 +105,7 @@ pub async fn sessions(n: usize) -> anyhow::Result<Sessions> {
     Ok(Sessions {
         asked: n,
         ok: times.len(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        p50_ms: percentile_ms(&times, 50).unwrap_or(0.0),
+        p99_ms: percentile_ms(&times, 99).unwrap_or(0.0),
     })
 }
