@@ -84,15 +84,53 @@ pub async fn submit_magnet(
     base: &str,
     magnet: &str,
 ) -> anyhow::Result<String> {
+    submit_to(http, base, None, magnet).await
+}
+
+/// Submits `magnet` through the gateway at `base` to `node` (none: the gateway's choice);
+/// the new task's id.
+pub async fn submit_to(
+    http: &reqwest::Client,
+    base: &str,
+    node: Option<&str>,
+    magnet: &str,
+) -> anyhow::Result<String> {
+    let mut body = serde_json::json!({ "magnet_url": magnet });
+    if let Some(node) = node {
+        body["worker_id"] = node.into();
+    }
     let (status, body) = json_of(
         http.post(format!("{base}/api/tasks/submit"))
-            .json(&serde_json::json!({ "magnet_url": magnet }))
+            .json(&body)
             .send()
             .await?,
     )
     .await?;
     anyhow::ensure!(status == 200, "submit: {status} {body}");
     Ok(body["data"]["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// [`submit_to`], again every 500 ms for `patience` while the gateway, NATS or the node is
+/// down or failing over (a submit that went through before its answer was lost answers with
+/// the same task the second time).
+pub async fn submit_retrying(
+    http: &reqwest::Client,
+    base: &str,
+    node: Option<&str>,
+    magnet: &str,
+    patience: Duration,
+) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match submit_to(http, base, node, magnet).await {
+            Ok(id) => return Ok(id),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "submit failed; again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `GET /api/tasks/<id>` through the gateway at `base`: the task (the answer's `data`).

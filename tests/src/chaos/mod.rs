@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use magnet_stack::{Logs, Stack, Worker};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -193,7 +192,10 @@ pub async fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
                     tokio::time::sleep(every).await;
                 }
                 let node = format!("node-{}", i % nodes + 1);
-                ids.push((submit(&http, &base, &node, magnet).await?, node));
+                let patience = Duration::from_secs(60);
+                let id =
+                    crate::submit_retrying(&http, &base, Some(&node), magnet, patience).await?;
+                ids.push((id, node));
             }
             anyhow::Ok(ids)
         })
@@ -377,41 +379,6 @@ async fn sources(plan: &Plan, dir: &Path, seeder: &Seeder) -> anyhow::Result<Vec
         });
     }
     Ok(sources)
-}
-
-/// Submits `magnet` to `node`, again while the gateway, NATS or the node is down (a submit
-/// that went through before its answer was lost answers "Task already exists" the second time).
-async fn submit(
-    http: &reqwest::Client,
-    base: &str,
-    node: &str,
-    magnet: &str,
-) -> anyhow::Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let attempt = async {
-            let (status, body) = crate::json_of(
-                http.post(format!("{base}/api/tasks/submit"))
-                    .json(&serde_json::json!({ "worker_id": node, "magnet_url": magnet }))
-                    .send()
-                    .await?,
-            )
-            .await?;
-            anyhow::ensure!(status == 200, "submit to {node}: {status} {body}");
-            body["data"]["id"]
-                .as_str()
-                .map(str::to_owned)
-                .context("no task id")
-        };
-        match attempt.await {
-            Ok(id) => return Ok(id),
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("chaos: submit again: {e:#}");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Every task's status and node as the gateway lists them.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use magnet_tests::seeder::Seeder;
 use magnet_tests::video::{Codec, generate};
-use magnet_tests::{init_logging, stack, submit_magnet, task_reaches};
+use magnet_tests::{init_logging, stack, submit_magnet, submit_retrying, task_reaches};
 use serde_json::Value;
 
 const TASKS: usize = 10;
@@ -100,19 +100,7 @@ async fn the_system_survives_losing_the_jetstream_leader() -> anyhow::Result<()>
     stack.kill9(&leader)?;
     for magnet in &magnets[TASKS / 2..] {
         // The gateway may be failing over right now: it answers once it has.
-        let mut tries = 0;
-        let id = loop {
-            match submit_magnet(&http, &base, magnet).await {
-                Ok(id) => break id,
-                Err(e) if tries < 20 => {
-                    tries += 1;
-                    tracing::info!(error = %e, "submit during the failover; again");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        ids.push(id);
+        ids.push(submit_retrying(&http, &base, None, magnet, Duration::from_secs(10)).await?);
     }
     for id in &ids {
         if let Err(e) = task_reaches(&http, &base, id, "ready", Duration::from_secs(120)).await {
