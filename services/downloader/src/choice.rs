@@ -8,8 +8,10 @@
 //! - The task's status and playlist follow the chosen video's job; every video's own state is
 //!   kept by file index, so switching back to one made earlier plays at once.
 //! - Choosing another video stops the transcode of the one before if it is still being made
-//!   progressively (its folder's `.progressive` marker goes: its job ends at once), so the
-//!   torrent stops fetching it.
+//!   progressively (its folder's `.progressive` marker goes: its job ends at once), and ends
+//!   the stream endpoint's open reads of the files no longer wanted (a reader left open, a
+//!   probe of the video before, would make librqbit fetch all of it), so the torrent stops
+//!   fetching it; a file not wanted does not open on the stream endpoint.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -18,6 +20,7 @@ use magnet_core::task::VideoState;
 use magnet_core::{Task, TaskId, TaskStatus, media};
 
 use crate::tasks::Tasks;
+use crate::torrent::Handle;
 use crate::{Error, Result};
 
 use magnet_core::hls::{PROGRESSIVE_MARKER, STOP_MARKER as STOP, variant_folder, variant_index};
@@ -184,13 +187,12 @@ impl Tasks {
         self.store().set_chosen(&id, index).await?;
         let task = self.store().get(&id).await?;
         // A torrent still checking its files takes the choice when its driver starts it.
-        if let (Some(files), Some(handle)) = (
-            wanted(&task, false),
-            self.engine()
-                .get(&task.info_hash)
-                .filter(|h| !crate::torrent::snapshot(h).checking),
-        ) {
-            self.engine().set_only_files(&handle, &files).await?;
+        if let Some(handle) = self
+            .engine()
+            .get(&task.info_hash)
+            .filter(|h| !crate::torrent::snapshot(h).checking)
+        {
+            self.apply_choice(&id, &handle).await?;
             // Past its download the torrent may be paused (seeding over): it fetches the newly
             // chosen file. While it downloads, its driver runs it; paused by its submitter, it
             // stays so.
@@ -208,6 +210,19 @@ impl Tasks {
         let task = self.get(id.as_str()).await?;
         self.publish_progress(&task).await;
         Ok(task)
+    }
+
+    /// Points the torrent at what the task's choice wants now, and ends the open streams of
+    /// the other files. One at a time, each reading the choice under the lock: a driver
+    /// starting the torrent and a choice made meanwhile cannot leave the older choice applied.
+    pub(crate) async fn apply_choice(&self, id: &TaskId, handle: &Handle) -> Result<()> {
+        let _one = self.choosing().lock().await;
+        let task = self.store().get(id).await?;
+        if let Some(files) = wanted(&task, self.settings().transcoding.all_videos) {
+            self.engine().set_only_files(handle, &files).await?;
+            self.streams().end_unwanted(id, &files);
+        }
+        Ok(())
     }
 
     /// Whether video `index`'s HLS is made, or being made, already.

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod disk;
 pub mod error;
 pub mod jobs;
+pub mod open_streams;
 pub mod reach;
 pub mod registry;
 pub mod seeding;

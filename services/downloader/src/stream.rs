@@ -2,7 +2,9 @@
 //! file of a task's torrent over HTTP with `Range`, backed by librqbit's `FileStream`. A read
 //! of a piece not yet downloaded waits for it, and the range being read gets priority, so
 //! ffmpeg (the transcoders, progressive playback) can read a torrent still downloading and
-//! seek anywhere in it.
+//! seek anywhere in it. Only a file the task wants opens (the chosen video and its subtitles,
+//! when the torrent holds several videos): whatever a stream reads, the torrent fetches, so
+//! choosing another video also ends the open bodies of the files it no longer wants.
 //!
 //! For the node's own services only: calls need `Bearer <internal.token>` (without a token
 //! configured, the listener must be on loopback). Bounded: at most
@@ -122,7 +124,7 @@ async fn stream(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     };
-    let (mut reader, deleted) = match s.tasks.open_file(&id, index).await {
+    let (mut reader, ended) = match s.tasks.open_file(&id, index).await {
         Ok(r) => r,
         Err(Error::TaskNotFound(_)) => return refuse(StatusCode::NOT_FOUND, "no such task"),
         Err(Error::Unsupported(why)) => return refuse(StatusCode::NOT_FOUND, why),
@@ -193,9 +195,10 @@ async fn stream(
                 )),
             }
         });
-    // A deleted task's torrent sends no more pieces: its bodies end now, short, and a reader
-    // that reconnects hears 404.
-    let body = futures::StreamExt::take_until(body, deleted.cancelled_owned());
+    // A deleted task's torrent sends no more pieces, and a file no longer wanted must not be
+    // fetched for a reader left open: its bodies end now, short, and a reader that reconnects
+    // hears 404.
+    let body = futures::StreamExt::take_until(body, ended.cancelled_owned());
     response
         .body(Body::from_stream(body))
         .unwrap_or_else(|e| refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()))

@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use crate::store::{DownloadProgress, NewTask, ReadyOutput, Store};
 use crate::torrent::{self, Engine, Handle, Source};
+use crate::open_streams::OpenStreams;
 use crate::{Error, Result, convert, jobs, reach};
 
 /// Largest transcode job published: under NATS's default 1 MiB message limit.
@@ -62,9 +63,12 @@ pub struct Tasks {
     slots: Arc<Semaphore>,
     last_id: std::sync::Mutex<u64>,
     drivers: Mutex<HashMap<TaskId, (CancellationToken, JoinHandle<()>)>>,
-    /// Per task with open file streams: cancelled when the task is deleted, so that bodies
-    /// waiting for pieces of a removed torrent end at once instead of after their idle time.
-    streams: std::sync::Mutex<HashMap<TaskId, CancellationToken>>,
+    /// The open file streams: ended when their task is deleted, so that bodies waiting for
+    /// pieces of a removed torrent end at once instead of after their idle time, or when
+    /// their file is no longer wanted.
+    streams: OpenStreams,
+    /// One choice applied to a torrent at a time (choice.rs).
+    choosing: Mutex<()>,
     shutdown: CancellationToken,
     metrics: crate::Metrics,
     /// `http://host:port` of this node's stream endpoint, for progressive jobs' inputs.
@@ -109,7 +113,8 @@ impl Tasks {
             settings,
             last_id: std::sync::Mutex::new(last),
             drivers: Mutex::new(HashMap::new()),
-            streams: std::sync::Mutex::new(HashMap::new()),
+            streams: OpenStreams::default(),
+            choosing: Mutex::new(()),
             shutdown,
             metrics,
             stream_base,
@@ -140,6 +145,14 @@ impl Tasks {
 
     pub(crate) fn room(&self) -> &Mutex<()> {
         &self.room
+    }
+
+    pub(crate) fn streams(&self) -> &OpenStreams {
+        &self.streams
+    }
+
+    pub(crate) fn choosing(&self) -> &Mutex<()> {
+        &self.choosing
     }
 
     /// Bytes the tasks' folders held at the last measurement.
@@ -253,16 +266,25 @@ impl Tasks {
     }
 
     /// File `index` of a task's torrent, readable while it downloads (the stream endpoint),
-    /// and a token cancelled when the task is deleted.
+    /// and a token cancelled when the task is deleted or the file is no longer wanted. Only
+    /// a wanted file opens: whatever a stream reads, the torrent fetches.
     pub async fn open_file(
         &self,
         id: &TaskId,
         index: usize,
     ) -> Result<(torrent::FileReader, CancellationToken)> {
+        let ended = self.streams.token(id, index);
         let task = self.store.get(id).await?;
         if index >= task.files.len() {
             return Err(Error::Unsupported(
                 "no such file in the torrent (or its metadata is not in yet)",
+            ));
+        }
+        if crate::choice::wanted(&task, self.settings.transcoding.all_videos)
+            .is_some_and(|wanted| !wanted.contains(&index))
+        {
+            return Err(Error::Unsupported(
+                "that file is not the chosen video or one of its subtitles",
             ));
         }
         let handle = self
@@ -270,14 +292,7 @@ impl Tasks {
             .get(&task.info_hash)
             .ok_or_else(|| Error::Torrent("the torrent is not loaded on this node yet".into()))?;
         let reader = torrent::open_file(&handle, index).await?;
-        let deleted = self
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(id.clone())
-            .or_default()
-            .clone();
-        Ok((reader, deleted))
+        Ok((reader, ended))
     }
 
     /// Every task, with what is on the node of each file of a torrent of several videos.
@@ -378,14 +393,7 @@ impl Tasks {
         // Holding the drivers' lock while waiting for the driver made every delete of a
         // running download wait out the timeout (10 s), and every submit with it.
         self.stop_driver(&id).await;
-        let streams = self
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-        if let Some(open) = streams {
-            open.cancel();
-        }
+        self.streams.end_task(&id);
         self.engine.remove(&task.info_hash, true).await?;
         for path in [
             torrent::output_dir(&self.downloads, id.as_str()),
@@ -598,10 +606,7 @@ impl Tasks {
                 r = &mut initialized, if !started => {
                     r.map_err(Error::torrent)?;
                     // A torrent of several videos fetches only the chosen one (or the largest).
-                    let now = self.store.get(&task.id).await?;
-                    if let Some(files) = crate::choice::wanted(&now, self.settings.transcoding.all_videos) {
-                        self.engine.set_only_files(&handle, &files).await?;
-                    }
+                    self.apply_choice(&task.id, &handle).await?;
                     self.engine.resume(&handle).await?;
                     started = true;
                     // Progressive playback: the transcoders read the files while they come.

@@ -70,21 +70,45 @@ impl Job<'_> {
             tracing::info!("its video is no longer wanted; dropped");
             return Err(Error::TaskGone);
         }
+        let outcome = self
+            .progressive_or_whole(&task_id, &final_dir, &reports, wants, cancel)
+            .await;
+        match outcome {
+            // Its video was unchosen while it ran (its inputs then end short): no failure.
+            Err(e)
+                if !matches!(e, Error::TaskGone | Error::Cancelled)
+                    && output::stopped(&final_dir).await =>
+            {
+                tracing::info!(error = %e, "its video is no longer wanted; dropped");
+                Err(Error::TaskGone)
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn progressive_or_whole(
+        &self,
+        task_id: &TaskId,
+        final_dir: &Path,
+        reports: &UnboundedSender<Report>,
+        wants: &mut UnboundedReceiver<Want>,
+        cancel: &CancellationToken,
+    ) -> Result<Done> {
         if self.job.progressive && self.transcoding.progressive_playback() {
             if let Some(done) = self
-                .progressive(&task_id, &final_dir, &reports, wants, cancel)
+                .progressive(task_id, final_dir, reports, wants, cancel)
                 .await?
             {
                 return Ok(done);
             }
             tracing::info!("no video for the progressive path; trying the whole-file path");
         }
-        let partial = output::partial_dir(&final_dir);
+        let partial = output::partial_dir(final_dir);
         output::fresh(&partial).await?;
-        let outcome = self.build(&task_id, &partial, &reports, cancel).await;
+        let outcome = self.build(task_id, &partial, reports, cancel).await;
         match outcome {
             Ok(done) => {
-                output::publish(&partial, &final_dir).await?;
+                output::publish(&partial, final_dir).await?;
                 Ok(done)
             }
             Err(e) => {

@@ -191,7 +191,7 @@ impl Worker {
                 let _ = message.ack_with(AckKind::Nak(None)).await;
             }
             Err(Error::TaskGone) => {
-                tracing::info!("the task was deleted; job dropped");
+                tracing::info!("the task was deleted or its video unchosen; job dropped");
                 let _ = message.ack_with(AckKind::Term).await;
             }
             Err(e) if e.is_permanent() || delivered >= max => {

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use magnet_tests::nats::NatsServer;
 use magnet_tests::seeder::Seeder;
-use magnet_tests::services::{Served, offline_node};
+use magnet_proto::v1 as pb;
+use magnet_tests::services::{InProcess, Served, TaskClient, offline_node, submit};
 use magnet_tests::video::{Codec, assert_vod, generate};
 use magnet_tests::{eventually, init_logging, json_of, stack, submit_magnet, task_of};
 use serde_json::{Value, json};
 
 const NODE: &str = "node-e";
 const PIECE: u64 = 64 * 1024;
+const TOKEN: &str = "a-shared-service-token-0123";
 
 /// The task's video whose path ends with `name`.
 fn video<'a>(t: &'a Value, name: &str) -> &'a Value {
@@ -243,5 +245,109 @@ async fn a_season_pack_plays_the_chosen_episode_only_and_switches() -> anyhow::R
         assert_eq!(status, 400, "{e}");
     }
     served.stop().await?;
+    Ok(())
+}
+
+/// The task as the node has it, once `wanted` says so.
+async fn node_task(
+    client: &TaskClient,
+    id: &str,
+    what: &str,
+    wanted: impl Fn(&pb::Task) -> bool,
+) -> anyhow::Result<pb::Task> {
+    let wanted = &wanted;
+    eventually(Duration::from_secs(60), what, || {
+        let mut client = client.clone();
+        async move {
+            let t = client
+                .get(pb::GetRequest {
+                    task_id: id.into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            wanted(&t).then_some(t)
+        }
+    })
+    .await
+}
+
+fn node_video<'a>(t: &'a pb::Task, name: &str) -> Option<&'a pb::TaskVideo> {
+    t.videos.iter().find(|v| v.path.ends_with(name))
+}
+
+/// Found by CI: a transcoder slow to take the default video's job probed that video after
+/// another episode was chosen, and its read, left open on the node's stream endpoint, made
+/// the torrent fetch all of the video nobody played. A choice now ends the open streams of
+/// the files it no longer wants, and those files no longer open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_choice_ends_the_open_reads_of_the_video_before() -> anyhow::Result<()> {
+    init_logging();
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let show = season_pack(src.path())?;
+    let seeder = Seeder::with_upload_limit(Some(32 * 1024)).await?;
+    let seeded = seeder.seed_pieces(&show, u32::try_from(PIECE)?).await?;
+    let data = tempfile::tempdir()?;
+    let mut settings = offline_node(data.path(), nats.url(), NODE);
+    settings.internal.token = Some(TOKEN.into());
+    let node = InProcess::start(settings).await?;
+    let mut client = node.client().await?;
+    let id = submit(&mut client, &seeded.magnet).await?.id;
+    let listed = node_task(&client, &id, "videos listed", |t| t.videos.len() == 5).await?;
+    let (Some(first), Some(third)) = (
+        node_video(&listed, "S01E01.mp4").cloned(),
+        node_video(&listed, "S01E03.mp4").cloned(),
+    ) else {
+        anyhow::bail!("episodes 1 and 3 listed: {listed:?}");
+    };
+    assert!(first.current, "{listed:?}");
+
+    // A reader of the default video (what a transcoder's probe is), reading while it comes.
+    let http = reqwest::Client::new();
+    let stream = |index: u32| {
+        http.get(format!("http://{}/stream/{id}/{index}", node.stream_addr))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+    };
+    let reading = stream(first.index).await?;
+    assert_eq!(reading.status(), 200);
+    let reader = tokio::spawn(async move {
+        let mut body = reading.bytes_stream();
+        let mut got = 0;
+        while let Some(Ok(chunk)) = futures::StreamExt::next(&mut body).await {
+            got += chunk.len() as u64;
+        }
+        got
+    });
+
+    // Episode 3 is chosen and the seeder goes full speed: the read of episode 1 ends short,
+    // episode 1 does not open again, and only episode 3 comes.
+    client
+        .play(pb::PlayRequest {
+            task_id: id.clone(),
+            file_index: third.index,
+        })
+        .await?;
+    seeder.set_upload_limit(None);
+    let read = tokio::time::timeout(Duration::from_secs(30), reader).await??;
+    assert!(
+        read < first.size,
+        "the read of the video before went on: {read} of {} bytes",
+        first.size
+    );
+    assert_eq!(stream(first.index).await?.status(), 404);
+    assert_eq!(stream(third.index).await?.status(), 200);
+    let done = node_task(&client, &id, "episode 3 downloaded", |t| {
+        node_video(t, "S01E03.mp4").is_some_and(|v| v.downloaded == v.size)
+    })
+    .await?;
+    let first_now = node_video(&done, "S01E01.mp4").map_or(0, |v| v.downloaded);
+    assert!(
+        first_now < first.size,
+        "episode 1 was fetched whole though nobody plays it: {first_now} bytes"
+    );
+    node.stop().await?;
     Ok(())
 }
