@@ -4,6 +4,7 @@
 //! The tests themselves are in `tests/integration.rs`.
 
 pub mod chaos;
+pub mod images;
 pub mod kube_api;
 pub mod load;
 pub mod nats;

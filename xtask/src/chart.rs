@@ -102,6 +102,15 @@ pub fn run() -> anyhow::Result<()> {
         println!("chart: {name}: lint ok, {objects} objects valid");
     }
 
+    // What each of our containers gets at run time, for the image tests.
+    system::run(
+        Command::new(&tools.python)
+            .arg(root.join("xtask/py/pod_runtime.py"))
+            .arg(rendered.join("default.yaml"))
+            .arg(rendered.join("pods")),
+    )
+    .context("the pods' run-time settings")?;
+
     let bin_dir = crate::up::target_dir()?.join("debug");
     let mut test = Command::new(&tools.python);
     test.args(["-m", "unittest", "-v"])

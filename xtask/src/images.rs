@@ -65,26 +65,15 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         return Ok(());
     }
     let buildah = Buildah::new()?;
-    let root = system::repository_root()?;
-    let context = if opts.from_source {
-        root.clone()
+    let binaries = if opts.from_source {
+        Binaries::Source
     } else {
-        stage_binaries()?
+        // The gateway embeds the web UI.
+        crate::web::build(false)?;
+        system::run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+        Binaries::Prebuilt("release")
     };
-    buildah.ensure_base()?;
-    for service in SERVICES {
-        let image = image(&opts.registry, service, tag);
-        eprintln!("xtask: building {image}");
-        let mut bud = buildah.command();
-        bud.args(["bud", "--isolation", "chroot", "--layers"])
-            .arg("--file")
-            .arg(root.join("deploy/Dockerfile"))
-            .args(["--target", service, "--tag", &image]);
-        if !opts.from_source {
-            // The base image is local; nothing else is fetched.
-            bud.args(["--pull=never", "--build-arg", "BINARIES=prebuilt"]);
-        }
-        system::run(bud.arg(&context))?;
+    for image in buildah.build(&binaries, &opts.registry, tag)? {
         if opts.push {
             system::run(
                 buildah
@@ -96,6 +85,40 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         }
     }
     buildah.summary(&opts.registry, tag)
+}
+
+/// The images the tests run (`tests/tests/integration/images.rs`): built from the debug
+/// binaries the tests use (the runtime stages are the same as for release ones), tagged
+/// `localhost/magnetm3u8-<service>:test`. The environment that tells the tests where they are;
+/// none, with the reason printed, when buildah cannot be had here.
+pub fn for_tests() -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+    let buildah = match Buildah::new() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("xtask: the image tests are skipped: buildah is not available ({e:#})");
+            return Ok(Vec::new());
+        }
+    };
+    buildah.build(&Binaries::Prebuilt("debug"), TEST_REGISTRY, TEST_TAG)?;
+    Ok(vec![
+        ("MAGNET_IMAGES_STORAGE", buildah.storage.clone()),
+        (
+            "MAGNET_IMAGES_PODS",
+            crate::up::target_dir()?.join("chart-rendered/pods"),
+        ),
+    ])
+}
+
+/// Where the tests' images are tagged.
+const TEST_REGISTRY: &str = "localhost";
+const TEST_TAG: &str = "test";
+
+/// Where the images' binaries come from.
+enum Binaries {
+    /// The Dockerfile's own Rust stage.
+    Source,
+    /// This workspace's build of that profile (`release`, `debug`), built already.
+    Prebuilt(&'static str),
 }
 
 /// buildah on the project's own storage (`<target>/containers`, vfs).
@@ -121,6 +144,42 @@ impl Buildah {
             .arg(self.storage.join("run"))
             .args(["--storage-driver", "vfs"]);
         cmd
+    }
+
+    /// Builds the five images; their names.
+    fn build(&self, binaries: &Binaries, registry: &str, tag: &str) -> anyhow::Result<Vec<String>> {
+        let context = match binaries {
+            Binaries::Source => system::repository_root()?,
+            Binaries::Prebuilt(profile) => stage_binaries(profile)?,
+        };
+        let dockerfile = system::repository_root()?.join("deploy/Dockerfile");
+        self.ensure_base()?;
+        let mut built = Vec::new();
+        for service in SERVICES {
+            let image = image(registry, service, tag);
+            eprintln!("xtask: building {image}");
+            let mut bud = self.command();
+            bud.args(["bud", "--quiet", "--isolation", "chroot", "--layers"])
+                .arg("--file")
+                .arg(&dockerfile)
+                .args(["--target", service, "--tag", &image]);
+            if let Binaries::Prebuilt(_) = binaries {
+                // The base image is local; nothing else is fetched.
+                bud.args(["--pull=never", "--build-arg", "BINARIES=prebuilt"]);
+            }
+            system::run(bud.arg(&context))?;
+            built.push(image);
+        }
+        // What the builds leave (a working container per `FROM` of the binaries' stage) and the
+        // images these replaced: vfs keeps whole copies, so storage would grow every build.
+        for clean in [["rm", "--all"], ["rmi", "--prune"]] {
+            system::run(
+                self.command()
+                    .args(clean)
+                    .stdout(std::process::Stdio::null()),
+            )?;
+        }
+        Ok(built)
     }
 
     fn has_image(&self, name: &str) -> bool {
@@ -198,19 +257,17 @@ impl Buildah {
     }
 }
 
-/// Builds the release binaries and stages them as the build context's `bin/`; the context.
-fn stage_binaries() -> anyhow::Result<PathBuf> {
-    // The gateway embeds the web UI.
-    crate::web::build(false)?;
-    system::run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+/// Stages the binaries of a build `profile` (built already) as the build context's `bin/`;
+/// the context.
+fn stage_binaries(profile: &str) -> anyhow::Result<PathBuf> {
     let target = crate::up::target_dir()?;
     let context = target.join("images-context");
     let bin = context.join("bin");
     std::fs::create_dir_all(&bin)?;
     for service in SERVICES {
         let name = format!("magnet-{service}");
-        std::fs::copy(target.join("release").join(&name), bin.join(&name))
-            .with_context(|| format!("staging {name}"))?;
+        std::fs::copy(target.join(profile).join(&name), bin.join(&name))
+            .with_context(|| format!("staging the {profile} build of {name}"))?;
     }
     Ok(context)
 }

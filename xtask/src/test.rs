@@ -1,5 +1,5 @@
 //! `cargo xtask test`: everything the tests need (programs, the web UI), the chart checks
-//! (`cargo xtask chart`), then every test of the workspace with nextest (a process per test suits tests that spawn servers).
+//! (`cargo xtask chart`), the container images (`images::for_tests`), then every test of the workspace with nextest (a process per test suits tests that spawn servers).
 
 use crate::system::{self, cargo};
 
@@ -13,11 +13,15 @@ pub fn run(extra: &[String]) -> anyhow::Result<()> {
     crate::web::build(true)?;
     // Tests that run our services as child processes need the binaries built.
     system::run(cargo().args(["build", "--workspace", "--bins"]))?;
-    // The Helm chart and the Dockerfile (skipped when only some tests are asked for).
-    if extra.is_empty() {
-        crate::chart::run()?;
-    }
+    // The Helm chart and the Dockerfile, and the images the chart runs, built for the image
+    // tests (skipped when only some tests are asked for, unless those are the image tests).
     let mut cmd = cargo();
+    if extra.is_empty() || extra.iter().any(|a| a.contains("images")) {
+        crate::chart::run()?;
+        for (name, value) in crate::images::for_tests()? {
+            cmd.env(name, value);
+        }
+    }
     cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     if std::env::var_os("CI").is_some() {
         cmd.args(["--profile", "ci"]);

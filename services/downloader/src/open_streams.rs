@@ -61,7 +61,11 @@ mod tests {
         let streams = OpenStreams::default();
         let id = |s: &str| TaskId::parse(s).expect("id");
         let (a, b) = (id("task_1"), id("task_2"));
-        let (a0, a3, b0) = (streams.token(&a, 0), streams.token(&a, 3), streams.token(&b, 0));
+        let (a0, a3, b0) = (
+            streams.token(&a, 0),
+            streams.token(&a, 3),
+            streams.token(&b, 0),
+        );
         streams.end_unwanted(&a, &HashSet::from([3, 4]));
         assert!(a0.is_cancelled());
         assert!(!a3.is_cancelled() && !b0.is_cancelled());

@@ -9,6 +9,7 @@ mod disk;
 mod downloader;
 mod gateway;
 mod hostile;
+mod images;
 mod local;
 mod nats_cluster;
 mod observability;

@@ -1,0 +1,150 @@
+//! The container images, run as the chart's pods run them (issue 19): each binary starts as
+//! uid 10001 on a read-only root with the chart's rendered configuration, every shared
+//! library is found, and the transcoder's ffmpeg has the codecs we use. `cargo xtask test`
+//! builds the images (see `magnet_tests::images`); without them these tests say why and pass.
+
+use magnet_tests::images::{Images, SERVICES};
+
+fn images() -> Option<Images> {
+    match Images::from_env() {
+        Ok(images) => Some(images),
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}
+
+#[test]
+fn each_image_starts_as_its_pod_with_the_charts_config() -> anyhow::Result<()> {
+    let Some(images) = images() else {
+        return Ok(());
+    };
+    for service in SERVICES {
+        let pod = images.pod(service)?;
+        assert_eq!(pod.user, "10001:10001", "{service}");
+        assert!(
+            pod.read_only_root,
+            "{service}: the chart's root is read-only"
+        );
+        assert!(
+            pod.env
+                .get("MAGNET_CONFIG")
+                .is_some_and(|c| c.starts_with("/etc/magnetm3u8/")),
+            "{service}: {:?}",
+            pod.env
+        );
+        let ctr = images.container(service)?;
+        let binary = format!("/usr/local/bin/magnet-{service}");
+
+        let checked = ctr.run(&pod, &binary, &["--check-config"])?;
+        assert!(checked.contains("configuration ok"), "{service}: {checked}");
+        assert_eq!(ctr.run(&pod, "id", &["-u"])?.trim(), "10001", "{service}");
+        // Even root could not write to it.
+        let as_root = magnet_tests::images::Pod {
+            user: "0:0".into(),
+            ..pod.clone()
+        };
+        let write = ctr.run(&as_root, "touch", &["/usr/local/bin/x"]);
+        assert!(
+            write
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("Read-only file system")),
+            "{service}: the root must be read-only: {write:?}"
+        );
+        // Where the pod writes: /tmp (and the node's volume, below).
+        ctr.run(&pod, "touch", &["/tmp/x"])?;
+
+        let mut programs = vec![binary.clone()];
+        if service == "transcoder" {
+            programs.extend(["/usr/bin/ffmpeg".to_owned(), "/usr/bin/ffprobe".to_owned()]);
+        }
+        for program in &programs {
+            let libs = ctr.run(&pod, "ldd", &[program])?;
+            assert!(
+                !libs.contains("not found"),
+                "{service}: {program} misses libraries: {libs}"
+            );
+        }
+        // No compiler, no package manager's caches, only the transcoder has ffmpeg.
+        for absent in ["usr/bin/cc", "usr/bin/rustc", "usr/local/cargo"] {
+            assert!(!ctr.root().join(absent).exists(), "{service}: {absent}");
+        }
+        assert_eq!(
+            ctr.root().join("usr/bin/ffmpeg").exists(),
+            service == "transcoder",
+            "{service}"
+        );
+        let lists = std::fs::read_dir(ctr.root().join("var/lib/apt/lists"))
+            .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
+            .unwrap_or(0);
+        assert_eq!(lists, 0, "{service}: apt lists left in the image");
+    }
+    Ok(())
+}
+
+#[test]
+fn the_transcoders_image_makes_h264_aac_hls_and_webvtt() -> anyhow::Result<()> {
+    let Some(images) = images() else {
+        return Ok(());
+    };
+    let mut pod = images.pod("transcoder")?;
+    let data = tempfile::tempdir()?;
+    pod.volume("/data", data.path())?;
+    std::fs::write(
+        data.path().join("in.srt"),
+        "1\n00:00:00,500 --> 00:00:01,500\nHello\n",
+    )?;
+    let ctr = images.container("transcoder")?;
+    let ffmpeg = |args: &[&str]| {
+        let mut all = vec!["-hide_banner", "-v", "error", "-y"];
+        all.extend_from_slice(args);
+        ctr.run(&pod, "ffmpeg", &all)
+    };
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=duration=2:size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-c:a",
+        "aac",
+        "-f",
+        "hls",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
+        "/data/index.m3u8",
+    ])?;
+    ffmpeg(&["-i", "/data/in.srt", "-c:s", "webvtt", "/data/sub.vtt"])?;
+
+    let streams = ctr.run(
+        &pod,
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            "/data/index.m3u8",
+        ],
+    )?;
+    let codecs: Vec<&str> = streams.lines().map(str::trim).collect();
+    assert!(
+        codecs.contains(&"h264") && codecs.contains(&"aac"),
+        "{streams}"
+    );
+    let vtt = std::fs::read_to_string(data.path().join("sub.vtt"))?;
+    assert!(vtt.starts_with("WEBVTT") && vtt.contains("Hello"), "{vtt}");
+    Ok(())
+}
