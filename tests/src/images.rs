@@ -14,8 +14,10 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
+use magnet_stack::Wrap;
 
 /// The five services, one image each.
 pub const SERVICES: [&str; 5] = [
@@ -47,6 +49,7 @@ exec chroot --userspec="$user" "$mnt" "$@"
 "#;
 
 /// The images `cargo xtask test` built.
+#[derive(Debug, Clone)]
 pub struct Images {
     storage: PathBuf,
     pods: PathBuf,
@@ -139,6 +142,46 @@ impl Images {
         })
     }
 
+    /// A [`Wrap`] that makes `magnet_stack` run each service in a new container of its image,
+    /// as the chart's pod runs it (user, read-only root, `/tmp`), with the stack's environment,
+    /// its config file in a folder mounted at `/etc/magnetm3u8`, and the node's data folder
+    /// mounted at `/data` as the chart mounts the node's volume. Keep the [`Containers`] until
+    /// the stack has stopped.
+    pub fn wrap(&self) -> (Wrap, Containers) {
+        let containers = Containers::default();
+        let (images, kept) = (self.clone(), containers.clone());
+        let wrap = move |service: &str, cmd: Command| -> anyhow::Result<Command> {
+            let mut pod = images.pod(service)?;
+            let mut env: BTreeMap<String, String> = cmd
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+                .collect();
+            if let Some(data) = env.insert("MAGNET__STORAGE__DATA_DIR".into(), "/data".into()) {
+                std::fs::create_dir_all(&data)?;
+                pod.volume("/data", Path::new(&data))?;
+            }
+            pod.env = env;
+            let mut args: Vec<String> = cmd
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            if let Some(i) = args.iter().position(|a| a == "--config") {
+                let config = PathBuf::from(args.get(i + 1).context("--config without a file")?);
+                let (Some(folder), Some(name)) = (config.parent(), config.file_name()) else {
+                    bail!("config {} is not a file in a folder", config.display());
+                };
+                pod.bind("/etc/magnetm3u8", folder)?;
+                args[i + 1] = format!("/etc/magnetm3u8/{}", name.to_string_lossy());
+            }
+            let ctr = images.container(service)?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let wrapped = ctr.command(&pod, &format!("/usr/local/bin/magnet-{service}"), &args)?;
+            kept.0.lock().unwrap_or_else(|e| e.into_inner()).push(ctr);
+            Ok(wrapped)
+        };
+        (Wrap(Arc::new(wrap)), containers)
+    }
+
     fn output(&self, cmd: &mut Command) -> anyhow::Result<String> {
         let out = cmd.output().context("cannot run buildah")?;
         if !out.status.success() {
@@ -171,6 +214,11 @@ impl Pod {
     pub fn volume(&mut self, path: &str, source: &Path) -> anyhow::Result<()> {
         let (uid, gid) = self.ids()?;
         chown(source, Some(uid), Some(gid))?;
+        self.bind(path, source)
+    }
+
+    /// Binds the volume at `path` to `source` instead, as it is.
+    pub fn bind(&mut self, path: &str, source: &Path) -> anyhow::Result<()> {
         match self.mounts.iter_mut().find(|m| m.path == path) {
             Some(m) => m.source = source.to_owned(),
             None => bail!("the pod mounts nothing at {path}"),
@@ -183,6 +231,10 @@ impl Pod {
         Ok((u.parse()?, g.parse()?))
     }
 }
+
+/// The containers of a [`Images::wrap`]; removed when the last clone is dropped.
+#[derive(Default, Clone)]
+pub struct Containers(Arc<Mutex<Vec<Container>>>);
 
 /// A container of an image with its root mounted; removed when dropped.
 pub struct Container {

@@ -29,6 +29,8 @@ pub const SERVICES: [&str; 5] = [
 
 /// The base image the Dockerfile starts from.
 const BASE: &str = "docker.io/library/debian:bookworm-slim";
+/// The label of a base made by this code (a change to how it is made changes the label).
+const BASE_LABEL: &str = "org.magnetm3u8.base=debootstrap-minbase-slim-1";
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -182,19 +184,29 @@ impl Buildah {
         Ok(built)
     }
 
-    fn has_image(&self, name: &str) -> bool {
+    /// Whether the base image is there, made the way this code makes it (its label).
+    fn base_is_current(&self) -> bool {
         self.command()
-            .args(["inspect", "--type", "image", name])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .args([
+                "inspect",
+                "--type",
+                "image",
+                "--format",
+                "{{.OCIv1.Config.Labels}}",
+                BASE,
+            ])
+            .output()
+            .is_ok_and(|o| {
+                let (key, value) = BASE_LABEL.split_once('=').unwrap_or((BASE_LABEL, ""));
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout).contains(&format!("{key}:{value}"))
+            })
     }
 
     /// `debian:bookworm-slim` in the storage, made once from Debian's own packages with
     /// debootstrap (no registry needed; what the published image holds, give or take docs).
     fn ensure_base(&self) -> anyhow::Result<()> {
-        if self.has_image(BASE) {
+        if self.base_is_current() {
             return Ok(());
         }
         eprintln!("xtask: making {BASE} from Debian's packages (debootstrap, once)");
@@ -207,11 +219,8 @@ impl Buildah {
                     .arg(&rootfs)
                     .arg("http://deb.debian.org/debian"),
             )?;
-            // What the published slim image leaves out too.
-            for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
-                clear_files(&rootfs.join(dir))?;
-            }
         }
+        slim(&rootfs)?;
         let out = self.command().args(["from", "scratch"]).output()?;
         anyhow::ensure!(out.status.success(), "buildah from scratch failed");
         let ctr = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -222,6 +231,8 @@ impl Buildah {
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "--cmd",
             "bash",
+            "--label",
+            BASE_LABEL,
             &ctr,
         ]))?;
         system::run(self.command().args(["commit", "--quiet", &ctr, BASE]))?;
@@ -270,6 +281,51 @@ fn stage_binaries(profile: &str) -> anyhow::Result<PathBuf> {
             .with_context(|| format!("staging the {profile} build of {name}"))?;
     }
     Ok(context)
+}
+
+/// What Debian's published slim images leave out, left out of the base made here too: apt's
+/// caches, and documentation, manual pages and translations, now and in what the images'
+/// `apt-get install` adds (dpkg's `path-exclude`, as the slim images set it; copyrights kept).
+fn slim(rootfs: &Path) -> anyhow::Result<()> {
+    for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+        clear_files(&rootfs.join(dir))?;
+    }
+    const EXCLUDED: [&str; 7] = ["doc", "man", "groff", "info", "lintian", "linda", "locale"];
+    let mut rules = String::new();
+    for dir in EXCLUDED {
+        rules.push_str(&format!("path-exclude /usr/share/{dir}/*\n"));
+        let path = rootfs.join("usr/share").join(dir);
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path)?.flatten() {
+                let keep = dir == "doc" && entry.path().join("copyright").exists();
+                if keep {
+                    // Only the copyright of each package stays.
+                    for inner in std::fs::read_dir(entry.path())?.flatten() {
+                        if inner.file_name() != "copyright" {
+                            remove(&inner.path())?;
+                        }
+                    }
+                } else {
+                    remove(&entry.path())?;
+                }
+            }
+        }
+    }
+    rules.push_str("path-include /usr/share/doc/*/copyright\n");
+    let cfg = rootfs.join("etc/dpkg/dpkg.cfg.d");
+    std::fs::create_dir_all(&cfg)?;
+    std::fs::write(cfg.join("docker"), rules)?;
+    Ok(())
+}
+
+fn remove(path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        std::fs::remove_dir_all(path)?;
+    } else {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
 }
 
 /// Removes the files (not the folder) in `dir`.

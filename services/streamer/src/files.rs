@@ -147,7 +147,6 @@ pub struct Maker {
     pub wait: std::time::Duration,
 }
 
-
 impl Maker {
     /// Whether the segment is in place now (`Ok(true)`), not in the task's plan (`NotFound`),
     /// or still coming (`NotYet`).
@@ -185,12 +184,42 @@ impl Maker {
     }
 }
 
+/// The canonical form of `dir`, which may not exist yet: its nearest existing ancestor's
+/// canonical path with the rest appended.
+fn canonical_to_be(dir: &Path) -> std::io::Result<PathBuf> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        match at.canonicalize() {
+            Ok(base) => {
+                return Ok(missing
+                    .iter()
+                    .rev()
+                    .fold(base, |path, part| path.join(part)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (Some(parent), Some(name)) = (at.parent(), at.file_name()) else {
+                    return Err(e);
+                };
+                missing.push(name.to_owned());
+                at = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl Root {
-    /// `dir` is canonicalised once (created if missing).
+    /// `dir` is canonicalised once. The streamer only reads, on a volume mounted read-only
+    /// (the chart's): a folder the node's downloader has not made yet is taken as it will be,
+    /// and its files are "not found" until then.
     pub fn new(dir: &Path, max_file_mb: u64) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
         Ok(Self {
-            dir: dir.canonicalize()?,
+            dir: canonical_to_be(dir)?,
             max_bytes: max_file_mb.saturating_mul(1024 * 1024),
             maker: None,
             plays: None,
@@ -343,6 +372,21 @@ mod tests {
             FileRef::from_url("/video/task_1/secret.txt"),
             Err(FileError::Extension(_))
         ));
+    }
+
+    /// The chart mounts the node's volume read-only in the streamer, which may start before
+    /// the downloader made `m3u8/`: it must not try to make it, and serves it once made.
+    #[tokio::test]
+    async fn a_folder_not_made_yet_is_served_once_made() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let m3u8 = dir.path().join("m3u8");
+        let root = Root::new(&m3u8, 10).expect("root");
+        assert!(!m3u8.exists(), "the streamer made the folder");
+        let file = FileRef::new("task_1", "index.m3u8").expect("valid");
+        assert!(matches!(root.open(&file).await, Err(FileError::NotFound)));
+        std::fs::create_dir_all(m3u8.join("task_1")).expect("mkdir");
+        std::fs::write(m3u8.join("task_1/index.m3u8"), b"#EXTM3U\n").expect("write");
+        assert_eq!(root.open(&file).await.map(|(_, len)| len), Ok(8));
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -84,6 +84,21 @@ pub struct Options {
     /// BitTorrent listening port of the first worker node; the next nodes get the next ports.
     /// None: as the config says (tests: not listening).
     pub torrent_port_base: Option<u16>,
+    /// Runs each service some other way than its binary in `bin_dir` (the image tests run
+    /// the container images so).
+    pub wrap: Option<Wrap>,
+}
+
+/// Given a service (`gateway`, …) and the command the stack would run for it, the command to
+/// run instead. The process it starts must be the service itself (exec, no fork), so that
+/// the stack's signals reach it.
+#[derive(Clone)]
+pub struct Wrap(pub Arc<dyn Fn(&str, Command) -> anyhow::Result<Command> + Send + Sync>);
+
+impl std::fmt::Debug for Wrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wrap")
+    }
 }
 
 impl Options {
@@ -104,6 +119,7 @@ impl Options {
             logs: Logs::Stderr,
             own_process_group: false,
             torrent_port_base: None,
+            wrap: None,
         }
     }
 }
@@ -536,15 +552,21 @@ impl Stack {
     }
 
     /// Runs nats-server on `conf`; returns once it says it is ready.
-    fn start_nats_process(&mut self, opts: &Options, name: &str, conf: &Path) -> anyhow::Result<()> {
+    fn start_nats_process(
+        &mut self,
+        opts: &Options,
+        name: &str,
+        conf: &Path,
+    ) -> anyhow::Result<()> {
         let mut cmd = Command::new("nats-server");
         cmd.arg("-c").arg(conf);
         let (rx, mut proc) = spawn_logged(cmd, name, opts, |line| line.contains("Server is ready"))
             .context("cannot run nats-server: is it installed? (`cargo xtask` installs it)")?;
         proc.nats_conf = Some(conf.to_owned());
         self.procs.push(proc);
-        rx.recv_timeout(START_LIMIT)
-            .map_err(|_| anyhow::anyhow!("{name} did not start in {START_LIMIT:?} (see its log)"))?;
+        rx.recv_timeout(START_LIMIT).map_err(|_| {
+            anyhow::anyhow!("{name} did not start in {START_LIMIT:?} (see its log)")
+        })?;
         Ok(())
     }
 
@@ -585,6 +607,9 @@ impl Stack {
         }
         for (k, v) in env {
             cmd.env(format!("MAGNET__{k}"), v);
+        }
+        if let Some(Wrap(wrap)) = &opts.wrap {
+            cmd = wrap(binary, cmd)?;
         }
         let wanted = ready.to_owned();
         let (rx, proc) = spawn_logged(cmd, name, opts, move |line| {
@@ -742,7 +767,9 @@ fn field(line: &str, key: &str) -> Option<String> {
 /// A free TCP port on loopback (bound and released: another process may take it first, which
 /// the caller sees as its start failing).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// The file name of `path` (configs include each other by name, from the same folder).

@@ -2,8 +2,17 @@
 //! uid 10001 on a read-only root with the chart's rendered configuration, every shared
 //! library is found, and the transcoder's ffmpeg has the codecs we use. `cargo xtask test`
 //! builds the images (see `magnet_tests::images`); without them these tests say why and pass.
+//! And the whole system runs from them: nats-server and the five images as containers on
+//! the host's loopback, a seeded magnet to `ready`, played through the gateway's relay.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
 
 use magnet_tests::images::{Images, SERVICES};
+use magnet_tests::seeder::Seeder;
+use magnet_tests::video::{Codec, duration, generate};
+use magnet_tests::{init_logging, stack, submit_magnet, task_reaches};
 
 fn images() -> Option<Images> {
     match Images::from_env() {
@@ -146,5 +155,46 @@ fn the_transcoders_image_makes_h264_aac_hls_and_webvtt() -> anyhow::Result<()> {
     );
     let vtt = std::fs::read_to_string(data.path().join("sub.vtt"))?;
     assert!(vtt.starts_with("WEBVTT") && vtt.contains("Hello"), "{vtt}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_system_runs_from_its_images() -> anyhow::Result<()> {
+    let Some(images) = images() else {
+        return Ok(());
+    };
+    init_logging();
+    let src = tempfile::tempdir()?;
+    let movie = src.path().join("movie.mp4");
+    generate(&movie, 6, Codec::H264Aac)?;
+    let seeder = Seeder::start().await?;
+    let seeded = seeder.seed(&movie).await?;
+
+    let dir = tempfile::tempdir()?;
+    // Dropped after the stack: the containers outlive their processes.
+    let (wrap, _containers) = images.wrap();
+    let stack = stack::start_shaped(dir.path(), 1, |_| {}, |o| o.wrap = Some(wrap))?;
+    let (http, base) = (reqwest::Client::new(), stack.gateway_url());
+    let id = submit_magnet(&http, &base, &seeded.magnet).await?;
+    let task = task_reaches(&http, &base, &id, "ready", Duration::from_secs(120)).await?;
+
+    // The node's volume holds what the containers wrote, as the pods' user.
+    let hls = dir.path().join("node-1/m3u8").join(&id);
+    let owner = std::fs::metadata(hls.join("index.m3u8"))?.uid();
+    assert_eq!(owner, 10001, "{task}");
+    // Played through the gateway's relay: ffprobe reads the playlist and its segments.
+    let url = format!("{base}/video/{id}/index.m3u8");
+    let seconds = duration(Path::new(&url))?;
+    assert!((seconds - 6.0).abs() < 1.0, "{seconds} s through the relay");
+    let played = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &url, "-f", "null", "-"])
+        .output()?;
+    assert!(
+        played.status.success() && played.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&played.stderr)
+    );
+    let killed = stack.stop();
+    assert!(killed.is_empty(), "did not stop on SIGTERM: {killed:?}");
     Ok(())
 }
