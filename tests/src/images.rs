@@ -1,8 +1,8 @@
 //! The container images run as their pods run them, without a container engine. `cargo xtask
 //! test` builds the five images with buildah (`xtask/src/images.rs`) and writes what the
 //! chart gives each container (`xtask/py/pod_runtime.py`: environment, user, mounts,
-//! read-only root); it tells the tests where through `MAGNET_IMAGES_STORAGE` and
-//! `MAGNET_IMAGES_PODS`.
+//! read-only root); it tells the tests where through `MAGNET_BUILDAH` (buildah on the
+//! images' storage) and `MAGNET_IMAGES_PODS`.
 //!
 //! A run: buildah makes a container of the image and mounts its root; the program starts in
 //! a mount namespace of its own (`unshare --mount`) where that root is bind-mounted (read-only
@@ -20,13 +20,7 @@ use anyhow::{Context, bail};
 use magnet_stack::Wrap;
 
 /// The five services, one image each.
-pub const SERVICES: [&str; 5] = [
-    "gateway",
-    "signaling",
-    "downloader",
-    "transcoder",
-    "streamer",
-];
+pub use magnet_stack::SERVICES;
 
 /// The shell that sets up a run's mounts and enters the root; its arguments are the root,
 /// the mount folder, `uid:gid`, `1` for a read-only root, then `<ro|rw> <path> <source>`
@@ -51,7 +45,8 @@ exec chroot --userspec="$user" "$mnt" "$@"
 /// The images `cargo xtask test` built.
 #[derive(Debug, Clone)]
 pub struct Images {
-    storage: PathBuf,
+    /// buildah on the images' storage (a script xtask writes).
+    buildah: PathBuf,
     pods: PathBuf,
 }
 
@@ -59,16 +54,16 @@ impl Images {
     /// The images, or why there are none (the tests then say so and pass).
     pub fn from_env() -> Result<Self, String> {
         match (
-            std::env::var_os("MAGNET_IMAGES_STORAGE"),
+            std::env::var_os("MAGNET_BUILDAH"),
             std::env::var_os("MAGNET_IMAGES_PODS"),
         ) {
-            (Some(storage), Some(pods)) => Ok(Self {
-                storage: storage.into(),
+            (Some(buildah), Some(pods)) => Ok(Self {
+                buildah: buildah.into(),
                 pods: pods.into(),
             }),
             _ => Err(
                 "no images: `cargo xtask test` builds them when buildah can be had \
-                      (MAGNET_IMAGES_STORAGE and MAGNET_IMAGES_PODS are not set)"
+                      (MAGNET_BUILDAH and MAGNET_IMAGES_PODS are not set)"
                     .into(),
             ),
         }
@@ -81,13 +76,7 @@ impl Images {
 
     /// `buildah` on the images' storage.
     pub fn buildah(&self) -> Command {
-        let mut cmd = Command::new("buildah");
-        cmd.arg("--root")
-            .arg(self.storage.join("storage"))
-            .arg("--runroot")
-            .arg(self.storage.join("run"))
-            .args(["--storage-driver", "vfs"]);
-        cmd
+        Command::new(&self.buildah)
     }
 
     /// A new container of `service`'s image, its root mounted.
@@ -98,12 +87,9 @@ impl Images {
                     .args(["from", "--pull=never", &Self::image(service)]),
             )?;
         let root = PathBuf::from(self.output(self.buildah().args(["mount", &id]))?);
-        let mnt = self.storage.join("run-roots").join(&id);
+        let mnt = std::env::temp_dir().join(format!("magnet-root-{id}"));
         Ok(Container {
-            buildah: Self {
-                storage: self.storage.clone(),
-                pods: self.pods.clone(),
-            },
+            buildah: self.clone(),
             id,
             root,
             mnt,

@@ -17,20 +17,14 @@ use std::process::Command;
 
 use anyhow::Context;
 
-use crate::system::{self, cargo};
+use magnet_stack::SERVICES;
 
-pub const SERVICES: [&str; 5] = [
-    "gateway",
-    "signaling",
-    "downloader",
-    "transcoder",
-    "streamer",
-];
+use crate::system::{self, cargo};
 
 /// The base image the Dockerfile starts from.
 const BASE: &str = "docker.io/library/debian:bookworm-slim";
 /// The label of a base made by this code (a change to how it is made changes the label).
-const BASE_LABEL: &str = "org.magnetm3u8.base=debootstrap-minbase-slim-1";
+const BASE_LABEL: &str = "org.magnetm3u8.base=debootstrap-minbase-slim-2";
 
 #[derive(clap::Args)]
 pub struct Options {
@@ -103,7 +97,7 @@ pub fn for_tests() -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
     };
     buildah.build(&Binaries::Prebuilt("debug"), TEST_REGISTRY, TEST_TAG)?;
     Ok(vec![
-        ("MAGNET_IMAGES_STORAGE", buildah.storage.clone()),
+        ("MAGNET_BUILDAH", buildah.script.clone()),
         (
             "MAGNET_IMAGES_PODS",
             crate::up::target_dir()?.join("chart-rendered/pods"),
@@ -126,6 +120,8 @@ enum Binaries {
 /// buildah on the project's own storage (`<target>/containers`, vfs).
 pub struct Buildah {
     storage: PathBuf,
+    /// `<storage>/buildah`: buildah with the storage flags, for the image tests.
+    script: PathBuf,
 }
 
 impl Buildah {
@@ -134,7 +130,24 @@ impl Buildah {
         system::ensure_buildah()?;
         let storage = crate::up::target_dir()?.join("containers");
         std::fs::create_dir_all(&storage)?;
-        Ok(Self { storage })
+        let this = Self {
+            script: storage.join("buildah"),
+            storage,
+        };
+        let flags: Vec<String> = this
+            .command()
+            .get_args()
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect();
+        std::fs::write(
+            &this.script,
+            format!("#!/bin/sh\nexec buildah {} \"$@\"\n", flags.join(" ")),
+        )?;
+        std::fs::set_permissions(
+            &this.script,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        Ok(this)
     }
 
     /// `buildah` with the storage flags.
@@ -284,7 +297,7 @@ fn stage_binaries(profile: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// What Debian's published slim images leave out, left out of the base made here too: apt's
-/// caches, and documentation, manual pages and translations, now and in what the images'
+/// caches (now and after each `apt-get`), and documentation, manual pages and translations, now and in what the images'
 /// `apt-get install` adds (dpkg's `path-exclude`, as the slim images set it; copyrights kept).
 fn slim(rootfs: &Path) -> anyhow::Result<()> {
     for dir in ["var/cache/apt/archives", "var/lib/apt/lists"] {
@@ -315,6 +328,28 @@ fn slim(rootfs: &Path) -> anyhow::Result<()> {
     let cfg = rootfs.join("etc/dpkg/dpkg.cfg.d");
     std::fs::create_dir_all(&cfg)?;
     std::fs::write(cfg.join("docker"), rules)?;
+    // apt keeps no package caches (pkgcache.bin alone is ~80 MB after `apt-get update`) and
+    // fetches no translations, as in the slim images.
+    let apt = rootfs.join("etc/apt/apt.conf.d");
+    std::fs::create_dir_all(&apt)?;
+    let clean = "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb \
+                 /var/cache/apt/*.bin || true";
+    std::fs::write(
+        apt.join("docker-clean"),
+        format!(
+            "DPkg::Post-Invoke {{ \"{clean}\"; }};\nAPT::Update::Post-Invoke {{ \"{clean}\"; }};\n\
+             Dir::Cache::pkgcache \"\";\nDir::Cache::srcpkgcache \"\";\n"
+        ),
+    )?;
+    std::fs::write(
+        apt.join("docker-no-languages"),
+        "Acquire::Languages \"none\";\n",
+    )?;
+    for cache in std::fs::read_dir(rootfs.join("var/cache/apt"))?.flatten() {
+        if cache.path().extension().is_some_and(|e| e == "bin") {
+            std::fs::remove_file(cache.path())?;
+        }
+    }
     Ok(())
 }
 

@@ -27,6 +27,16 @@ use anyhow::{Context, bail};
 
 mod nats_auth;
 
+/// The five services, as the binaries (`magnet-<service>`) and the images
+/// (`magnetm3u8-<service>`) name them.
+pub const SERVICES: [&str; 5] = [
+    "gateway",
+    "signaling",
+    "downloader",
+    "transcoder",
+    "streamer",
+];
+
 /// How long a service may take to become ready.
 const START_LIMIT: Duration = Duration::from_secs(60);
 /// How long a service may take to stop after SIGTERM before it is killed.
@@ -93,7 +103,10 @@ pub struct Options {
 /// run instead. The process it starts must be the service itself (exec, no fork), so that
 /// the stack's signals reach it.
 #[derive(Clone)]
-pub struct Wrap(pub Arc<dyn Fn(&str, Command) -> anyhow::Result<Command> + Send + Sync>);
+pub struct Wrap(pub Arc<WrapFn>);
+
+/// What a [`Wrap`] calls: the service and the stack's command; the command to run.
+pub type WrapFn = dyn Fn(&str, Command) -> anyhow::Result<Command> + Send + Sync;
 
 impl std::fmt::Debug for Wrap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

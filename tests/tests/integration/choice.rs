@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use magnet_tests::nats::NatsServer;
-use magnet_tests::seeder::Seeder;
 use magnet_proto::v1 as pb;
+use magnet_tests::nats::NatsServer;
+use magnet_tests::seeder::{Seeded, Seeder};
 use magnet_tests::services::{InProcess, Served, TaskClient, offline_node, submit};
 use magnet_tests::video::{Codec, assert_vod, generate};
 use magnet_tests::{eventually, init_logging, json_of, stack, submit_magnet, task_of};
@@ -73,6 +73,17 @@ fn season_pack(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     Ok(show)
 }
 
+/// A NATS server for a node, and the season pack (its folder) seeded slowly, so that the
+/// default video (episode 1, the largest) gets little before a choice.
+async fn slow_season_pack() -> anyhow::Result<(NatsServer, tempfile::TempDir, Seeder, Seeded)> {
+    let nats = NatsServer::start()?;
+    let src = tempfile::tempdir()?;
+    let show = season_pack(src.path())?;
+    let seeder = Seeder::with_upload_limit(Some(32 * 1024)).await?;
+    let seeded = seeder.seed_pieces(&show, u32::try_from(PIECE)?).await?;
+    Ok((nats, src, seeder, seeded))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chromium_plays_the_chosen_episode_and_the_next_over_p2p() -> anyhow::Result<()> {
     init_logging();
@@ -124,14 +135,7 @@ async fn chromium_plays_the_chosen_episode_and_the_next_over_p2p() -> anyhow::Re
 #[tokio::test(flavor = "multi_thread")]
 async fn a_season_pack_plays_the_chosen_episode_only_and_switches() -> anyhow::Result<()> {
     init_logging();
-    let nats = NatsServer::start()?;
-    let src = tempfile::tempdir()?;
-    // Episode 1 is the largest: the default choice.
-    let show = season_pack(src.path())?;
-    // Slow, so that the default gets little before the choice.
-    let seeder = Seeder::with_upload_limit(Some(32 * 1024)).await?;
-    let seeded = seeder.seed_pieces(&show, u32::try_from(PIECE)?).await?;
-
+    let (nats, _src, seeder, seeded) = slow_season_pack().await?;
     let data = tempfile::tempdir()?;
     let served = Served::start(offline_node(data.path(), nats.url(), NODE)).await?;
     let (base, http) = (served.base.clone(), reqwest::Client::new());
@@ -284,11 +288,7 @@ fn node_video<'a>(t: &'a pb::Task, name: &str) -> Option<&'a pb::TaskVideo> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_choice_ends_the_open_reads_of_the_video_before() -> anyhow::Result<()> {
     init_logging();
-    let nats = NatsServer::start()?;
-    let src = tempfile::tempdir()?;
-    let show = season_pack(src.path())?;
-    let seeder = Seeder::with_upload_limit(Some(32 * 1024)).await?;
-    let seeded = seeder.seed_pieces(&show, u32::try_from(PIECE)?).await?;
+    let (nats, _src, seeder, seeded) = slow_season_pack().await?;
     let data = tempfile::tempdir()?;
     let mut settings = offline_node(data.path(), nats.url(), NODE);
     settings.internal.token = Some(TOKEN.into());

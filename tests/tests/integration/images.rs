@@ -84,10 +84,23 @@ fn each_image_starts_as_its_pod_with_the_charts_config() -> anyhow::Result<()> {
             service == "transcoder",
             "{service}"
         );
-        let lists = std::fs::read_dir(ctr.root().join("var/lib/apt/lists"))
-            .map(|d| d.flatten().filter(|e| e.path().is_file()).count())
-            .unwrap_or(0);
-        assert_eq!(lists, 0, "{service}: apt lists left in the image");
+        for (cache, what) in [
+            ("var/lib/apt/lists", "apt lists"),
+            ("var/cache/apt", "apt caches"),
+        ] {
+            let left: Vec<_> = std::fs::read_dir(ctr.root().join(cache))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().is_file())
+                        .map(|e| e.file_name())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(
+                left.is_empty(),
+                "{service}: {what} left in the image: {left:?}"
+            );
+        }
     }
     Ok(())
 }
