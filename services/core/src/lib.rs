@@ -13,7 +13,7 @@ pub mod session;
 pub mod turn;
 pub mod task;
 
-pub use error::ErrorCode;
+pub use error::{ErrorCode, Reason};
 pub use magnet::{InfoHash, Magnet, MagnetError};
 pub use node::NodeId;
 pub use session::SessionId;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use magnet_core::task::InvalidTaskId;
-use magnet_core::{ErrorCode, MagnetError, TaskId};
+use magnet_core::{ErrorCode, MagnetError, Reason, TaskId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -72,16 +72,28 @@ impl Error {
             Self::TaskNotFound(_) => ErrorCode::NotFound,
             Self::DiskFull { .. } | Self::NoRoom(_) => ErrorCode::ResourceExhausted,
             Self::Nats(_) | Self::Autoscale(_) => ErrorCode::Unavailable,
-            Self::NoMetadata(_)
-            | Self::Stalled(_)
-            | Self::Torrent(_)
-            | Self::Cancelled => ErrorCode::Conflict,
+            Self::NoMetadata(_) | Self::Stalled(_) | Self::Torrent(_) | Self::Cancelled => {
+                ErrorCode::Conflict
+            }
             Self::Store(_)
             | Self::Migrate(_)
             | Self::Corrupt(_)
             | Self::Io { .. }
             | Self::Runtime(_)
             | Self::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// What a client is told the cause is (`code` in the gateway's answer).
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::BadMagnet(_) | Self::InternalAddress(_) => Reason::MagnetInvalid,
+            Self::BadTaskId(_) => Reason::TaskIdInvalid,
+            Self::TaskNotFound(_) => Reason::TaskNotFound,
+            Self::DiskFull { .. } | Self::NoRoom(_) => Reason::DiskFull,
+            Self::BadTorrent(_) => Reason::TorrentInvalid,
+            Self::TorrentTooLarge(_) => Reason::TorrentTooLarge,
+            _ => self.code().reason(),
         }
     }
 
@@ -96,6 +108,6 @@ impl Error {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        magnet_runtime::grpc::status(e.code(), e.to_string())
+        magnet_runtime::grpc::status_because(e.reason(), e.to_string())
     }
 }

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use magnet_core::ErrorCode;
+use magnet_core::{ErrorCode, Reason};
 use magnet_runtime::config::AuthSettings;
 use magnet_runtime::subjects;
 use serde::{Deserialize, Serialize};
@@ -157,13 +157,19 @@ fn check_username(name: &str) -> ApiResult<(String, String)> {
     let name = name.trim();
     let len = name.chars().count();
     if !(3..=MAX_USERNAME).contains(&len) || name.chars().any(|c| c.is_control() || invisible(c)) {
-        return Err(ApiError::bad_request(format!(
-            "username must be 3 to {MAX_USERNAME} characters, with no control or invisible characters"
-        )));
+        return Err(ApiError::because(
+            Reason::UsernameInvalid,
+            format!(
+                "username must be 3 to {MAX_USERNAME} characters, with no control or invisible characters"
+            ),
+        ));
     }
     let id = name.to_lowercase();
     if RESERVED.contains(&id.as_str()) {
-        return Err(ApiError::new(ErrorCode::Conflict, "username already taken"));
+        return Err(ApiError::because(
+            Reason::UsernameTaken,
+            "username already taken",
+        ));
     }
     Ok((name.to_owned(), id))
 }
@@ -180,7 +186,8 @@ fn invisible(c: char) -> bool {
 
 fn check_password(password: &str) -> ApiResult<()> {
     if password.len() < 6 || password.len() > 256 {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::because(
+            Reason::PasswordInvalid,
             "password must be 6 to 256 characters",
         ));
     }
@@ -195,13 +202,9 @@ impl Accounts {
         settings: AuthSettings,
         replicas: usize,
     ) -> crate::Result<Self> {
-        let users = magnet_runtime::nats::kv_bucket(
-            js,
-            subjects::USERS_BUCKET,
-            Duration::ZERO,
-            replicas,
-        )
-        .await?;
+        let users =
+            magnet_runtime::nats::kv_bucket(js, subjects::USERS_BUCKET, Duration::ZERO, replicas)
+                .await?;
         let lifetime = Duration::from_secs(settings.session_hours * 3600);
         let sessions =
             magnet_runtime::nats::kv_bucket(js, subjects::SESSIONS_BUCKET, lifetime, replicas)
@@ -318,7 +321,7 @@ impl Accounts {
     async fn create(&self, c: Credentials, role: Role) -> ApiResult<User> {
         let (name, id) = check_username(&c.username)?;
         check_password(&c.password)?;
-        let taken = || ApiError::new(ErrorCode::Conflict, "username already taken");
+        let taken = || ApiError::because(Reason::UsernameTaken, "username already taken");
         if self.user(&id).await?.is_some() {
             return Err(taken());
         }
@@ -424,11 +427,11 @@ async fn caller(s: &AppState, headers: &HeaderMap) -> ApiResult<User> {
     };
     let jar = CookieJar::from_headers(headers);
     let Some(token) = token(&jar, headers) else {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "login required"));
+        return Err(ApiError::because(Reason::LoginRequired, "login required"));
     };
     accounts.session_user(&token).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unauthenticated,
+        ApiError::because(
+            Reason::SessionExpired,
             "session expired or unknown; log in again",
         )
     })
@@ -468,8 +471,8 @@ pub async fn reader(State(s): State<AppState>, mut req: Request, next: Next) -> 
 /// Submitting and deleting need a user who is not banned.
 pub fn may_change(user: &User) -> ApiResult<()> {
     if user.is_banned {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
+        return Err(ApiError::because(
+            Reason::AccountBanned,
             "your account is banned",
         ));
     }
@@ -479,15 +482,18 @@ pub fn may_change(user: &User) -> ApiResult<()> {
 fn require_admin(user: &User) -> ApiResult<()> {
     may_change(user)?;
     if user.role != Role::Admin {
-        return Err(ApiError::new(ErrorCode::PermissionDenied, "admins only"));
+        return Err(ApiError::because(Reason::AdminsOnly, "admins only"));
     }
     Ok(())
 }
 
 fn accounts(s: &AppState) -> ApiResult<&Accounts> {
-    s.accounts
-        .as_ref()
-        .ok_or_else(|| ApiError::not_found("accounts are disabled on this gateway"))
+    s.accounts.as_ref().ok_or_else(|| {
+        ApiError::because(
+            Reason::AccountsDisabled,
+            "accounts are disabled on this gateway",
+        )
+    })
 }
 
 #[derive(Deserialize)]
@@ -529,8 +535,8 @@ pub async fn register(
     let a = accounts(&s)?;
     s.logins.attempt(peer.ip(), None)?;
     if !a.settings.allow_register {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
+        return Err(ApiError::because(
+            Reason::RegistrationClosed,
             "registration is closed on this gateway; ask an admin for an account",
         ));
     }
@@ -583,7 +589,7 @@ pub async fn login(
 ) -> ApiResult<(CookieJar, Json<Value>)> {
     let a = accounts(&s)?;
     let c = json_body(b)?;
-    let wrong = || ApiError::new(ErrorCode::Unauthenticated, "wrong username or password");
+    let wrong = || ApiError::because(Reason::LoginFailed, "wrong username or password");
     let (_, id) = check_username(&c.username).map_err(|_| wrong())?;
     s.logins.attempt(peer.ip(), Some(&id))?;
     let Some(user) = a.user(&id).await? else {
@@ -673,9 +679,13 @@ pub async fn ban(
     require_admin(&me)?;
     let a = accounts(&s)?;
     let Ban { banned } = json_body(b)?;
-    let (_, id) = check_username(&id).map_err(|_| ApiError::not_found("User not found"))?;
+    let not_found = || ApiError::because(Reason::UserNotFound, "User not found");
+    let (_, id) = check_username(&id).map_err(|_| not_found())?;
     if id == me.id && banned {
-        return Err(ApiError::bad_request("you cannot ban yourself"));
+        return Err(ApiError::because(
+            Reason::CannotBanSelf,
+            "you cannot ban yourself",
+        ));
     }
     // Compare-and-set, so two admins' changes do not overwrite other fields.
     loop {
@@ -685,7 +695,7 @@ pub async fn ban(
             .await
             .map_err(store_error)?
             .filter(|e| e.operation == kv::Operation::Put)
-            .ok_or_else(|| ApiError::not_found("User not found"))?;
+            .ok_or_else(not_found)?;
         let mut user: User = serde_json::from_slice(&entry.value)
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         user.is_banned = banned;

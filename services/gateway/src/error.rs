@@ -1,25 +1,31 @@
-//! API errors: one JSON shape, `{"success": false, "error": "<text>"}`, with the HTTP status
-//! from the shared error-code table.
+//! API errors: one JSON shape, `{"success": false, "error": "<text>", "code": "<reason>"}`,
+//! with the HTTP status of the shared table (`magnet_core::Reason`, docs/api.md "Error
+//! codes").
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use magnet_core::ErrorCode;
+use magnet_core::{ErrorCode, Reason};
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub code: ErrorCode,
+    /// What went wrong, for clients: `code` in the answer, and the status.
+    pub reason: Reason,
     pub message: String,
-    /// An HTTP status more precise than the code's (e.g. 413 for an oversized body).
+    /// An HTTP status more precise than the reason's (e.g. 415 for a body of the wrong type).
     pub status: Option<u16>,
     /// Seconds to wait before trying again (`Retry-After`, with status 429).
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
+    /// An error of this kind with no more precise reason.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::because(code.reason(), message)
+    }
+    pub fn because(reason: Reason, message: impl Into<String>) -> Self {
         Self {
-            code,
+            reason,
             message: message.into(),
             status: None,
             retry_after: None,
@@ -33,30 +39,31 @@ impl ApiError {
     }
     /// A request body the server will not read, by its own status (400, 413, 415, …).
     pub fn body(status: u16, message: impl Into<String>) -> Self {
+        let reason = if status == 413 {
+            Reason::BodyTooLarge
+        } else {
+            Reason::BodyInvalid
+        };
         Self {
-            code: ErrorCode::InvalidArgument,
-            message: message.into(),
             status: Some(status),
-            retry_after: None,
+            ..Self::because(reason, message)
         }
-    }
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::NotFound, message)
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::InvalidArgument, message)
     }
 }
 
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
-        let code = magnet_runtime::grpc::code_of(&s);
+        let mut reason = magnet_runtime::grpc::reason_of(&s);
+        let code = reason.code();
         let message = match code {
             ErrorCode::Unavailable => format!("node unavailable: {}", s.message()),
             _ => s.message().to_owned(),
         };
+        if reason == Reason::Unavailable {
+            reason = Reason::NodeUnavailable;
+        }
         Self {
-            code,
+            reason,
             message,
             status: None,
             // A node restarting, or a segment still being made: soon is worth a try.
@@ -67,11 +74,15 @@ impl From<tonic::Status> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status.unwrap_or(self.code.http_status()))
+        let status = StatusCode::from_u16(self.status.unwrap_or(self.reason.http_status()))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (
             status,
-            Json(serde_json::json!({ "success": false, "error": self.message })),
+            Json(serde_json::json!({
+                "success": false,
+                "error": self.message,
+                "code": self.reason.as_str(),
+            })),
         )
             .into_response();
         if let Some(secs) = self.retry_after {

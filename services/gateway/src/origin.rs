@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use magnet_core::ErrorCode;
+use magnet_core::Reason;
 
 use crate::error::ApiError;
 
@@ -22,8 +22,8 @@ pub async fn check(State(allowed): State<Allowed>, req: Request, next: Next) -> 
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if (upgrade || write) && !acceptable(req.headers(), &allowed.0) {
-        return ApiError::new(
-            ErrorCode::PermissionDenied,
+        return ApiError::because(
+            Reason::CrossOrigin,
             "cross-origin request refused: this page is not served by this gateway",
         )
         .into_response();

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::StreamExt;
-use magnet_core::{ErrorCode, Magnet, TaskId};
+use magnet_core::{ErrorCode, Magnet, Reason, TaskId};
 use magnet_proto::v1 as pb;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -35,11 +35,12 @@ pub async fn nodes(State(s): State<AppState>) -> Json<Value> {
 }
 
 pub async fn node(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let n = s
-        .registry
-        .get(&id)
-        .await
-        .ok_or_else(|| ApiError::not_found(format!("node {id} is unknown or offline")))?;
+    let n = s.registry.get(&id).await.ok_or_else(|| {
+        ApiError::because(
+            Reason::NodeNotFound,
+            format!("node {id} is unknown or offline"),
+        )
+    })?;
     Ok(ok(convert::node(&n)))
 }
 
@@ -84,7 +85,7 @@ const FILES_PROBE: FilesPage = FilesPage {
 /// 404; not found where nodes answered but some node failed or was too slow is 503, since
 /// the task may be there.
 async fn locate(s: &AppState, id: &str, page: FilesPage) -> ApiResult<(pb::NodeRecord, pb::Task)> {
-    TaskId::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    TaskId::parse(id).map_err(|e| ApiError::because(Reason::TaskIdInvalid, e.to_string()))?;
     let asks = s.registry.online().await.into_iter().map(|n| {
         let client = s.downloader(&n.downloader_endpoint);
         let timeout = s.node_timeout;
@@ -120,11 +121,11 @@ async fn locate(s: &AppState, id: &str, page: FilesPage) -> ApiResult<(pb::NodeR
         }
     }
     match failed {
-        Some(e) => Err(ApiError::new(
-            ErrorCode::Unavailable,
+        Some(e) => Err(ApiError::because(
+            Reason::NodeUnavailable,
             format!("task not found on the nodes that answered; {e}"),
         )),
-        None => Err(ApiError::not_found("Task not found")),
+        None => Err(ApiError::because(Reason::TaskNotFound, "Task not found")),
     }
 }
 
@@ -149,14 +150,17 @@ async fn own_task(
     auth::may_change(user)?;
     let (n, t) = locate(s, id, FILES_PROBE).await?;
     if n.kind() == pb::NodeKind::Original {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("node {} is an original worker, which cannot {verb} tasks", n.id),
+        return Err(ApiError::because(
+            Reason::NodeIsOriginal,
+            format!(
+                "node {} is an original worker, which cannot {verb} tasks",
+                n.id
+            ),
         ));
     }
     if !convert::owns(user, &t) {
-        return Err(ApiError::new(
-            ErrorCode::PermissionDenied,
+        return Err(ApiError::because(
+            Reason::NotOwner,
             format!("only the user who submitted this task, or an admin, may {verb} it"),
         ));
     }
@@ -316,7 +320,7 @@ enum Source {
 }
 
 fn form_error(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(format!("invalid form: {e}"))
+    ApiError::because(Reason::BodyInvalid, format!("invalid form: {e}"))
 }
 
 /// The node asked for and the source of a submit: JSON (`magnet_url`, or `torrent` in base64)
@@ -332,13 +336,20 @@ async fn read_submit(req: axum::extract::Request) -> ApiResult<(String, Source)>
     let (worker_id, magnet, torrent) = if form {
         let mut form = axum::extract::Multipart::from_request(req, &())
             .await
-            .map_err(|e| ApiError::body(e.status().as_u16(), format!("invalid form: {}", e.body_text())))?;
+            .map_err(|e| {
+                ApiError::body(
+                    e.status().as_u16(),
+                    format!("invalid form: {}", e.body_text()),
+                )
+            })?;
         let (mut worker, mut magnet, mut torrent) = (String::new(), String::new(), None);
         while let Some(field) = form.next_field().await.map_err(form_error)? {
             match field.name() {
                 Some("worker_id") => worker = field.text().await.map_err(form_error)?,
                 Some("magnet_url") => magnet = field.text().await.map_err(form_error)?,
-                Some("torrent") => torrent = Some(field.bytes().await.map_err(form_error)?.to_vec()),
+                Some("torrent") => {
+                    torrent = Some(field.bytes().await.map_err(form_error)?.to_vec())
+                }
                 _ => {}
             }
         }
@@ -349,19 +360,29 @@ async fn read_submit(req: axum::extract::Request) -> ApiResult<(String, Source)>
             .then(|| {
                 data_encoding::BASE64
                     .decode(body.torrent.trim().as_bytes())
-                    .map_err(|e| ApiError::bad_request(format!("torrent: not base64: {e}")))
+                    .map_err(|e| {
+                        ApiError::because(
+                            Reason::TorrentInvalid,
+                            format!("torrent: not base64: {e}"),
+                        )
+                    })
             })
             .transpose()?;
         (body.worker_id, body.magnet_url, torrent)
     };
     match (magnet.trim().is_empty(), torrent) {
         (false, None) => Ok((worker_id, Source::Magnet(magnet))),
-        (true, Some(t)) if t.is_empty() => Err(ApiError::bad_request("the .torrent file is empty")),
+        (true, Some(t)) if t.is_empty() => Err(ApiError::because(
+            Reason::TorrentInvalid,
+            "the .torrent file is empty",
+        )),
         (true, Some(t)) => Ok((worker_id, Source::Torrent(t))),
-        (true, None) => Err(ApiError::bad_request(
+        (true, None) => Err(ApiError::because(
+            Reason::SourceRequired,
             "give magnet_url or a .torrent file (torrent)",
         )),
-        (false, Some(_)) => Err(ApiError::bad_request(
+        (false, Some(_)) => Err(ApiError::because(
+            Reason::SourceRequired,
             "give magnet_url or a .torrent file, not both",
         )),
     }
@@ -377,7 +398,9 @@ pub async fn submit(
     auth::may_change(&user)?;
     // Refuse bad magnets here too, with the same message, before touching any node.
     if let Source::Magnet(m) = &source {
-        Magnet::parse(m).map_err(|e| ApiError::bad_request(format!("invalid magnet link: {e}")))?;
+        Magnet::parse(m).map_err(|e| {
+            ApiError::because(Reason::MagnetInvalid, format!("invalid magnet link: {e}"))
+        })?;
     }
     let node = if worker_id.is_empty() {
         let mut online = s.registry.online().await;
@@ -385,10 +408,13 @@ pub async fn submit(
         online
             .into_iter()
             .next()
-            .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "no worker node is online"))?
+            .ok_or_else(|| ApiError::because(Reason::NoNodeOnline, "no worker node is online"))?
     } else {
         s.registry.get(&worker_id).await.ok_or_else(|| {
-            ApiError::not_found(format!("node {worker_id} is unknown or offline"))
+            ApiError::because(
+                Reason::NodeNotFound,
+                format!("node {worker_id} is unknown or offline"),
+            )
         })?
     };
     let _reserved = check_active_tasks(&s, &user).await?;
@@ -407,15 +433,18 @@ pub async fn submit(
     };
     let r = if node.kind() == pb::NodeKind::Original {
         if !submit.torrent.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("node {} is an original worker, which takes magnet links only", node.id),
+            return Err(ApiError::because(
+                Reason::NodeIsOriginal,
+                format!(
+                    "node {} is an original worker, which takes magnet links only",
+                    node.id
+                ),
             ));
         }
         s.originals
             .submit(&node, submit)
             .await
-            .map_err(|e| ApiError::new(ErrorCode::Unavailable, e))?
+            .map_err(|e| ApiError::because(Reason::NodeUnavailable, e))?
     } else {
         let mut client = s.downloader(&node.downloader_endpoint)?;
         client.submit(submit).await?.into_inner()
@@ -465,8 +494,8 @@ async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Turn>
         .count();
     let limit = s.max_active_tasks as usize;
     if active >= limit {
-        return Err(ApiError::new(
-            ErrorCode::ResourceExhausted,
+        return Err(ApiError::because(
+            Reason::TooManyTasks,
             format!(
                 "you have {active} tasks in progress, the most one user may have; wait for one to finish or delete one"
             ),
@@ -520,8 +549,8 @@ pub async fn video(
 ) -> ApiResult<Response> {
     let (node, _) = locate(&s, &task_id, FILES_PROBE).await?;
     if node.kind() == pb::NodeKind::Original {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
+        return Err(ApiError::because(
+            Reason::NodeIsOriginal,
             format!(
                 "node {} is an original worker: it serves video over P2P only, with no relay",
                 node.id
@@ -529,8 +558,8 @@ pub async fn video(
         ));
     }
     if node.streamer_endpoint.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
+        return Err(ApiError::because(
+            Reason::NodeUnavailable,
             format!("node {} has no streamer", node.id),
         ));
     }
@@ -581,8 +610,8 @@ pub async fn video(
     let mut stream = match read {
         Ok(r) => r.into_inner(),
         Err(e) if e.code() == tonic::Code::OutOfRange => {
-            return Err(ApiError::body(
-                416,
+            return Err(ApiError::because(
+                Reason::RangeNotSatisfiable,
                 "range not satisfiable: it starts past the end of the file",
             ));
         }
@@ -625,7 +654,7 @@ pub async fn video(
 }
 
 pub async fn not_found() -> impl IntoResponse {
-    ApiError::not_found("no such route")
+    ApiError::because(Reason::RouteNotFound, "no such route")
 }
 
 /// Bound for calls to nodes (list, get) so one slow node cannot stall a request.

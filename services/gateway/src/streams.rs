@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use magnet_core::ErrorCode;
+use magnet_core::Reason;
 
 use crate::auth::User;
 use crate::counted::{Counts, Held};
@@ -34,8 +34,8 @@ impl OpenStreams {
         };
         let (held, before) = self.counts.hold(&key);
         if before >= self.max {
-            return Err(ApiError::new(
-                ErrorCode::ResourceExhausted,
+            return Err(ApiError::because(
+                Reason::TooManyStreams,
                 format!(
                     "{} live connections (WebSockets, event streams) are open already, the most one user may have; close a tab",
                     self.max

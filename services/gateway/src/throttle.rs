@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use magnet_core::ErrorCode;
+use magnet_core::Reason;
 
 use crate::error::{ApiError, ApiResult};
 
@@ -58,8 +58,8 @@ impl Logins {
 }
 
 fn too_many(retry_after: u64) -> ApiError {
-    ApiError::new(
-        ErrorCode::ResourceExhausted,
+    ApiError::because(
+        Reason::RateLimited,
         format!("too many attempts; try again in {retry_after} s"),
     )
     .retry_after(retry_after)
@@ -77,7 +77,8 @@ mod tests {
         assert!(l.attempt(a, Some("alice")).is_ok());
         assert!(l.attempt(a, Some("alice")).is_ok());
         let e = l.attempt(b, Some("alice")).expect_err("name spent");
-        assert_eq!(e.code, ErrorCode::ResourceExhausted);
+        assert_eq!(e.reason, Reason::RateLimited);
+        assert_eq!(e.reason.code(), magnet_core::ErrorCode::ResourceExhausted);
         assert!(l.attempt(a, Some("bob")).is_ok());
         assert!(l.attempt(a, Some("carol")).is_err(), "address spent");
     }

@@ -22,7 +22,11 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
             )
                 .into_response();
         }
-        return crate::error::ApiError::not_found(format!("no such file: {path}")).into_response();
+        return crate::error::ApiError::because(
+            magnet_core::Reason::RouteNotFound,
+            format!("no such file: {path}"),
+        )
+        .into_response();
     };
     let etag = format!(
         "\"{}\"",

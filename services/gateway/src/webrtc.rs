@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use magnet_core::{ErrorCode, SessionId};
+use magnet_core::{Reason, SessionId};
 use magnet_proto::v1 as pb;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -77,12 +77,13 @@ const TAG_LEN: usize = 12;
 /// add candidates to it nor replace it with a re-offer.
 pub fn scoped(user: &User, raw: &str) -> ApiResult<String> {
     if raw.len() > MAX_CLIENT_SESSION_ID {
-        return Err(ApiError::bad_request(format!(
-            "session_id: at most {MAX_CLIENT_SESSION_ID} characters"
-        )));
+        return Err(ApiError::because(
+            Reason::BodyInvalid,
+            format!("session_id: at most {MAX_CLIENT_SESSION_ID} characters"),
+        ));
     }
-    let id =
-        SessionId::parse(raw).map_err(|e| ApiError::bad_request(format!("session_id: {e}")))?;
+    let id = SessionId::parse(raw)
+        .map_err(|e| ApiError::because(Reason::BodyInvalid, format!("session_id: {e}")))?;
     if user.is_local() {
         // No accounts: nobody to tell apart, and the streamer's per-user limit must not
         // count every viewer as one user.
@@ -121,7 +122,7 @@ pub async fn offer(
 ) -> ApiResult<Json<Value>> {
     let o = json_body(b)?;
     if o.sdp.is_empty() {
-        return Err(ApiError::bad_request("sdp is required"));
+        return Err(ApiError::because(Reason::BodyInvalid, "sdp is required"));
     }
     let raw = if o.session_id.is_empty() {
         &o.client_id
@@ -134,14 +135,14 @@ pub async fn offer(
     {
         let sessions = s.webrtc.lock();
         if sessions.contains_key(&id) {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
+            return Err(ApiError::because(
+                Reason::SessionInUse,
                 "session id in use: offer under a new session id",
             ));
         }
         if sessions.len() >= MAX_SESSIONS {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
+            return Err(ApiError::because(
+                Reason::SignalingUnavailable,
                 "too many HTTP signaling sessions on this gateway; use /ws/clients",
             ));
         }
@@ -152,8 +153,8 @@ pub async fn offer(
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
         .map_err(|e| {
-            ApiError::new(
-                ErrorCode::Unavailable,
+            ApiError::because(
+                Reason::SignalingUnavailable,
                 format!("signaling unavailable: {}", e.message()),
             )
         })?
@@ -165,7 +166,7 @@ pub async fn offer(
     });
     tx.send(pb::ClientSignal { kind: Some(offer) })
         .await
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "signaling stream closed"))?;
+        .map_err(|_| ApiError::because(Reason::SignalingUnavailable, "signaling stream closed"))?;
     let answer = tokio::time::timeout(ANSWER_WAIT, async {
         loop {
             match inbound.message().await {
@@ -179,12 +180,12 @@ pub async fn offer(
                     kind: Some(pb::server_signal::Kind::Error(e)),
                     ..
                 })) => {
-                    return Err(ApiError::new(ErrorCode::Unavailable, e.message));
+                    return Err(ApiError::because(Reason::SignalingUnavailable, e.message));
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    return Err(ApiError::new(
-                        ErrorCode::Unavailable,
+                    return Err(ApiError::because(
+                        Reason::SignalingUnavailable,
                         "signaling stream closed",
                     ));
                 }
@@ -194,8 +195,8 @@ pub async fn offer(
     })
     .await
     .map_err(|_| {
-        ApiError::new(
-            ErrorCode::Unavailable,
+        ApiError::because(
+            Reason::SignalingUnavailable,
             "the node's streamer did not answer in time",
         )
     })??;
@@ -262,7 +263,7 @@ pub async fn ice(
     });
     tx.send(pb::ClientSignal { kind: Some(signal) })
         .await
-        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "session closed"))?;
+        .map_err(|_| ApiError::because(Reason::SessionUnknown, "session closed"))?;
     Ok(Json(json!({ "success": true })))
 }
 
@@ -291,7 +292,10 @@ pub async fn answer(
 }
 
 fn unknown() -> ApiError {
-    ApiError::not_found("unknown session on this gateway (or it has ended)")
+    ApiError::because(
+        Reason::SessionUnknown,
+        "unknown session on this gateway (or it has ended)",
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use magnet_core::ErrorCode;
+use magnet_core::{ErrorCode, Reason};
 use subtle::ConstantTimeEq;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -116,6 +116,28 @@ pub fn status(code: ErrorCode, message: impl Into<String>) -> tonic::Status {
         ErrorCode::Internal => tonic::Code::Internal,
     };
     tonic::Status::new(code, message)
+}
+
+/// The metadata key of a gRPC error's [`Reason`] (its name, `magnet_invalid`).
+pub const REASON_KEY: &str = "magnet-reason";
+
+/// [`status`] for a precise reason, which travels in the error's metadata.
+pub fn status_because(reason: Reason, message: impl Into<String>) -> tonic::Status {
+    let mut s = status(reason.code(), message);
+    s.metadata_mut()
+        .insert(REASON_KEY, MetadataValue::from_static(reason.as_str()));
+    s
+}
+
+/// The reason of a gRPC error: the one it carries, else its code's general one.
+pub fn reason_of(status: &tonic::Status) -> Reason {
+    status
+        .metadata()
+        .get(REASON_KEY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Reason::parse)
+        .filter(|r| r.code() == code_of(status))
+        .unwrap_or_else(|| code_of(status).reason())
 }
 
 /// The inverse, for clients (the gateway) that turn gRPC errors back into domain codes.

@@ -13,10 +13,12 @@ use magnet_tests::{eventually, init_logging, json_of, sse_json, stack};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// The error shape of every refusal: `{"success": false, "error": "<text>"}`.
-fn assert_error(status: StatusCode, body: &Value, want: u16, says: &str) {
+/// The error shape of every refusal: `{"success": false, "error": "<text>", "code": "<code>"}`
+/// (docs/api.md, "Error codes").
+fn assert_error(status: StatusCode, body: &Value, want: u16, code: &str, says: &str) {
     assert_eq!(status.as_u16(), want, "{body}");
     assert_eq!(body["success"], false, "{body}");
+    assert_eq!(body["code"], code, "{body}");
     let text = body["error"].as_str().unwrap_or_default();
     assert!(
         text.to_lowercase().contains(&says.to_lowercase()),
@@ -160,7 +162,7 @@ async fn two_node_stack_serves_the_api_live_events_and_http_signaling() -> anyho
             .await?,
     )
     .await?;
-    assert_error(status, &body, 404, "unknown session");
+    assert_error(status, &body, 404, "session_unknown", "unknown session");
 
     // Bad input: each a clear JSON error.
     let submit = |body: Value| {
@@ -170,34 +172,34 @@ async fn two_node_stack_serves_the_api_live_events_and_http_signaling() -> anyho
     };
     let (s, b) =
         json_of(submit(json!({ "magnet_url": "magnet:?xt=urn:btih:nothex" })).await?).await?;
-    assert_error(s, &b, 400, "invalid magnet link");
+    assert_error(s, &b, 400, "magnet_invalid", "invalid magnet link");
     let (s, b) =
         json_of(submit(json!({ "worker_id": "node-9", "magnet_url": seeded.magnet })).await?)
             .await?;
-    assert_error(s, &b, 404, "node-9");
+    assert_error(s, &b, 404, "node_not_found", "node-9");
     let (s, b) = json_of(http.get(format!("{base}/api/tasks/task_42")).send().await?).await?;
-    assert_error(s, &b, 404, "task not found");
+    assert_error(s, &b, 404, "task_not_found", "task not found");
     let (s, b) = json_of(
         http.get(format!("{base}/api/tasks/..%2Fetc"))
             .send()
             .await?,
     )
     .await?;
-    assert_error(s, &b, 400, "task");
+    assert_error(s, &b, 400, "task_id_invalid", "task");
     let (s, b) = json_of(
         http.delete(format!("{base}/api/tasks/task_42"))
             .send()
             .await?,
     )
     .await?;
-    assert_error(s, &b, 404, "task not found");
+    assert_error(s, &b, 404, "task_not_found", "task not found");
     let (s, b) = json_of(http.get(format!("{base}/api/nodes/nope")).send().await?).await?;
-    assert_error(s, &b, 404, "nope");
+    assert_error(s, &b, 404, "node_not_found", "nope");
     // Past the submit route's limit (a .torrent file's); the next request on the same pooled
     // client must not pick the connection the 413 closed.
     let huge = json!({ "magnet_url": "magnet:?xt=urn:btih:".to_owned() + &"a".repeat(10_000_000) });
     let (s, b) = json_of(submit(huge).await?).await?;
-    assert_error(s, &b, 413, "");
+    assert_error(s, &b, 413, "body_too_large", "");
     let (s, b) = json_of(
         http.post(format!("{base}/api/tasks/submit"))
             .header("content-type", "application/json")
@@ -206,7 +208,7 @@ async fn two_node_stack_serves_the_api_live_events_and_http_signaling() -> anyho
             .await?,
     )
     .await?;
-    assert_error(s, &b, 400, "invalid request body");
+    assert_error(s, &b, 400, "body_invalid", "invalid request body");
     let (s, b) = json_of(
         http.post(format!("{base}/api/tasks/submit"))
             .body("magnet_url=x")
@@ -214,9 +216,9 @@ async fn two_node_stack_serves_the_api_live_events_and_http_signaling() -> anyho
             .await?,
     )
     .await?;
-    assert_error(s, &b, 415, "content-type");
+    assert_error(s, &b, 415, "body_invalid", "content-type");
     let (s, b) = json_of(http.get(format!("{base}/api/nothing")).send().await?).await?;
-    assert_error(s, &b, 404, "no such route");
+    assert_error(s, &b, 404, "route_not_found", "no such route");
     let (s, b) = json_of(
         http.get(format!("{base}/video/{id}/..%2F..%2Fdb.sqlite"))
             .send()
@@ -345,7 +347,13 @@ async fn browser_recovers_p2p_after_losing_it() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(out.join("p2p-playing"));
     let (url, magnet, browser_out) = (stack.gateway_url(), seeded.magnet.clone(), out.clone());
     let browser = tokio::task::spawn_blocking(move || {
-        stack::browser_with(&url, &magnet, "recover", &browser_out, &[("TIMEOUT_MS", "150000")])
+        stack::browser_with(
+            &url,
+            &magnet,
+            "recover",
+            &browser_out,
+            &[("TIMEOUT_MS", "150000")],
+        )
     });
     let playing = eventually(Duration::from_secs(120), "the player on P2P", || async {
         out.join("p2p-playing").exists().then_some(())

@@ -21,16 +21,26 @@ const NODE: &str = "node-t";
 
 /// The `.torrent` of `path`, made without seeding it.
 async fn torrent_of(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let created = create_torrent(path, CreateTorrentOptions::default(), &BlockingSpawner::new(2)).await?;
+    let created = create_torrent(
+        path,
+        CreateTorrentOptions::default(),
+        &BlockingSpawner::new(2),
+    )
+    .await?;
     Ok(created.as_bytes()?.to_vec())
 }
 
 /// Waits until task `id` is ready (failing at once if it fails).
 async fn ready(http: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Value> {
     eventually(Duration::from_secs(90), "task ready", || async {
-        let (_, t) = json_of(http.get(format!("{base}/api/tasks/{id}")).send().await.ok()?)
-            .await
-            .ok()?;
+        let (_, t) = json_of(
+            http.get(format!("{base}/api/tasks/{id}"))
+                .send()
+                .await
+                .ok()?,
+        )
+        .await
+        .ok()?;
         assert_ne!(t["data"]["status"], "error", "{t}");
         (t["data"]["status"] == "ready").then(|| t["data"].clone())
     })
@@ -85,10 +95,16 @@ async fn torrent_files_and_tracker_magnets_play_and_bad_files_are_refused() -> a
     assert_eq!(b["data"]["torrent_name"], "b.mp4");
     let b_id = b["data"]["id"].as_str().unwrap_or_default().to_owned();
     let (status, again) = json_of(submit(json!({ "torrent": b64 })).await?).await?;
-    assert_eq!((status.as_u16(), again["message"].clone()), (200, json!("Task already exists")));
+    assert_eq!(
+        (status.as_u16(), again["message"].clone()),
+        (200, json!("Task already exists"))
+    );
     for id in [&a_id, &b_id] {
         let t = ready(&http, &base, id).await?;
-        assert!(t["m3u8_path"].as_str().is_some_and(|p| !p.is_empty()), "{t}");
+        assert!(
+            t["m3u8_path"].as_str().is_some_and(|p| !p.is_empty()),
+            "{t}"
+        );
     }
 
     // Bad files: each its own clear error, and nothing stored.
@@ -106,17 +122,37 @@ async fn torrent_files_and_tracker_magnets_play_and_bad_files_are_refused() -> a
     }
     std::fs::copy(src.path().join("a.mp4"), many.join("film.mp4"))?;
     let v2_only = b"d4:infod9:file treed1:xd0:d6:lengthi1eeee12:meta versioni2e4:name1:x12:piece lengthi16384eee".to_vec();
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("not bencode", b"hello, not a torrent".to_vec(), "not a .torrent file"),
-        ("no video", torrent_of(&text).await?, "no video file"),
-        ("v2-only", v2_only, "v2-only"),
-        ("too many files", torrent_of(&many).await?, "at most 5"),
+    // Each with its code (docs/api.md), which the node sends with its gRPC error.
+    let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "not bencode",
+            b"hello, not a torrent".to_vec(),
+            "not a .torrent file",
+            "torrent_invalid",
+        ),
+        (
+            "no video",
+            torrent_of(&text).await?,
+            "no video file",
+            "torrent_invalid",
+        ),
+        ("v2-only", v2_only, "v2-only", "torrent_invalid"),
+        (
+            "too many files",
+            torrent_of(&many).await?,
+            "at most 5",
+            "torrent_too_large",
+        ),
     ];
-    for (what, bytes, says) in cases {
+    for (what, bytes, says, code) in cases {
         let body = json!({ "torrent": data_encoding::BASE64.encode(&bytes) });
         let (status, e) = json_of(submit(body).await?).await?;
         assert_eq!(status, 400, "{what}: {e}");
-        assert!(e["error"].as_str().is_some_and(|m| m.contains(says)), "{what}: {e}");
+        assert!(
+            e["error"].as_str().is_some_and(|m| m.contains(says)),
+            "{what}: {e}"
+        );
+        assert_eq!(e["code"], code, "{what}: {e}");
         // The same file as a multipart form, as the UI sends it.
         let form = reqwest::multipart::Form::new().part(
             "torrent",
@@ -129,20 +165,34 @@ async fn torrent_files_and_tracker_magnets_play_and_bad_files_are_refused() -> a
             .await?;
         let (status, e) = json_of(r).await?;
         assert_eq!(status, 400, "{what} (form): {e}");
-        assert!(e["error"].as_str().is_some_and(|m| m.contains(says)), "{what} (form): {e}");
+        assert!(
+            e["error"].as_str().is_some_and(|m| m.contains(says)),
+            "{what} (form): {e}"
+        );
     }
     let huge = data_encoding::BASE64.encode(&vec![b'd'; 6 * 1024 * 1024]);
     let (status, e) = json_of(submit(json!({ "torrent": huge })).await?).await?;
     assert_eq!(status, 413, "an oversize file: {e}");
+    assert_eq!(e["code"], "body_too_large", "{e}");
     let (status, e) = json_of(submit(json!({ "torrent": "%%%" })).await?).await?;
-    assert!(status == 400 && e["error"].as_str().is_some_and(|m| m.contains("base64")), "{e}");
-    let (status, e) = json_of(
-        submit(json!({ "magnet_url": seeded[0].magnet, "torrent": b64 })).await?,
-    )
-    .await?;
-    assert!(status == 400 && e["error"].as_str().is_some_and(|m| m.contains("not both")), "{e}");
-    let (status, _) = json_of(submit(json!({})).await?).await?;
-    assert_eq!(status, 400);
+    assert!(
+        status == 400 && e["error"].as_str().is_some_and(|m| m.contains("base64")),
+        "{e}"
+    );
+    assert_eq!(e["code"], "torrent_invalid", "{e}");
+    let (status, e) =
+        json_of(submit(json!({ "magnet_url": seeded[0].magnet, "torrent": b64 })).await?).await?;
+    assert!(
+        status == 400 && e["error"].as_str().is_some_and(|m| m.contains("not both")),
+        "{e}"
+    );
+    assert_eq!(e["code"], "source_required", "{e}");
+    let (status, e) = json_of(submit(json!({})).await?).await?;
+    assert_eq!(
+        (status.as_u16(), &e["code"]),
+        (400, &json!("source_required")),
+        "{e}"
+    );
     assert_eq!(listed().await?, before, "nothing stored for a refused file");
 
     // Chromium: the third video's .torrent dropped on the index page plays over P2P.

@@ -23,7 +23,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use magnet_core::{ErrorCode, NodeId};
+use magnet_core::{NodeId, Reason};
 use magnet_proto::v1 as pb;
 use magnet_runtime::config::OriginalWorkerSettings;
 use serde::Deserialize;
@@ -95,16 +95,16 @@ impl Workers {
     /// Whether a worker connecting from `peer` with `presented` may join; 401/403 otherwise.
     fn authenticate(&self, peer: SocketAddr, presented: Option<&str>) -> Result<(), ApiError> {
         if !self.settings.enabled() {
-            return Err(ApiError::new(
-                ErrorCode::PermissionDenied,
+            return Err(ApiError::because(
+                Reason::OriginalWorkersClosed,
                 "original workers may not join this gateway: set gateway.original_workers.token \
                  (or allow_tokenless_from)",
             ));
         }
         match (presented, self.settings.token.as_deref()) {
             (Some(p), Some(t)) if bool::from(p.as_bytes().ct_eq(t.as_bytes())) => Ok(()),
-            (Some(_), _) => Err(ApiError::new(
-                ErrorCode::Unauthenticated,
+            (Some(_), _) => Err(ApiError::because(
+                Reason::WorkerTokenWrong,
                 "wrong worker token",
             )),
             (None, _)
@@ -116,8 +116,8 @@ impl Workers {
             {
                 Ok(())
             }
-            (None, _) => Err(ApiError::new(
-                ErrorCode::Unauthenticated,
+            (None, _) => Err(ApiError::because(
+                Reason::WorkerTokenRequired,
                 "a worker token is required: start the worker with \
                  --gateway=ws://<gateway>/ws/nodes?token=<token>",
             )),
