@@ -301,8 +301,14 @@ async function recoverFromLostPeer(page, row) {
   );
   result.reachedReady = (await row.getAttribute('data-status')) === 'ready';
   await page.goto(`${BASE_URL}/player?taskId=${encodeURIComponent(result.taskId)}&max_buffer_s=20`);
+  // Playing over P2P with 10 s buffered ahead: more than it takes to notice the loss (about
+  // 5 s + 2 s), so a stall would be the player's fault, not a buffer the test drained.
   await page.waitForFunction(
-    () => window.__player?.transport === 'p2p' && document.querySelector('#video')?.currentTime > 2,
+    () => {
+      const v = document.querySelector('#video');
+      if (window.__player?.transport !== 'p2p' || !v || v.currentTime <= 2 || v.buffered.length === 0) return false;
+      return v.buffered.end(v.buffered.length - 1) - v.currentTime >= 10;
+    },
     null,
     { timeout: remaining(), polling: 100 },
   );
