@@ -13,7 +13,7 @@ if (process.argv.includes('--tests')) {
   await rm(out, { recursive: true, force: true });
   await build({
     absWorkingDir: root,
-    entryPoints: ['src/frames.ts', 'src/hijack.ts'],
+    entryPoints: ['src/frames.ts', 'src/hijack.ts', 'src/i18n.ts'],
     outdir: out,
     outExtension: { '.js': '.mjs' },
     bundle: true,

@@ -161,13 +161,26 @@ pub fn browser_with(
     out_dir: &Path,
     env: &[(&str, &str)],
 ) -> anyhow::Result<serde_json::Value> {
+    browser_script("run.mjs", base_url, magnet, mode, out_dir, env)
+}
+
+/// Runs the browser script `web/e2e/<script>` in `mode` against the gateway and returns its
+/// result JSON (`OUT_DIR/result.json`); fails with the script's output unless it says `ok`.
+pub fn browser_script(
+    script: &str,
+    base_url: &str,
+    magnet: &str,
+    mode: &str,
+    out_dir: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<serde_json::Value> {
     let web = web_dir();
     if !web.join("node_modules/playwright-core").exists() {
         bail!("web/node_modules is missing: run `cargo xtask test` (it runs npm ci)");
     }
     let out = Command::new("node")
         .envs(env.iter().copied())
-        .arg(web.join("e2e/run.mjs"))
+        .arg(web.join("e2e").join(script))
         .env("BASE_URL", base_url)
         .env("MAGNET", magnet)
         .env("MODE", mode)

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 /**
  * Starts Chromium (`CHROMIUM` or /usr/bin/chromium) with a fresh profile; `noUdp` leaves
  * WebRTC without UDP candidates, so P2P really fails; `bypassCSP` lets a script be added to
- * any page (the benchmark's). Returns the context and `close()`, which also removes the
- * profile.
+ * any page (the benchmark's); `locale` is the browser's language (`navigator.languages`,
+ * `Accept-Language`). Returns the context and `close()`, which also removes the profile.
  */
-export async function launch({ noUdp = false, bypassCSP = false } = {}) {
+export async function launch({ noUdp = false, bypassCSP = false, locale = 'en-US' } = {}) {
   const args = [
     '--no-sandbox',
     '--disable-gpu',
@@ -39,6 +39,7 @@ export async function launch({ noUdp = false, bypassCSP = false } = {}) {
     headless: true,
     args,
     viewport: { width: 1280, height: 900 },
+    locale,
     bypassCSP,
   });
   return {

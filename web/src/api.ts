@@ -119,17 +119,20 @@ export interface IceServersAnswer {
   ttl?: number;
 }
 
-/** A failed call: the HTTP status (0 when the network failed) and the server's `error` text. */
+/** A failed call: the HTTP status (0 when the network failed), the server's `error` text,
+ * its machine `code` (docs/api.md, "Error codes"), and how long to wait (`Retry-After`). */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly code: string | null = null,
+    readonly retryAfter: number | null = null,
   ) {
     super(message);
   }
 }
 
-type Body = Record<string, unknown> & { success?: boolean; error?: string };
+type Body = Record<string, unknown> & { success?: boolean; error?: string; code?: string };
 
 /** Calls the API; resolves with the whole JSON answer or rejects with an `ApiError`. */
 export async function request<T extends object>(
@@ -159,7 +162,9 @@ export async function request<T extends object>(
   }
   if (!res.ok || !json || json.success === false) {
     const text = json && typeof json.error === 'string' ? json.error : `${res.status} ${res.statusText}`.trim();
-    throw new ApiError(res.status, text);
+    const code = json && typeof json.code === 'string' ? json.code : null;
+    const wait = Number(res.headers.get('Retry-After'));
+    throw new ApiError(res.status, text, code, Number.isFinite(wait) && wait > 0 ? wait : null);
   }
   return json as T & Body;
 }

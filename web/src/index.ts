@@ -4,8 +4,9 @@
 // text node or a plain attribute (see `dom.ts`); the page never parses HTML from data.
 
 import { api, ApiError, type GatewayNode, type Task, type TaskEvent, type TaskVideo, type User } from './api';
-import { byId, errorText, h, setText } from './dom';
-import { humanBytes, humanRate } from './format';
+import { byId, h, setText } from './dom';
+import { isKey, type Key } from './i18n';
+import { bytes, date, errorMessage, number, onLocaleChange, percent, rate, t, tParts } from './locale';
 
 const NODES_EVERY_MS = 5_000;
 const TASKS_EVERY_MS = 10_000;
@@ -85,7 +86,7 @@ async function refreshAccount(): Promise<void> {
     account = me === null ? { kind: 'out' } : me.authEnabled ? { kind: 'in', user: me.user } : { kind: 'off' };
   } catch (e) {
     // No account routes (or a broken one): behave as with accounts off, say why in the log.
-    console.warn('GET /api/auth/me failed, assuming accounts are off:', errorText(e));
+    console.warn('GET /api/auth/me failed, assuming accounts are off:', errorMessage(e));
     account = { kind: 'off' };
   }
   renderAccount();
@@ -114,17 +115,11 @@ function renderAccount(): void {
   el.magnet.disabled = banned;
 
   if (account.kind === 'in') {
-    const logout = h('button', { class: 'link', text: 'log out', attrs: { type: 'button' } });
+    const logout = h('button', { class: 'link', text: t('auth.logout'), attrs: { type: 'button' } });
     logout.addEventListener('click', () => void logOut());
-    const who = h('strong', { text: account.user.username });
-    el.account.replaceChildren(
-      'Logged in as ',
-      who,
-      account.user.role === 'admin' ? ' (admin)' : '',
-      ' (',
-      logout,
-      ')',
-    );
+    const user = h('strong', { text: account.user.username });
+    const key = account.user.role === 'admin' ? 'auth.loggedInAsAdmin' : 'auth.loggedInAs';
+    el.account.replaceChildren(...tParts(key, { user, logout }));
   } else {
     el.account.replaceChildren();
   }
@@ -138,7 +133,7 @@ async function logOut(): Promise<void> {
   try {
     await api.logout();
   } catch (e) {
-    setText(el.authError, errorText(e));
+    setText(el.authError, errorMessage(e));
   }
   await refreshAccount();
 }
@@ -154,7 +149,7 @@ async function authenticate(register: boolean): Promise<void> {
     el.password.value = '';
     await refreshAccount();
   } catch (e) {
-    setText(el.authError, errorText(e));
+    setText(el.authError, errorMessage(e));
   }
 }
 
@@ -170,7 +165,7 @@ async function refreshUsers(): Promise<void> {
     users = await api.users();
     setText(el.adminError, '');
   } catch (e) {
-    setText(el.adminError, `Users: ${errorText(e)}`);
+    setText(el.adminError, t('users.cannotList', { error: errorMessage(e) }));
     return;
   }
   const me = account.kind === 'in' ? account.user : null;
@@ -178,8 +173,8 @@ async function refreshUsers(): Promise<void> {
     ...users.map((u) => {
       const toggle = h('button', {
         class: u.is_banned ? 'secondary' : 'danger',
-        text: u.is_banned ? 'Unban' : 'Ban',
-        attrs: { type: 'button', 'aria-label': `${u.is_banned ? 'Unban' : 'Ban'} ${u.username}` },
+        text: t(u.is_banned ? 'users.unban' : 'users.ban'),
+        attrs: { type: 'button', 'aria-label': t(u.is_banned ? 'users.unbanName' : 'users.banName', { user: u.username }) },
       });
       toggle.disabled = me !== null && String(me.id) === String(u.id);
       toggle.addEventListener('click', async () => {
@@ -187,7 +182,7 @@ async function refreshUsers(): Promise<void> {
         try {
           await api.setBanned(u.id, !u.is_banned);
         } catch (e) {
-          setText(el.adminError, errorText(e));
+          setText(el.adminError, errorMessage(e));
         }
         await refreshUsers();
       });
@@ -195,9 +190,9 @@ async function refreshUsers(): Promise<void> {
         'tr',
         {},
         h('td', { text: u.username }),
-        h('td', { text: u.role }),
-        h('td', { class: 'col-created', text: formatDate(u.created_at) }),
-        h('td', { text: u.is_banned ? 'banned' : 'active' }),
+        h('td', { text: t(u.role === 'admin' ? 'users.roleAdmin' : 'users.roleUser') }),
+        h('td', { class: 'col-created', text: date(u.created_at) }),
+        h('td', { text: t(u.is_banned ? 'users.banned' : 'users.active') }),
         h('td', {}, toggle),
       );
     }),
@@ -210,10 +205,10 @@ el.addUserForm.addEventListener('submit', async (e) => {
   setText(el.adminError, '');
   try {
     const r = await api.addUser(el.addUsername.value, el.addPassword.value, el.addAdmin.checked);
-    setText(el.addUserStatus, `Added ${r.data.username}.`);
+    setText(el.addUserStatus, t('users.added', { user: r.data.username }));
     el.addUserForm.reset();
   } catch (err) {
-    setText(el.adminError, errorText(err));
+    setText(el.adminError, errorMessage(err));
   }
   await refreshUsers();
 });
@@ -225,7 +220,7 @@ el.submitForm.addEventListener('submit', async (e) => {
   setText(el.submitError, '');
   const magnet = el.magnet.value.trim();
   if (!magnet) {
-    setText(el.submitError, 'Paste a magnet link first, or choose a .torrent file.');
+    setText(el.submitError, t('submit.empty'));
     return;
   }
   await submitWith(() => api.submit(magnet, el.node.value), () => (el.magnet.value = ''));
@@ -235,16 +230,17 @@ el.submitForm.addEventListener('submit', async (e) => {
 async function submitWith(send: () => Promise<{ data?: Task; message?: string }>, done: () => void): Promise<void> {
   setText(el.submitError, '');
   el.submit.disabled = true;
-  setText(el.submitStatus, 'Submitting…');
+  setText(el.submitStatus, t('submit.sending'));
   try {
     const answer = await send();
-    setText(el.submitStatus, answer.message ?? 'Task submitted');
+    // The API's two messages (docs/api.md), in the page's language.
+    setText(el.submitStatus, t(answer.message === 'Task already exists' ? 'submit.exists' : 'submit.done'));
     done();
     if (answer.data && answer.data.id) upsertTask(answer.data);
     void refreshTasks();
   } catch (err) {
     setText(el.submitStatus, '');
-    setText(el.submitError, errorText(err));
+    setText(el.submitError, errorMessage(err));
   } finally {
     el.submit.disabled = account.kind === 'in' && account.user.is_banned;
   }
@@ -255,11 +251,11 @@ const MAX_TORRENT_BYTES = 4 * 1024 * 1024;
 
 async function submitTorrent(file: File): Promise<void> {
   if (account.kind === 'out') {
-    setText(el.submitError, 'Log in to submit tasks.');
+    setText(el.submitError, t('submit.loginFirst'));
     return;
   }
   if (file.size > MAX_TORRENT_BYTES) {
-    setText(el.submitError, `${file.name} is ${humanBytes(file.size)}; a .torrent file is at most ${humanBytes(MAX_TORRENT_BYTES)}.`);
+    setText(el.submitError, t('submit.torrentTooLarge', { file: file.name, size: bytes(file.size), max: bytes(MAX_TORRENT_BYTES) }));
     return;
   }
   await submitWith(
@@ -306,9 +302,16 @@ async function refreshNodes(): Promise<void> {
     setText(el.nodesError, '');
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) listsNeedLogin = true;
-    setText(el.nodesError, `Nodes: ${errorText(e)}`);
+    setText(el.nodesError, t('nodes.cannotList', { error: errorMessage(e) }));
     return;
   }
+  lastNodes = nodes;
+  showNodes(nodes);
+}
+
+let lastNodes: GatewayNode[] = [];
+
+function showNodes(nodes: GatewayNode[]): void {
   el.nodesEmpty.hidden = nodes.length > 0;
   el.nodes.replaceChildren(...nodes.map(nodeItem));
 
@@ -318,7 +321,7 @@ async function refreshNodes(): Promise<void> {
     nodeOptionsKey = key;
     const chosen = el.node.value;
     el.node.replaceChildren(
-      h('option', { text: 'least loaded', attrs: { value: '' } }),
+      h('option', { text: t('submit.leastLoaded'), attrs: { value: '', 'data-i18n': 'submit.leastLoaded' } }),
       ...nodes.map((n) => h('option', { text: n.name ? `${n.name} (${n.id})` : n.id, attrs: { value: n.id } })),
     );
     el.node.value = nodes.some((n) => n.id === chosen) ? chosen : '';
@@ -329,17 +332,17 @@ function nodeItem(n: GatewayNode): HTMLLIElement {
   const r = n.resources ?? ({} as GatewayNode['resources']);
   const disk =
     r.disk_free_gb !== undefined && r.disk_free_gb !== null
-      ? `${fmtGb(r.disk_free_gb)} free of ${fmtGb(r.disk_space_gb)} GB`
-      : `${fmtGb(r.disk_space_gb)} GB disk`;
+      ? t('node.diskFree', { free: gb(r.disk_free_gb), total: gb(r.disk_space_gb) })
+      : t('node.disk', { total: gb(r.disk_space_gb) });
   const used = r.disk_used_bytes ?? 0;
   const quota = r.disk_quota_bytes ?? 0;
-  const tasksDisk = quota > 0 ? `${humanBytes(used)} used of ${humanBytes(quota)} quota` : `tasks hold ${humanBytes(used)}`;
+  const tasksDisk = quota > 0 ? t('node.quota', { used: bytes(used), quota: bytes(quota) }) : t('node.tasksHold', { used: bytes(used) });
   const facts = [
-    `downloads ≤ ${r.max_downloads ?? '?'}`,
-    `transcodes ≤ ${r.max_transcodes ?? '?'}`,
+    t('node.maxDownloads', { count: r.max_downloads ?? '?' }),
+    t('node.maxTranscodes', { count: r.max_transcodes ?? '?' }),
     disk,
     tasksDisk,
-    `active tasks: ${n.active_tasks ?? 0}`,
+    t('node.activeTasks', { count: n.active_tasks ?? 0 }),
   ];
   return h(
     'li',
@@ -349,18 +352,26 @@ function nodeItem(n: GatewayNode): HTMLLIElement {
       { class: 'node-head' },
       h('strong', { class: 'node-name', text: n.name || n.id }),
       h('code', { class: 'node-id', text: n.id }),
-      h('span', { class: `status status-${cssToken(n.status)}`, text: n.status }),
+      h('span', { class: `status status-${cssToken(n.status)}`, text: statusText(n.status) }),
       n.kind === 'original'
-        ? h('span', { class: 'tag node-original', text: 'original worker', attrs: { title: 'The original Go worker: plays over P2P only' } })
+        ? h('span', { class: 'tag node-original', text: t('node.original'), attrs: { title: t('node.originalTitle') } })
         : null,
     ),
     h('p', { class: 'muted', text: facts.join(' · ') }),
   );
 }
 
-function fmtGb(v: number | undefined): string {
-  return typeof v === 'number' && Number.isFinite(v) ? (Math.round(v * 10) / 10).toString() : '?';
+/** A size the API gives in GB (10^9 bytes), as sizes show. */
+function gb(v: number | undefined): string {
+  return typeof v === 'number' && Number.isFinite(v) ? bytes(v * 1e9) : '?';
 }
+
+/** A task's or node's status in the page's language (as it came when it is unknown). */
+function statusText(status: string): string {
+  const key = `status.${status}`;
+  return isKey(key) ? t(key) : status;
+}
+
 
 // ---------------------------------------------------------------- tasks
 
@@ -378,12 +389,12 @@ async function refreshTasks(): Promise<void> {
     const { tasks, nodeErrors } = await api.tasks();
     setText(el.tasksError, '');
     el.nodeErrors.replaceChildren(
-      ...nodeErrors.map((n) => h('li', { text: `${n.node_id} did not answer: ${n.error}` })),
+      ...nodeErrors.map((n) => h('li', { text: t('tasks.nodeDidNotAnswer', { node: n.node_id, error: n.error }) })),
     );
     showTasks(tasks);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) listsNeedLogin = true;
-    setText(el.tasksError, `Tasks: ${errorText(e)}`);
+    setText(el.tasksError, t('tasks.cannotList', { error: errorMessage(e) }));
   } finally {
     tasksInFlight = false;
     if (tasksAgain) {
@@ -419,24 +430,24 @@ function upsertTask(t: Task): void {
   el.tasksEmpty.hidden = true;
 }
 
-function updateRow(t: Task): Row {
-  let row = rows.get(t.id);
+function updateRow(task: Task): Row {
+  let row = rows.get(task.id);
   if (!row) {
-    row = createRow(t);
-    rows.set(t.id, row);
-  } else if (row.task.status !== t.status) {
-    announce(`${displayName(t)}: ${t.status}`);
+    row = createRow(task);
+    rows.set(task.id, row);
+  } else if (row.task.status !== task.status) {
+    announce(t('task.announceStatus', { name: displayName(task), status: statusText(task.status) }));
   }
-  row.task = t;
+  row.task = task;
   renderRow(row);
   return row;
 }
 
-function createRow(t: Task): Row {
+function createRow(task: Task): Row {
   const name = h('span', { class: 'task-name' });
   const status = h('span', { class: 'status' });
   const progress = h('progress', { class: 'task-progress', attrs: { max: '100' } });
-  const percent = h('span', { class: 'percent' });
+  const percentText = h('span', { class: 'percent', attrs: { 'aria-hidden': 'true' } });
   const speed = h('dd');
   const size = h('dd');
   const node = h('dd');
@@ -446,32 +457,34 @@ function createRow(t: Task): Row {
   const episodes = h('details', { class: 'episodes' }) as HTMLDetailsElement;
   episodes.hidden = true;
   const error = h('p', { class: 'task-error error' });
-  const del = h('button', { class: 'danger delete', text: 'Delete', attrs: { type: 'button' } });
-  const pause = h('button', { class: 'pause', text: 'Pause', attrs: { type: 'button' } });
-  const retry = h('button', { class: 'retry', text: 'Retry', attrs: { type: 'button' } });
-  const stop = h('button', { class: 'stop-seeding', text: 'Stop seeding', attrs: { type: 'button' } });
-  const pin = h('button', { class: 'pin', text: 'Pin', attrs: { type: 'button' } });
+  const button = (cls: string) => h('button', { class: cls, attrs: { type: 'button' } });
+  const del = button('danger delete');
+  const pause = button('pause');
+  const retry = button('retry');
+  const stop = button('stop-seeding');
+  const pin = button('pin');
   const actions = h('div', { class: 'actions' }, pause, retry, stop, pin, del);
+  const term = (key: Key) => h('dt', { attrs: { 'data-i18n': key }, text: t(key) });
   const li = h(
     'li',
-    { class: 'task', attrs: { 'data-task-id': t.id } },
+    { class: 'task', attrs: { 'data-task-id': task.id } },
     h('div', { class: 'task-head' }, name, status),
-    h('div', { class: 'task-bar' }, progress, percent),
+    h('div', { class: 'task-bar' }, progress, percentText),
     h(
       'dl',
       { class: 'task-meta' },
-      h('div', {}, h('dt', { text: 'Speed' }), speed),
-      h('div', {}, h('dt', { text: 'Size' }), size),
-      h('div', {}, h('dt', { text: 'Node' }), node),
-      h('div', {}, h('dt', { text: 'Seeded' }), seeded),
-      h('div', {}, h('dt', { text: 'Disk' }), disk),
+      h('div', {}, term('task.speed'), speed),
+      h('div', {}, term('task.size'), size),
+      h('div', {}, term('task.node'), node),
+      h('div', {}, term('task.seeded'), seeded),
+      h('div', {}, term('task.disk'), disk),
     ),
     detail,
     error,
     episodes,
     actions,
   );
-  const row: Row = { task: t, el: li, name, status, progress, percent, speed, size, node, seeded, disk, episodes, detail, error, actions, play: null };
+  const row: Row = { task, el: li, name, status, progress, percent: percentText, speed, size, node, seeded, disk, episodes, detail, error, actions, play: null };
   del.addEventListener('click', () => void deleteTask(row));
   pause.addEventListener('click', () => void togglePause(row));
   retry.addEventListener('click', () => void retryTask(row));
@@ -480,126 +493,111 @@ function createRow(t: Task): Row {
   return row;
 }
 
-/** Pinned tasks are never evicted to make room under the node's disk quota. */
-async function togglePin(row: Row): Promise<void> {
-  const t = row.task;
+/** One action on a task: the API call, the row updated from its answer, an announcement, or
+ * the error in the page's language. */
+async function act(row: Row, call: (id: string) => Promise<{ data?: Task }>, done: Key, failed: Key): Promise<void> {
+  const name = displayName(row.task);
   try {
-    const answer = await api.pinTask(t.id, !t.pinned);
+    const answer = await call(row.task.id);
     if (answer.data) upsertTask(answer.data);
-    announce(`${displayName(t)} ${t.pinned ? 'unpinned' : 'pinned'}`);
+    announce(t(done, { name }));
   } catch (e) {
-    setText(el.tasksError, `${t.pinned ? 'Unpin' : 'Pin'}: ${errorText(e)}`);
+    setText(el.tasksError, t(failed, { name, error: errorMessage(e) }));
   }
+}
+
+/** Pinned tasks are never evicted to make room under the node's disk quota. */
+function togglePin(row: Row): Promise<void> {
+  const pinned = row.task.pinned === true;
+  return act(row, (id) => api.pinTask(id, !pinned), pinned ? 'task.announceUnpinned' : 'task.announcePinned', pinned ? 'task.cannotUnpin' : 'task.cannotPin');
 }
 
 /** Stop and keep: the completed task stops seeding; its files and video stay. */
-async function stopSeeding(row: Row): Promise<void> {
-  const t = row.task;
-  try {
-    const answer = await api.stopSeeding(t.id);
-    if (answer.data) upsertTask(answer.data);
-    announce(`${displayName(t)}: seeding stopped`);
-  } catch (e) {
-    setText(el.tasksError, `Stop seeding: ${errorText(e)}`);
-  }
+function stopSeeding(row: Row): Promise<void> {
+  return act(row, api.stopSeeding, 'task.announceSeedingStopped', 'task.cannotStopSeeding');
 }
 
-async function retryTask(row: Row): Promise<void> {
-  const t = row.task;
-  try {
-    const answer = await api.retryTask(t.id);
-    if (answer.data) upsertTask(answer.data);
-    announce(`${displayName(t)}: retrying`);
-  } catch (e) {
-    setText(el.tasksError, `Retry: ${errorText(e)}`);
-  }
+function retryTask(row: Row): Promise<void> {
+  return act(row, api.retryTask, 'task.announceRetrying', 'task.cannotRetry');
 }
 
-async function togglePause(row: Row): Promise<void> {
-  const t = row.task;
-  try {
-    const answer = await (t.paused ? api.resumeTask(t.id) : api.pauseTask(t.id));
-    if (answer.data) upsertTask(answer.data);
-    announce(`${displayName(t)} ${t.paused ? 'resumed' : 'paused'}`);
-  } catch (e) {
-    setText(el.tasksError, `${t.paused ? 'Resume' : 'Pause'}: ${errorText(e)}`);
-  }
+function togglePause(row: Row): Promise<void> {
+  return row.task.paused
+    ? act(row, api.resumeTask, 'task.announceResumed', 'task.cannotResume')
+    : act(row, api.pauseTask, 'task.announcePaused', 'task.cannotPause');
+}
+
+/** A button of the row's actions: its text, its label naming the task, whether it shows. */
+function showAction(row: Row, selector: string, shown: boolean, text: Key, label: Key): HTMLButtonElement | null {
+  const b = row.actions.querySelector<HTMLButtonElement>(selector);
+  if (!b) return null;
+  b.hidden = !shown;
+  setText(b, t(text));
+  b.setAttribute('aria-label', t(label, { name: displayName(row.task) }));
+  return b;
 }
 
 function renderRow(row: Row): void {
-  const t = row.task;
-  const name = displayName(t);
+  const task = row.task;
+  const name = displayName(task);
   setText(row.name, name);
-  row.name.setAttribute('data-source', t.torrent_name ? 'torrent' : 'magnet');
+  row.name.setAttribute('data-source', task.torrent_name ? 'torrent' : 'magnet');
   row.name.setAttribute('title', name);
-  row.el.setAttribute('data-status', t.status);
-  setText(row.status, t.paused ? 'paused' : t.status);
-  row.status.className = `status status-${cssToken(t.paused ? 'paused' : t.status)}`;
+  row.el.setAttribute('data-status', task.status);
+  setText(row.status, statusText(task.paused ? 'paused' : task.status));
+  row.status.className = `status status-${cssToken(task.paused ? 'paused' : task.status)}`;
 
   // Both phases: the download's percentage, then the transcode's. (The API keeps `progress`
   // at 100 once the download is done, as the original's page expects.)
-  const transcoding = t.status === 'transcoding';
-  const progress = clampPercent(transcoding ? t.transcode_progress : t.progress);
+  const transcoding = task.status === 'transcoding';
+  const progress = clampPercent(transcoding ? task.transcode_progress : task.progress);
+  const shown = transcoding ? t('task.converting', { percent: percent(progress) }) : percent(progress);
   row.progress.value = progress;
-  row.progress.setAttribute('aria-label', `${transcoding ? 'Transcode' : 'Download'} progress of ${name}`);
-  setText(row.percent, transcoding ? `converting ${progress}%` : `${progress}%`);
-  setText(row.speed, t.speed > 0 ? humanRate(t.speed) : '–');
-  setText(row.size, t.size > 0 ? `${humanBytes(t.downloaded ?? 0)} / ${humanBytes(t.size)}` : '–');
-  setText(row.node, t.worker_id || '–');
-  const uploaded = t.uploaded ?? 0;
-  setText(row.seeded, uploaded > 0 || t.seeding ? `${humanBytes(uploaded)} · ratio ${(t.ratio ?? 0).toFixed(2)}` : '–');
-  const diskBytes = t.disk_bytes ?? 0;
-  setText(row.disk, diskBytes > 0 ? humanBytes(diskBytes) + (t.payload_evicted ? ' (video only)' : '') : '–');
-  row.seeded.title = t.seeding_stopped ? `not seeding: ${t.seeding_stopped}` : t.seeding ? 'seeding' : '';
-  setText(row.detail, t.detail ?? '');
-  row.detail.hidden = !t.detail;
-  setText(row.error, t.error ?? '');
-  row.error.hidden = !t.error;
+  row.progress.setAttribute('aria-label', t(transcoding ? 'task.transcodeProgressOf' : 'task.downloadProgressOf', { name }));
+  row.progress.setAttribute('aria-valuetext', shown);
+  setText(row.percent, shown);
+  setText(row.speed, task.speed > 0 ? rate(task.speed) : '–');
+  setText(row.size, task.size > 0 ? t('task.sizeOf', { downloaded: bytes(task.downloaded ?? 0), size: bytes(task.size) }) : '–');
+  setText(row.node, task.worker_id || '–');
+  const uploaded = task.uploaded ?? 0;
+  setText(
+    row.seeded,
+    uploaded > 0 || task.seeding ? t('task.seededRatio', { uploaded: bytes(uploaded), ratio: number(task.ratio ?? 0, 2) }) : '–',
+  );
+  const diskBytes = task.disk_bytes ?? 0;
+  setText(row.disk, diskBytes > 0 ? (task.payload_evicted ? t('task.diskVideoOnly', { size: bytes(diskBytes) }) : bytes(diskBytes)) : '–');
+  row.seeded.title = task.seeding_stopped ? t('task.notSeeding', { why: task.seeding_stopped }) : task.seeding ? t('task.seeding') : '';
+  setText(row.detail, task.detail ?? '');
+  row.detail.hidden = !task.detail;
+  setText(row.error, task.error ?? '');
+  row.error.hidden = !task.error;
 
   // Only its submitter and admins may delete a task, or pause one that still downloads.
-  const del = row.actions.querySelector<HTMLButtonElement>('button.delete');
-  if (del) del.hidden = t.mine === false;
-  const retry = row.actions.querySelector<HTMLButtonElement>('button.retry');
-  if (retry) {
-    retry.hidden = t.mine === false || t.status !== 'error' || t.worker_kind === 'original';
-    retry.setAttribute('aria-label', `Retry ${name}`);
-  }
-  const pause = row.actions.querySelector<HTMLButtonElement>('button.pause');
-  if (pause) {
-    const downloading = t.status === 'pending' || t.status === 'downloading';
-    pause.hidden = t.mine === false || !downloading || t.worker_kind === 'original';
-    setText(pause, t.paused ? 'Resume' : 'Pause');
-    pause.setAttribute('aria-label', `${t.paused ? 'Resume' : 'Pause'} ${name}`);
-  }
-
-  const stop = row.actions.querySelector<HTMLButtonElement>('button.stop-seeding');
-  if (stop) {
-    stop.hidden = t.mine === false || t.seeding !== true || t.worker_kind === 'original';
-    stop.setAttribute('aria-label', `Stop seeding ${name}`);
-  }
-
-  const pin = row.actions.querySelector<HTMLButtonElement>('button.pin');
-  if (pin) {
-    pin.hidden = t.mine === false || t.worker_kind === 'original';
-    setText(pin, t.pinned ? 'Unpin' : 'Pin');
-    pin.setAttribute('aria-pressed', t.pinned ? 'true' : 'false');
-    pin.setAttribute('aria-label', `${t.pinned ? 'Unpin' : 'Pin'} ${name}`);
-  }
+  const mine = task.mine !== false;
+  const ours = task.worker_kind !== 'original';
+  const downloading = task.status === 'pending' || task.status === 'downloading';
+  showAction(row, 'button.delete', mine, 'task.delete', 'task.deleteName');
+  showAction(row, 'button.retry', mine && ours && task.status === 'error', 'task.retry', 'task.retryName');
+  showAction(row, 'button.pause', mine && ours && downloading, task.paused ? 'task.resume' : 'task.pause', task.paused ? 'task.resumeName' : 'task.pauseName');
+  showAction(row, 'button.stop-seeding', mine && ours && task.seeding === true, 'task.stopSeeding', 'task.stopSeedingName');
+  const pin = showAction(row, 'button.pin', mine && ours, task.pinned ? 'task.unpin' : 'task.pin', task.pinned ? 'task.unpinName' : 'task.pinName');
+  pin?.setAttribute('aria-pressed', task.pinned ? 'true' : 'false');
 
   renderEpisodes(row);
 
   // Ready, or playable while it downloads (progressive playback).
-  const ready = t.status === 'ready' || t.playable === true;
+  const ready = task.status === 'ready' || task.playable === true;
   if (ready && !row.play) {
-    row.play = h('a', { class: 'play button', text: 'Play' });
+    row.play = h('a', { class: 'play button' });
     row.actions.prepend(row.play);
   } else if (!ready && row.play) {
     row.play.remove();
     row.play = null;
   }
   if (row.play) {
-    row.play.setAttribute('href', `/player?taskId=${encodeURIComponent(t.id)}`);
-    row.play.setAttribute('aria-label', `Play ${name}`);
+    setText(row.play, t('task.play'));
+    row.play.setAttribute('href', `/player?taskId=${encodeURIComponent(task.id)}`);
+    row.play.setAttribute('aria-label', t('task.playName', { name }));
   }
 }
 
@@ -607,18 +605,18 @@ function renderRow(row: Row): void {
 function videoState(v: TaskVideo): string {
   switch (v.state) {
     case 'ready':
-      return 'ready';
+      return t('video.ready');
     case 'playable':
-      return 'playable';
+      return t('video.playable');
     case 'transcoding':
-      return `converting ${clampPercent(v.transcode_progress)}%`;
+      return t('video.converting', { percent: percent(clampPercent(v.transcode_progress)) });
     case 'queued':
-      return 'queued';
+      return t('video.queued');
     case 'error':
-      return `error: ${v.error}`;
+      return t('video.error', { error: v.error });
     default: {
-      if (v.size > 0 && v.downloaded >= v.size) return 'downloaded';
-      if (v.current && v.size > 0) return `${clampPercent((v.downloaded / v.size) * 100)}% downloaded`;
+      if (v.size > 0 && v.downloaded >= v.size) return t('video.downloaded');
+      if (v.current && v.size > 0) return t('video.downloading', { percent: percent(clampPercent((v.downloaded / v.size) * 100)) });
       return '';
     }
   }
@@ -626,25 +624,25 @@ function videoState(v: TaskVideo): string {
 
 /** A season pack's episodes (a torrent of several videos): each plays in the player, which
  * makes it the one fetched. The list is rebuilt only when something in it changed. */
-function renderEpisodes(row: Row): void {
+function renderEpisodes(row: Row, force = false): void {
   const videos = [...(row.task.videos ?? [])].sort((a, b) => a.path.localeCompare(b.path, undefined, { numeric: true }));
   row.episodes.hidden = videos.length < 2;
   if (videos.length < 2) return;
   const key = JSON.stringify(videos.map((v) => [v.index, v.current, v.state, v.downloaded, v.transcode_progress]));
-  if (row.episodes.dataset.key === key) return;
+  if (row.episodes.dataset.key === key && !force) return;
   row.episodes.dataset.key = key;
   const items = videos.map((v) => {
     const name = v.path.split('/').pop() ?? v.path;
     const play = h('a', {
       class: 'play-episode',
-      text: 'Play',
-      attrs: { href: `/player?taskId=${encodeURIComponent(row.task.id)}&file=${v.index}`, 'aria-label': `Play ${name}` },
+      text: t('task.play'),
+      attrs: { href: `/player?taskId=${encodeURIComponent(row.task.id)}&file=${v.index}`, 'aria-label': t('task.playName', { name }) },
     });
     const li = h(
       'li',
       { class: v.current ? 'episode current' : 'episode', attrs: { 'data-file': String(v.index) } },
       h('span', { class: 'episode-name', text: name }),
-      h('span', { class: 'muted', text: ` ${humanBytes(v.size)} ` }),
+      h('span', { class: 'muted', text: ` ${bytes(v.size)} ` }),
       h('span', { class: 'episode-state', text: videoState(v) }),
       ' ',
       play,
@@ -652,26 +650,27 @@ function renderEpisodes(row: Row): void {
     if (v.current) li.setAttribute('aria-current', 'true');
     return li;
   });
-  row.episodes.replaceChildren(h('summary', { text: `Episodes (${videos.length})` }), h('ol', {}, ...items));
+  row.episodes.replaceChildren(h('summary', { text: t('task.episodes', { count: videos.length }) }), h('ol', {}, ...items));
 }
 
 async function deleteTask(row: Row): Promise<void> {
-  const t = row.task;
-  if (!confirm(`Delete the task “${displayName(t)}” with its download and video?`)) return;
+  const task = row.task;
+  const name = displayName(task);
+  if (!confirm(t('task.confirmDelete', { name }))) return;
   try {
-    await api.deleteTask(t.id);
+    await api.deleteTask(task.id);
     row.el.remove();
-    rows.delete(t.id);
+    rows.delete(task.id);
     el.tasksEmpty.hidden = rows.size > 0;
-    announce(`${displayName(t)} deleted`);
+    announce(t('task.announceDeleted', { name }));
   } catch (e) {
-    setText(el.tasksError, `Delete: ${errorText(e)}`);
+    setText(el.tasksError, t('task.cannotDelete', { name, error: errorMessage(e) }));
   }
   void refreshTasks();
 }
 
-function displayName(t: Task): string {
-  return t.torrent_name || t.magnet_url || t.id;
+function displayName(task: Task): string {
+  return task.torrent_name || task.magnet_url || task.id;
 }
 
 function clampPercent(p: unknown): number {
@@ -754,10 +753,6 @@ function time(s: string | undefined): number {
   return Number.isNaN(t) ? 0 : t;
 }
 
-function formatDate(s: string): string {
-  const t = Date.parse(s);
-  return Number.isNaN(t) ? s : new Date(t).toLocaleString();
-}
 
 /** A status as a CSS class suffix: only `[a-z0-9-]`. */
 function cssToken(s: string | undefined): string {
@@ -765,6 +760,19 @@ function cssToken(s: string | undefined): string {
 }
 
 // ---------------------------------------------------------------- start
+
+// Another language: everything rendered from data is rendered again (the static texts are
+// `locale.ts`'s); messages of earlier actions are cleared rather than left in the other one.
+onLocaleChange(() => {
+  for (const p of [el.submitStatus, el.submitError, el.authError, el.addUserStatus, el.announce]) setText(p, '');
+  renderAccount();
+  for (const row of rows.values()) {
+    renderRow(row);
+    renderEpisodes(row, true);
+  }
+  nodeOptionsKey = '';
+  showNodes(lastNodes);
+});
 
 void refreshAccount(); // also opens the event stream once it is known who may read it
 void refreshNodes();

@@ -15,7 +15,8 @@ import Hls, { type ErrorData, type HlsConfig, type LoaderCallbacks, type LoaderC
 import { api, ApiError, type Task, type TaskEvent, type TaskVideo } from './api';
 import { DcClient, dcLoader, type FileClient, type LoaderClass } from './dc-loader';
 import { byId, errorText, h, setText } from './dom';
-import { humanBytes, humanRate } from './format';
+import { isKey, translate, type Key, type Params } from './i18n';
+import { bytes, errorMessage, onLocaleChange, percent, rate, t } from './locale';
 import { HijackClient } from './hijack';
 import { connectP2P, type P2PSession } from './p2p';
 
@@ -118,8 +119,8 @@ window.setInterval(() => {
   while (samples.length > 2 && now - samples[0].t > RATE_WINDOW_MS) samples.shift();
   const first = samples[0];
   const seconds = (now - first.t) / 1000;
-  setText(el.rate, humanRate(seconds > 0 ? (state.bytes - first.bytes) / seconds : 0));
-  setText(el.total, humanBytes(state.bytes));
+  setText(el.rate, rate(seconds > 0 ? (state.bytes - first.bytes) / seconds : 0));
+  setText(el.total, t('player.total', { total: bytes(state.bytes) }));
 }, 1000);
 
 /** hls.js's own (XHR) loader, counting what it receives. */
@@ -140,31 +141,70 @@ function relayLoader(): LoaderClass {
 
 // ---------------------------------------------------------------- page state
 
-function say(text: string): void {
-  setText(el.state, text);
+/** A text of the page, made again when the language changes. */
+type Text = () => string;
+
+const message =
+  (key: Key, params?: Params): Text =>
+  () =>
+    t(key, params);
+
+/** What the status line and the error line say now. */
+let saying: Text = message('player.loading');
+let failing: Text = () => '';
+
+function say(text: Text): void {
+  saying = text;
+  setText(el.state, text());
 }
 
-function showError(text: string): void {
-  setText(el.error, text);
+function showError(text: Text): void {
+  failing = text;
+  setText(el.error, text());
 }
 
-function setTransport(t: Transport, fallbackReason: string | null): void {
-  if (state.transport !== t || (t === 'relay' && fallbackReason !== state.fallbackReason)) {
-    state.switches.push(t === 'p2p' ? 'p2p' : `relay: ${fallbackReason ?? 'asked for'}`);
+/** Why the relay carries the video: a message, with a technical detail as it came. */
+interface Why {
+  key: Key;
+  detail?: string;
+}
+
+const why = (key: Key, detail?: unknown): Why => ({ key, detail: detail === undefined ? undefined : errorText(detail) });
+const whyText = (w: Why): string => t(w.key, { detail: w.detail ?? '' });
+
+function setTransport(to: Transport, fallback: Why | null): void {
+  // The tests read the reasons in English, whatever the page's language.
+  const reason = fallback ? translate('en', fallback.key, { detail: fallback.detail ?? '' }) : null;
+  if (state.transport !== to || (to === 'relay' && reason !== state.fallbackReason)) {
+    state.switches.push(to === 'p2p' ? 'p2p' : `relay: ${reason ?? 'asked for'}`);
   }
-  state.transport = t;
-  state.fallbackReason = fallbackReason;
-  el.transport.setAttribute('data-transport', t);
-  setText(el.transport, t === 'p2p' ? 'P2P' : 'Relay');
+  state.transport = to;
+  state.fallbackReason = reason;
+  fallbackWhy = fallback;
+  showTransport();
+}
+
+let fallbackWhy: Why | null = null;
+
+function showTransport(): void {
+  const to = state.transport;
+  if (!to) return;
+  el.transport.setAttribute('data-transport', to);
+  setText(el.transport, t(to === 'p2p' ? 'player.p2p' : 'player.relay'));
   setText(
     el.fallback,
-    fallbackReason ? `Relay: ${fallbackReason}` : t === 'relay' && forceRelay ? 'forced by transport=relay' : '',
+    fallbackWhy
+      ? t('player.relayBecause', { reason: whyText(fallbackWhy) })
+      : to === 'relay' && forceRelay
+        ? t('player.relayAskedFor')
+        : '',
   );
 }
 
 function showTitle(task: Task): void {
   const name = task.torrent_name || task.id;
   setText(el.title, name);
+  el.video.setAttribute('aria-label', t('player.video', { name }));
   document.title = `${name} · magnetm3u8`;
 }
 
@@ -172,8 +212,8 @@ function showTitle(task: Task): void {
 
 async function main(): Promise<void> {
   if (!/^task_\d+$/.test(taskId)) {
-    say('Nothing to play.');
-    showError('Open this page as /player?taskId=<task id>.');
+    say(message('player.nothingToPlay'));
+    showError(message('player.openAs'));
     return;
   }
   followEvents();
@@ -196,11 +236,11 @@ async function main(): Promise<void> {
   if (!Hls.isSupported()) {
     // No MSE (iOS Safari): only the native player and the relay remain.
     if (el.video.canPlayType('application/vnd.apple.mpegurl')) {
-      setTransport('relay', 'P2P failed: this browser has no Media Source Extensions');
+      setTransport('relay', why('player.reason.noMse'));
       el.video.src = videoUrl('index.m3u8');
       void el.video.play().catch(() => {});
     } else {
-      showError('This browser cannot play HLS video.');
+      showError(message('player.noHls'));
     }
     return;
   }
@@ -210,26 +250,26 @@ async function main(): Promise<void> {
     // The original's workers make index.m3u8 only.
     manifest = 'index.m3u8';
     if (forceRelay) {
-      cannotRelay('transport=relay was asked for');
+      cannotRelay(why('player.reason.relayAskedFor'));
       return;
     }
   } else if (forceRelay) {
     startRelay(null);
     return;
   }
-  say('Connecting to the node over WebRTC…');
+  say(message('player.connecting'));
   if (originalNode) {
     try {
       session = await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs, relayOnly });
     } catch (e) {
-      cannotRelay(`P2P failed: ${errorText(e)}`);
+      cannotRelay(why('player.reason.p2pFailed', e));
       return;
     }
     state.protocol = 'original';
     setTransport('p2p', null);
     startHls(dcLoader(new HijackClient(session.channel, addBytes)));
     session.onClose((reason) => {
-      if (state.transport === 'p2p') cannotRelay(`P2P failed: ${reason}`);
+      if (state.transport === 'p2p') cannotRelay(why('player.reason.p2pFailed', reason));
     });
     return;
   }
@@ -237,7 +277,7 @@ async function main(): Promise<void> {
   try {
     usePeer(await connectP2P({ workerId: task.worker_id, timeoutMs: p2pTimeoutMs, relayOnly }));
   } catch (e) {
-    setTransport('relay', `P2P failed: ${errorText(e)}`);
+    setTransport('relay', why('player.reason.p2pFailed', e));
     recoverLater();
   }
   startHls(transportLoader());
@@ -268,20 +308,20 @@ function usePeer(s: P2PSession): void {
   void s.candidateType().then((t) => {
     if (session === s) state.candidateType = t;
   });
-  if (state.switches.length > 1) say('Back on P2P.');
+  if (state.switches.length > 1) say(message('player.backOnP2p'));
   s.onClose((reason) => {
     if (session !== s) return;
-    lostPeer(`P2P lost: ${reason}`);
+    lostPeer(why('player.reason.p2pLost', reason));
   });
 }
 
 /** P2P went: the relay carries on and a new P2P session is tried for after a pause. */
-function lostPeer(reason: string): void {
+function lostPeer(reason: Why): void {
   session?.close();
   session = null;
   p2pClient = null;
   setTransport('relay', reason);
-  say(`Playing over the relay (${reason}); reconnecting P2P…`);
+  say(() => t('player.overRelayReconnecting', { reason: whyText(reason) }));
   recoverLater();
   // Requests waiting on the channel are dropped and asked again: over the relay.
   if (hls) {
@@ -309,17 +349,14 @@ function recoverLater(): void {
 }
 
 /** An original worker node has no relay: playback needs P2P, which failed. */
-function cannotRelay(reason: string): void {
+function cannotRelay(reason: Why): void {
   hls?.destroy();
   hls = null;
   session?.close();
   session = null;
-  state.fallbackReason = reason;
-  say('Stopped.');
-  showError(
-    `This video is on an original worker node, which serves it over P2P only (it has no relay): ${reason}. ` +
-      'Playback needs a direct (or TURN) connection to that node.',
-  );
+  state.fallbackReason = translate('en', reason.key, { detail: reason.detail ?? '' });
+  say(message('player.stopped'));
+  showError(() => t('player.originalNoRelay', { reason: whyText(reason) }));
 }
 
 /** The task as last heard (the API, then its live events). */
@@ -348,77 +385,85 @@ function followEvents(): void {
 }
 
 /** How much is downloaded, at what speed, from how many peers, while the torrent downloads. */
-function showDownload(t: Task): void {
-  const downloading = t.status === 'downloading' || t.status === 'pending';
+function showDownload(task: Task): void {
+  const downloading = task.status === 'downloading' || task.status === 'pending';
   el.download.hidden = !downloading;
   if (!downloading) return;
-  const percent = Math.max(0, Math.min(100, Math.round(t.progress ?? 0)));
-  el.downloadFill.style.width = `${percent}%`;
-  el.downloadBar.setAttribute('aria-valuenow', String(percent));
-  const peers = t.peers ?? 0;
-  const parts = [`${percent}%`, humanRate(t.speed ?? 0), peers === 1 ? '1 peer' : `${peers} peers`];
-  if (t.detail) parts.push(t.detail);
-  setText(el.downloadText, parts.join(' · '));
+  const done = Math.max(0, Math.min(100, Math.round(task.progress ?? 0)));
+  el.downloadFill.style.width = `${done}%`;
+  el.downloadBar.setAttribute('aria-valuenow', String(done));
+  el.downloadBar.setAttribute('aria-valuetext', percent(done));
+  const figures = { percent: percent(done), rate: rate(task.speed ?? 0), count: task.peers ?? 0 };
+  setText(
+    el.downloadText,
+    task.detail ? t('player.downloadFiguresDetail', { ...figures, detail: task.detail }) : t('player.downloadFigures', figures),
+  );
 }
 
 /** What the viewer is told while the video waits for data. */
 function waitingText(): string {
-  const t = current;
-  if (!t || (t.status !== 'downloading' && t.status !== 'pending')) return 'Buffering…';
-  const peers = t.peers ?? 0;
-  if (peers === 0) return 'Waiting for data: no peer is sending this torrent right now.';
-  return `Waiting for data from peers: ${peers === 1 ? '1 peer' : `${peers} peers`}, ${humanRate(t.speed ?? 0)}.`;
+  const task = current;
+  if (!task || (task.status !== 'downloading' && task.status !== 'pending')) return t('player.buffering');
+  const peers = task.peers ?? 0;
+  if (peers === 0) return t('player.waitingNoPeer');
+  return t('player.waitingPeers', { count: peers, rate: rate(task.speed ?? 0) });
 }
 
 /** The video played: the one asked for, else the task's current one. */
-function chosenVideo(t: Task): TaskVideo | undefined {
-  const videos = t.videos ?? [];
+function chosenVideo(task: Task): TaskVideo | undefined {
+  const videos = task.videos ?? [];
   return file === null ? videos.find((v) => v.current) : videos.find((v) => v.index === file);
 }
 
 /** Whether the video played can start: its own HLS is playable (or the task's, for the
  * task's own folder, which tasks from before per-video states have). */
-function playable(t: Task): boolean {
-  const v = chosenVideo(t);
+function playable(task: Task): boolean {
+  const v = chosenVideo(task);
   if (v && (v.state === 'playable' || v.state === 'ready')) return true;
   if (v && v.playlist !== '') return false;
-  return t.status === 'ready' || t.playable === true;
+  return task.status === 'ready' || task.playable === true;
 }
 
 /** Makes the video asked for the one fetched and played (its submitter or an admin may);
  * false when it cannot play. */
-async function choose(t: Task): Promise<Task | null> {
-  const v = chosenVideo(t);
-  if (file === null) return t;
+async function choose(task: Task): Promise<Task | null> {
+  const v = chosenVideo(task);
+  if (file === null) return task;
   if (!v) {
-    say('Nothing to play.');
-    showError(`File ${file} is not a video of this torrent.`);
+    say(message('player.nothingToPlay'));
+    showError(message('player.notAVideo', { index: String(file) }));
     return null;
   }
-  if (v.current || v.state === 'ready') return t;
+  if (v.current || v.state === 'ready') return task;
   try {
     const answer = await api.playVideo(taskId, v.index);
-    return answer.data ?? t;
+    return answer.data ?? task;
   } catch (e) {
-    if (v.state === 'playable') return t;
-    say('Cannot play this episode.');
-    showError(errorText(e));
+    if (v.state === 'playable') return task;
+    say(message('player.cannotPlayEpisode'));
+    showError(() => errorMessage(e));
     return null;
   }
 }
 
 /** Previous and next episode of a torrent of several videos (by path), as links. */
-function showEpisodes(t: Task): void {
-  const videos = [...(t.videos ?? [])].sort((a, b) => a.path.localeCompare(b.path, undefined, { numeric: true }));
-  const v = chosenVideo(t);
+function showEpisodes(task: Task): void {
+  const videos = [...(task.videos ?? [])].sort((a, b) => a.path.localeCompare(b.path, undefined, { numeric: true }));
+  const v = chosenVideo(task);
   if (videos.length < 2 || !v) return;
   const at = videos.findIndex((x) => x.index === v.index);
   el.episodes.hidden = false;
-  setText(el.episode, `${at + 1} of ${videos.length}: ${v.path.split('/').pop() ?? v.path}`);
+  const label = () => {
+    setText(el.episode, t('player.episodeOf', { at: at + 1, count: videos.length, name: v.path.split('/').pop() ?? v.path }));
+    for (const [to, button] of [[videos[at - 1], el.prev], [videos[at + 1], el.next]] as const) {
+      if (to) button.setAttribute('aria-label', t('player.playName', { name: to.path.split('/').pop() ?? to.path }));
+    }
+  };
+  label();
+  onLocaleChange(label);
   const go = (to: TaskVideo | undefined, button: HTMLButtonElement) => {
     button.disabled = !to;
     if (!to) return;
-    button.setAttribute('aria-label', `Play ${to.path.split('/').pop() ?? to.path}`);
     button.addEventListener('click', () => {
       const next = new URLSearchParams(location.search);
       next.set('file', String(to.index));
@@ -445,18 +490,23 @@ async function waitUntilPlayable(): Promise<Task | null> {
       showDownload(task);
       if (playable(task)) return task;
       if (task.status === 'error' || task.status === 'cancelled') {
-        say(`This task is ${task.status}.`);
-        if (task.error) showError(task.error);
+        say(message('player.taskEnded', { status: statusText(task.status) }));
+        if (task.error) showError(() => task.error ?? '');
         return null;
       }
-      say(`Not playable yet: ${task.status} (${Math.round(task.progress ?? 0)}%)${task.detail ? `, ${task.detail}` : ''}. Waiting…`);
+      const figures = { status: statusText(task.status), percent: percent(Math.round(task.progress ?? 0)) };
+      say(
+        task.detail
+          ? () => t('player.notPlayableYetDetail', { ...figures, detail: task.detail ?? '' })
+          : () => t('player.notPlayableYet', figures),
+      );
     } catch (e) {
       if (e instanceof ApiError && (e.status === 404 || e.status === 400)) {
-        say('Nothing to play.');
-        showError(e.message);
+        say(message('player.nothingToPlay'));
+        showError(() => errorMessage(e));
         return null;
       }
-      say(`Cannot read the task (${errorText(e)}); retrying…`);
+      say(() => t('player.cannotReadTask', { error: errorMessage(e) }));
     }
     await new Promise<void>((r) => {
       const timer = window.setTimeout(r, READY_POLL_MS);
@@ -473,7 +523,7 @@ async function waitUntilPlayable(): Promise<Task | null> {
   }
 }
 
-function startRelay(fallbackReason: string | null): void {
+function startRelay(fallbackReason: Why | null): void {
   setTransport('relay', fallbackReason);
   startHls(relayLoader());
 }
@@ -500,11 +550,11 @@ function startHls(loader: LoaderClass, startPosition = 0): void {
   };
   const player = (hls = new Hls(config));
   player.on(Hls.Events.MANIFEST_PARSED, () => {
-    say('Playing…');
+    say(message('player.playing'));
     renderSubtitles();
     el.video.play().catch(() => {
       // Autoplay refused: the controls remain.
-      say('Press play to start.');
+      say(message('player.pressPlay'));
     });
   });
   player.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, renderSubtitles);
@@ -532,19 +582,20 @@ function onHlsError(player: Hls, data: ErrorData): void {
   // 503: the segment is not made yet (its pieces are still coming). Not a P2P failure:
   // keep the transport and ask again.
   if (data.type === Hls.ErrorTypes.NETWORK_ERROR && data.response?.code === 503) {
-    say(waitingText());
+    say(waitingText);
     player.startLoad(el.video.currentTime > 0 ? el.video.currentTime : -1);
     return;
   }
   if (data.type === Hls.ErrorTypes.NETWORK_ERROR && state.transport === 'p2p') {
-    const why = data.response?.text || data.error?.message || data.details;
-    if (originalNode) cannotRelay(`P2P failed: ${why}`);
-    else lostPeer(`P2P failed: ${why}`);
+    const reason = why('player.reason.p2pFailed', data.response?.text || data.error?.message || data.details);
+    if (originalNode) cannotRelay(reason);
+    else lostPeer(reason);
     return;
   }
   const status = data.response?.code ? ` (status ${data.response.code})` : '';
-  showError(`Playback failed: ${data.details}${status}${data.response?.text ? `: ${data.response.text}` : ''}`);
-  say('Stopped.');
+  const detail = `${data.details}${status}${data.response?.text ? `: ${data.response.text}` : ''}`;
+  showError(message('player.failed', { detail }));
+  say(message('player.stopped'));
   player.destroy();
   hls = null;
 }
@@ -554,8 +605,8 @@ function renderSubtitles(): void {
   if (!player) return;
   const tracks = player.subtitleTracks;
   el.subtitles.replaceChildren(
-    h('option', { text: 'Off', attrs: { value: '-1' } }),
-    ...tracks.map((t, i) => h('option', { text: t.name || t.lang || `Track ${i + 1}`, attrs: { value: String(i) } })),
+    h('option', { text: t('player.subtitlesOff'), attrs: { value: '-1' } }),
+    ...tracks.map((track, i) => h('option', { text: track.name || track.lang || t('player.track', { count: i + 1 }), attrs: { value: String(i) } })),
   );
   el.subtitles.disabled = tracks.length === 0;
   el.subtitles.value = String(player.subtitleTrack);
@@ -568,9 +619,29 @@ el.subtitles.addEventListener('change', () => {
   hls.subtitleDisplay = i >= 0;
 });
 
-el.video.addEventListener('playing', () => say(`Playing over ${state.transport === 'p2p' ? 'P2P' : 'the relay'}.`));
-el.video.addEventListener('waiting', () => say(waitingText()));
-el.video.addEventListener('ended', () => say('Ended.'));
+el.video.addEventListener('playing', () => say(message(state.transport === 'p2p' ? 'player.playingOverP2p' : 'player.playingOverRelay')));
+el.video.addEventListener('waiting', () => say(waitingText));
+el.video.addEventListener('ended', () => say(message('player.ended')));
+
+/** A task's status in the page's language (as it came when it is unknown). */
+function statusText(status: string): string {
+  const key = `status.${status}`;
+  return isKey(key) ? t(key) : status;
+}
+
+// Another language: the texts made from state are made again.
+onLocaleChange(() => {
+  setText(el.state, saying());
+  setText(el.error, failing());
+  showTransport();
+  if (current) {
+    showTitle(current);
+    showDownload(current);
+  }
+  renderSubtitles();
+  setText(el.total, t('player.total', { total: bytes(state.bytes) }));
+});
+say(saying);
 
 window.addEventListener('pagehide', () => {
   if (recovery) window.clearTimeout(recovery.timer);
@@ -589,4 +660,4 @@ function positiveInt(s: string | null): number | null {
   return Number.isInteger(n) && n > 0 ? n : null;
 }
 
-main().catch((e: unknown) => showError(`Player: ${errorText(e)}`));
+main().catch((e: unknown) => showError(() => t('player.error', { error: errorMessage(e) })));

@@ -56,8 +56,16 @@ pub fn ensure_python_venv() -> anyhow::Result<()> {
 
 /// Chromium, for the browser tests.
 pub fn ensure_chromium() -> anyhow::Result<()> {
-    ensure(&[("chromium", "chromium")])
+    ensure(&[("chromium", "chromium")])?;
+    // A font with Chinese glyphs, so the screenshots of the UI in Chinese show its text.
+    if !std::path::Path::new(CJK_FONT).exists() {
+        install(&["fonts-wqy-microhei"])?;
+    }
+    Ok(())
 }
+
+/// The file of Debian's `fonts-wqy-microhei` (5 MB, the smallest font with CJK glyphs).
+const CJK_FONT: &str = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc";
 
 /// A BitTorrent tracker (Debian's opentracker), for the tests of trackers and `.torrent` files.
 pub fn ensure_tracker() -> anyhow::Result<()> {

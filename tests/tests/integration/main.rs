@@ -24,3 +24,4 @@ mod streamer;
 mod torrent_files;
 mod transcoder;
 mod turn;
+mod ui;
