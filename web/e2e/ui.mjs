@@ -5,7 +5,7 @@
 //     [USERNAME=… PASSWORD=…] [CHROMIUM=/usr/bin/chromium] [TIMEOUT_MS=180000] node web/e2e/ui.mjs
 //
 // i18n (accounts off): with the browser's language zh-CN, the index and the player are in
-// Chinese, an invalid magnet's error too; the switch to English on the player holds through a
+// Chinese, an invalid magnet's error and the relay's reason too; the switch to English on the player holds through a
 // reload and on the index (remembered); with en-US, English.
 // a11y (USERNAME/PASSWORD of an admin): in English and Chinese, at 375 and 1280 px wide, the
 // index logged out, the index logged in with a task and the player: axe-core finds no
@@ -135,8 +135,16 @@ async function languages() {
     expect(/[\u4e00-\u9fff]/.test(await page.title()) || (await page.title()).includes('magnetm3u8'), 'player title');
     await page.screenshot({ path: join(OUT_DIR, 'player-zh-CN.png'), fullPage: true });
 
+    // Over the relay, the player says so, and why, in Chinese.
+    await page.goto(`${BASE_URL}/player?taskId=${encodeURIComponent(result.taskId)}&transport=relay`, { waitUntil: 'load' });
+    await playing(page);
+    await expectText(page, '#transport', '中继');
+    await expectText(page, '#fallback', '由 transport=relay 指定');
+
     // The switch, on the player: English at once, and after a reload and on the index.
     await page.locator('#lang').selectOption('en');
+    await expectText(page, '#transport', 'Relay');
+    await expectText(page, '#fallback', 'forced by transport=relay');
     await expectText(page, '.player-bar .label', 'Transport');
     await expectText(page, '.back', '← Tasks');
     expect(/^(Playing over|Buffering|Playing…|Ended)/.test(await text(page, '#state')), `#state not English: ${await text(page, '#state')}`);
