@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::open_streams::OpenStreams;
 use crate::store::{DownloadProgress, NewTask, ReadyOutput, Store};
 use crate::torrent::{self, Engine, Handle, Source};
-use crate::open_streams::OpenStreams;
 use crate::{Error, Result, convert, jobs, reach};
 
 /// Largest transcode job published: under NATS's default 1 MiB message limit.
@@ -40,7 +40,9 @@ fn torrent_magnet(file: &torrent::TorrentFile) -> String {
         let scheme_ok = ["http://", "https://", "udp://", "ws://", "wss://"]
             .iter()
             .any(|s| t.starts_with(s));
-        if scheme_ok && Magnet::parse(&format!("magnet:?xt=urn:btih:{}&tr={t}", file.info_hash)).is_ok() {
+        if scheme_ok
+            && Magnet::parse(&format!("magnet:?xt=urn:btih:{}&tr={t}", file.info_hash)).is_ok()
+        {
             params.append_pair("tr", t);
         }
     }
@@ -571,7 +573,10 @@ impl Tasks {
         }
         if task.files.is_empty()
             && let Err(no_room) = self
-                .make_room(Some(&task.id), crate::disk::expected_bytes(&description.files))
+                .make_room(
+                    Some(&task.id),
+                    crate::disk::expected_bytes(&description.files),
+                )
                 .await
         {
             self.engine.remove(&task.info_hash, true).await?;
@@ -774,7 +779,8 @@ impl Tasks {
         let give_up = Duration::from_secs(self.settings.torrent.metadata_timeout_secs);
         let no_peers_after = Duration::from_secs(self.settings.torrent.no_peers_after_secs);
         let started = Instant::now();
-        let mut retry = Duration::from_secs(1);
+        let mut pauses =
+            magnet_runtime::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         loop {
             let add = self.engine.add(source.clone(), &out, peers.clone());
             tokio::pin!(add);
@@ -794,6 +800,7 @@ impl Tasks {
                     }
                 }
             };
+            let retry = pauses.next_pause();
             match outcome {
                 Ok(handle) => return Ok(handle),
                 Err(e) if started.elapsed() + retry > give_up => {
@@ -810,7 +817,6 @@ impl Tasks {
                         _ = tokio::time::sleep(retry) => {}
                         _ = cancel.cancelled() => return Err(Error::Cancelled),
                     }
-                    retry = (retry * 2).min(Duration::from_secs(30));
                 }
             }
         }

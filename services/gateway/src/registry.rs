@@ -66,17 +66,22 @@ impl Registry {
 
     /// Follows the bucket until shutdown (current values first, then changes).
     pub async fn watch(self, bucket: kv::Store, shutdown: CancellationToken) {
+        let mut pauses = magnet_runtime::backoff::Backoff::new(
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        );
         loop {
             let mut watch = match bucket.watch_with_history(">").await {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch the node registry; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
-                        _ = shutdown.cancelled() => return,
+                    if !pauses.wait(&shutdown).await {
+                        return;
                     }
+                    continue;
                 }
             };
+            pauses.reset();
             loop {
                 let entry = tokio::select! {
                     e = tokio::time::timeout(self.ttl, watch.next()) => match e {

@@ -4,6 +4,7 @@
 //! HTTP server (`/healthz`, `/readyz`, `/metrics`), gRPC health and error mapping, and shutdown.
 
 pub mod admin;
+pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -22,6 +22,7 @@ pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<asy
     let servers = servers(url)?;
     let started = std::time::Instant::now();
     let mut attempt = 0u32;
+    let mut pauses = crate::backoff::Backoff::new(RETRY_FIRST, RETRY_MOST);
     loop {
         // The first `Connected` is the connection itself; later ones are reconnections.
         let connected_before = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -29,7 +30,9 @@ pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<asy
             .name(service)
             .max_reconnects(None)
             .connection_timeout(Duration::from_secs(3))
-            .reconnect_delay_callback(backoff)
+            .reconnect_delay_callback(|attempt| {
+                crate::backoff::nth(RETRY_FIRST, RETRY_MOST, attempt)
+            })
             .event_callback(move |event| {
                 let connected_before = connected_before.clone();
                 async move {
@@ -62,7 +65,7 @@ pub async fn connect(url: &str, service: &str, deadline: Duration) -> Result<asy
             }
             Err(e) => {
                 attempt += 1;
-                let wait = backoff(attempt as usize);
+                let wait = pauses.next_pause();
                 let url = redacted(url);
                 tracing::warn!(%url, error = %e, attempt, ?wait, "NATS not reachable yet; retrying");
                 tokio::time::sleep(wait).await;
@@ -114,22 +117,22 @@ fn inbox_prefix(addr: &async_nats::ServerAddr) -> Option<String> {
 /// logs and errors.
 pub fn redacted(url: &str) -> String {
     url.split(',')
-        .map(|one| match one.split_once("://") {
-            Some((scheme, rest)) => match rest.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://***@{host}"),
+        .map(|one| match url::Url::parse(one.trim()) {
+            Ok(u) if u.username().is_empty() && u.password().is_none() => one.to_owned(),
+            Ok(u) => format!("{}://***@{}", u.scheme(), &u[url::Position::BeforeHost..]),
+            // Not a URL: whatever comes before an `@` may be a credential.
+            Err(_) => match one.rsplit_once('@') {
+                Some((_, host)) => format!("***@{host}"),
                 None => one.to_owned(),
             },
-            None => one.to_owned(),
         })
         .collect::<Vec<_>>()
         .join(",")
 }
 
-/// 100 ms, 200 ms, 400 ms … capped at 5 s.
-fn backoff(attempt: usize) -> Duration {
-    let exp = attempt.min(6) as u32;
-    Duration::from_millis(100u64 * 2u64.pow(exp)).min(Duration::from_secs(5))
-}
+/// Pauses between attempts to reach NATS: 100 ms, 200 ms, 400 ms … up to 5 s, jittered.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MOST: Duration = Duration::from_secs(5);
 
 /// How long a durable publish keeps trying: a clustered JetStream elects a new stream leader
 /// within seconds of losing one.
@@ -145,7 +148,7 @@ pub async fn publish_durable(
     subject: String,
     message: jetstream::message::PublishMessage,
 ) -> std::result::Result<(), String> {
-    use backon::{ExponentialBuilder, Retryable};
+    use backon::Retryable;
     let attempt = || async {
         let ack = js
             .send_publish(subject.clone(), message.clone())
@@ -155,12 +158,8 @@ pub async fn publish_durable(
     };
     attempt
         .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(5))
-                .with_total_delay(Some(PUBLISH_PATIENCE))
-                .without_max_times()
-                .with_jitter(),
+            crate::backoff::builder(Duration::from_millis(200), Duration::from_secs(5))
+                .with_total_delay(Some(PUBLISH_PATIENCE)),
         )
         .notify(|e, wait| tracing::warn!(%subject, error = %e, ?wait, "JetStream did not take the message; trying again"))
         .await
@@ -250,21 +249,24 @@ pub async fn kv_bucket(
     max_age: Duration,
     replicas: usize,
 ) -> Result<kv::Store> {
-    declare(js, stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        max_bytes: -1,
-        max_message_size: -1,
-        max_age,
-        storage: stream::StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: stream::DiscardPolicy::New,
-        num_replicas: replicas,
-        ..Default::default()
-    })
+    declare(
+        js,
+        stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_bytes: -1,
+            max_message_size: -1,
+            max_age,
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    )
     .await?;
     js.get_key_value(bucket)
         .await
@@ -291,6 +293,11 @@ mod tests {
             super::redacted("nats://u:pw@a:4222,nats://u:pw@b:4222"),
             "nats://***@a:4222,nats://***@b:4222"
         );
+        assert_eq!(
+            super::redacted("nats://u:p@ss@nats:4222"),
+            "nats://***@nats:4222"
+        );
+        assert_eq!(super::redacted("not a url:secret@nats"), "***@nats");
     }
 
     #[test]
@@ -311,12 +318,5 @@ mod tests {
         );
         assert_eq!(prefix("nats://sometoken@nats:4222"), None);
         assert_eq!(prefix("nats://127.0.0.1:4222"), None);
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(super::backoff(0).as_millis(), 100);
-        assert_eq!(super::backoff(1).as_millis(), 200);
-        assert_eq!(super::backoff(30).as_secs(), 5);
     }
 }

@@ -67,6 +67,11 @@ impl Worker {
             self.settings.limits.max_downloads.max(1) as usize
         ));
         let mut running = tokio::task::JoinSet::new();
+        // Pauses while JetStream cannot hand out jobs (a server lost, a leader elected).
+        let mut pauses = magnet_runtime::backoff::Backoff::new(
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+        );
         loop {
             let slot = tokio::select! {
                 s = slots.clone().acquire_owned() => s.map_err(|_| Error::Cancelled)?,
@@ -82,12 +87,15 @@ impl Worker {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot pull jobs; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if !pauses.wait(&shutdown).await {
+                            break;
+                        }
                         continue;
                     }
                 },
                 _ = shutdown.cancelled() => break,
             };
+            pauses.reset();
             let next = tokio::select! {
                 m = batch.next() => m,
                 _ = shutdown.cancelled() => break,
