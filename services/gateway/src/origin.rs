@@ -39,9 +39,9 @@ fn acceptable(headers: &HeaderMap, allowed: &[String]) -> bool {
         return true;
     }
     // Same origin: the Origin's host[:port] is the host the request was sent to.
-    let authority = origin
-        .split_once("://")
-        .map(|(_, rest)| rest.trim_end_matches('/'))
+    let authority = url::Url::parse(origin)
+        .ok()
+        .map(|u| u[url::Position::BeforeHost..url::Position::AfterPort].to_owned())
         .unwrap_or_default();
     let host = headers
         .get("x-forwarded-host")

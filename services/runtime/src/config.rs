@@ -882,8 +882,7 @@ impl Settings {
             return bad("streamer.max_sessions", "limits must be at least 1");
         }
         for origin in &self.gateway.cors_origins {
-            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
-                && !origin.contains('*');
+            let ok = url::Url::parse(origin).is_ok_and(|u| is_http(&u)) && !origin.contains('*');
             if !ok {
                 return bad(
                     "gateway.cors_origins",
@@ -913,14 +912,20 @@ impl Settings {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
-                return bad("turn.cloudflare.key_id", "must be the TURN key's id (letters, digits, - and _)");
+                return bad(
+                    "turn.cloudflare.key_id",
+                    "must be the TURN key's id (letters, digits, - and _)",
+                );
             }
             if let Err(e) = crate::turn::api_url(&cf.api_url) {
                 return bad("turn.cloudflare.api_url", &e);
             }
         }
         if self.limits.disk_quota_mb == Some(0) {
-            return bad("limits.disk_quota_mb", "must be at least 1 (leave it out for no quota)");
+            return bad(
+                "limits.disk_quota_mb",
+                "must be at least 1 (leave it out for no quota)",
+            );
         }
         if !(self.torrent.seed_ratio.is_finite() && self.torrent.seed_ratio >= 0.0) {
             return bad("torrent.seed_ratio", "must be a number of at least 0");
@@ -944,7 +949,7 @@ impl Settings {
             return bad("limits.max_downloads", "must be at least 1");
         }
         if let Some(adv) = &self.downloader.advertise
-            && !(adv.starts_with("http://") || adv.starts_with("https://"))
+            && !url::Url::parse(adv).is_ok_and(|u| is_http(&u))
         {
             return bad("downloader.advertise", "must be an http:// or https:// URL");
         }
@@ -1099,6 +1104,11 @@ impl ExtractValidated for Figment {
     }
 }
 
+/// An `http://` or `https://` URL with a host.
+fn is_http(u: &url::Url) -> bool {
+    matches!(u.scheme(), "http" | "https") && u.host().is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1123,12 +1133,23 @@ mod tests {
             ..CommonArgs::default()
         };
         for service in ["gateway", "streamer"] {
-            let err = Settings::load(service, &args).expect_err(service).to_string();
+            let err = Settings::load(service, &args)
+                .expect_err(service)
+                .to_string();
             assert!(err.contains("turn.secret"), "{service}: {err}");
         }
-        assert!(Settings::load("downloader", &args).is_ok(), "the downloader ignores TURN");
-        std::fs::write(&path, "[turn]\nurls = [\"stun:127.0.0.1\"]\nsecret = \"s\"\n").expect("write");
-        let err = Settings::load("gateway", &args).expect_err("stun").to_string();
+        assert!(
+            Settings::load("downloader", &args).is_ok(),
+            "the downloader ignores TURN"
+        );
+        std::fs::write(
+            &path,
+            "[turn]\nurls = [\"stun:127.0.0.1\"]\nsecret = \"s\"\n",
+        )
+        .expect("write");
+        let err = Settings::load("gateway", &args)
+            .expect_err("stun")
+            .to_string();
         assert!(err.contains("turn.urls"), "{err}");
     }
 
