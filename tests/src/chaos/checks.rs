@@ -164,25 +164,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn completions_count_job_done_lines_per_task() {
-        let dir = tempfile::tempdir().unwrap();
+    fn completions_count_job_done_lines_per_task() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
         std::fs::write(
             dir.path().join("node-1-transcoder-1.log"),
             "2026-12-02T10:00:00Z  INFO transcode: magnet_transcoder::worker: job done segments=4 task=task_1 node=node-1 attempt=1\n\
              \u{1b}[2m2026\u{1b}[0m INFO \u{1b}[1mtranscode\u{1b}[0m: job done segments=3 \u{1b}[3mtask\u{1b}[0m\u{1b}[2m=\u{1b}[0mtask_2\n\
              INFO transcode: job failed; will retry task=task_3\n",
-        )
-        .unwrap();
+        )?;
         std::fs::write(
             dir.path().join("node-1-transcoder-2.log"),
             "INFO transcode: magnet_transcoder::worker: job done task=task_1 attempt=2\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("gateway.log"), "job done task=task_9\n").unwrap();
+        )?;
+        std::fs::write(dir.path().join("gateway.log"), "job done task=task_9\n")?;
         let done = completions(dir.path());
         assert_eq!(done.get("task_1"), Some(&2));
         assert_eq!(done.get("task_2"), Some(&1));
         assert_eq!(done.get("task_3"), None);
         assert_eq!(done.get("task_9"), None, "only transcoders' logs count");
+        Ok(())
     }
 }
