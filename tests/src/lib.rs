@@ -1,7 +1,7 @@
 //! magnet-tests: helpers for cross-service tests — a real `nats-server` with JetStream on a
 //! free port, a librqbit seeder on loopback, a generator of small test videos with ffmpeg, and
 //! launchers for our services (in-process or as a child process that a test may `kill -9`).
-//! The tests themselves are in `tests/integration.rs`.
+//! The tests themselves are in `tests/integration/` (`main.rs`, a module per area).
 
 pub mod chaos;
 pub mod images;

@@ -1,5 +1,6 @@
-//! Domain ↔ protobuf at the downloader's edge; nothing else in the crate builds wire types
-//! by hand.
+//! Domain ↔ protobuf of tasks at the downloader's edge: a `Task` and its status as the
+//! gateway reads them. The other wire types are built where they are made: the node's
+//! record in `registry.rs`, transcode jobs in `tasks.rs`, the gRPC answers in `api.rs`.
 
 use magnet_core::{Task, TaskStatus};
 use magnet_proto::v1 as pb;
