@@ -224,7 +224,7 @@ impl Reason {
     /// The HTTP status the gateway answers with: the kind's, or a more precise one.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::BodyTooLarge => 413,
+            Self::BodyTooLarge | Self::FileTooLarge => 413,
             Self::RangeNotSatisfiable => 416,
             Self::TooManyTasks | Self::RateLimited | Self::TooManyStreams => 429,
             _ => self.code().http_status(),

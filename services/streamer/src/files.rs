@@ -10,8 +10,8 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use magnet_core::TaskId;
 use magnet_core::hls::PROGRESSIVE_MARKER;
+use magnet_core::{Reason, TaskId};
 
 /// Extensions served, with their content types.
 const TYPES: &[(&str, &str)] = &[
@@ -38,6 +38,21 @@ pub enum FileError {
     Io(String),
     #[error("segment not made yet; ask again")]
     NotYet,
+}
+
+impl FileError {
+    /// The one table of what a refusal is, for both ways a file goes out: its status on the
+    /// data channel (`Reason::http_status`) and its gRPC code and reason for the relay.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Self::BadPath(_) | Self::Extension(_) => Reason::InvalidArgument,
+            Self::Refused(_) => Reason::FileRefused,
+            Self::NotFound => Reason::FileNotFound,
+            Self::TooLarge(_) => Reason::FileTooLarge,
+            Self::Io(_) => Reason::Internal,
+            Self::NotYet => Reason::SegmentNotReady,
+        }
+    }
 }
 
 /// A validated request for one file.

@@ -4,7 +4,6 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use magnet_core::Reason;
 use magnet_proto::v1 as pb;
 use magnet_proto::v1::file_service_server::FileService;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -27,15 +26,7 @@ impl Relay {
 }
 
 fn status(e: &FileError) -> Status {
-    let reason = match e {
-        FileError::BadPath(_) | FileError::Extension(_) => Reason::InvalidArgument,
-        FileError::Refused(_) => Reason::FileRefused,
-        FileError::NotFound => Reason::FileNotFound,
-        FileError::TooLarge(_) => Reason::FileTooLarge,
-        FileError::Io(_) => Reason::Internal,
-        FileError::NotYet => Reason::SegmentNotReady,
-    };
-    magnet_runtime::grpc::status_because(reason, e.to_string())
+    magnet_runtime::grpc::status_because(e.reason(), e.to_string())
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::ReadChunk, Status>> + Send>>;

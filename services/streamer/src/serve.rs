@@ -9,15 +9,10 @@ use tokio_util::sync::CancellationToken;
 use crate::files::{FileError, Root};
 use crate::protocol::{self, SLICE};
 
-/// Status codes of binary ERROR frames.
+/// Status codes of binary ERROR frames: the HTTP status of the error's reason, as the relay
+/// answers it.
 pub fn status_of(e: &FileError) -> u16 {
-    match e {
-        FileError::BadPath(_) | FileError::Extension(_) | FileError::Refused(_) => 400,
-        FileError::NotFound => 404,
-        FileError::TooLarge(_) => 413,
-        FileError::Io(_) => 500,
-        FileError::NotYet => 503,
-    }
+    e.reason().http_status()
 }
 
 /// Reads exactly `buf.len()` bytes unless the file ends first; returns how many were read.
