@@ -34,6 +34,8 @@ use crate::passwords::{hash, verify};
 /// Name of the session cookie.
 pub const COOKIE: &str = "magnet_session";
 
+/// A user's role, `"admin"` or `"user"` in JSON: admins manage users and may act on anyone's
+/// task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -79,6 +81,7 @@ impl User {
         }
     }
 
+    /// Whether this is the stranger of [`User::anonymous`] (a public read without a session).
     pub fn is_anonymous(&self) -> bool {
         self.id.is_empty()
     }
@@ -496,6 +499,8 @@ fn accounts(s: &AppState) -> ApiResult<&Accounts> {
     })
 }
 
+/// The body of `POST /api/auth/register` and `/login` (and, flattened, of an admin's
+/// `POST /api/admin/users`).
 #[derive(Deserialize)]
 pub struct Credentials {
     username: String,
@@ -554,6 +559,8 @@ fn created(user: &User) -> Response {
         .into_response()
 }
 
+/// The body of `POST /api/admin/users`: the new user's credentials, and whether they are an
+/// admin.
 #[derive(Deserialize)]
 pub struct NewUser {
     #[serde(flatten)]
@@ -663,6 +670,7 @@ pub async fn users(
     })))
 }
 
+/// The body of `PATCH /api/admin/users/:id/ban`: `true` bans the user, `false` lifts the ban.
 #[derive(Deserialize)]
 pub struct Ban {
     banned: bool,

@@ -11,6 +11,7 @@ fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// A node as the original's API shows it (`GET /api/nodes`), plus our `kind`.
 pub fn node(n: &pb::NodeRecord) -> Value {
     let r = n.resources.unwrap_or_default();
     let m = n.metadata.clone().unwrap_or_default();

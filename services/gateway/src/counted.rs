@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// The counts per key, shared by clones; a key with nothing held is not kept.
 #[derive(Clone, Default)]
 pub struct Counts(Arc<Mutex<HashMap<String, usize>>>);
 

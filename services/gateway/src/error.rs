@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use magnet_core::{ErrorCode, Reason};
 
+/// Any route's error; as a response, `{success: false, error, code}` with its status (and
+/// `Retry-After` when set).
 #[derive(Debug)]
 pub struct ApiError {
     /// What went wrong, for clients: `code` in the answer, and the status.
@@ -23,6 +25,7 @@ impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::because(code.reason(), message)
     }
+    /// An error for this precise reason, which gives its `code` and status.
     pub fn because(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             reason,
@@ -102,6 +105,7 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What handlers return: their answer, or an [`ApiError`] in the API's error shape.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// A JSON request body as handlers take it, so that a bad body gets our error shape.

@@ -76,6 +76,7 @@ impl Events {
         }
     }
 
+    /// A receiver of every event published from now on; each `GET /api/events` takes one.
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.tx.subscribe()
     }

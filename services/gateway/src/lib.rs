@@ -52,6 +52,8 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::error::ApiError;
 
+/// Why the gateway failed to start or run: configuration, NATS, binding its ports, or other
+/// I/O.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -60,6 +62,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// The gateway's result, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What every handler shares.
@@ -205,6 +208,8 @@ impl AppState {
         }
     }
 
+    /// The signaling service, for the sessions of `POST /api/webrtc/offer` and of each
+    /// `/ws/clients` socket.
     pub fn signaling(&self) -> Result<SignalingClient<grpc::Client>, ApiError> {
         Ok(SignalingClient::new(self.client(&self.signaling.clone())?)
             .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
@@ -233,6 +238,9 @@ fn request_span<B>(req: &http::Request<B>) -> tracing::Span {
     tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
 }
 
+/// Every route of the gateway (public reads, routes behind a login, accounts, the web UI,
+/// `/ws/nodes`) with the layers around them: origin check, metrics, body limits, compression,
+/// CORS and request spans.
 pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Router {
     // A submit may carry a .torrent file, in base64 (a third more) or a multipart form.
     let max_torrent = state
@@ -316,6 +324,8 @@ pub fn router(state: AppState, max_body: usize, cors_origins: &[String]) -> Rout
         .with_state(state)
 }
 
+/// A started gateway: the addresses of its HTTP and admin servers, and the task that ends
+/// once it has stopped.
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -323,6 +333,8 @@ pub struct Running {
 }
 
 impl Running {
+    /// Waits until the gateway has stopped: after shutdown, once its server and background
+    /// tasks ended or the grace period passed.
     pub async fn wait(self) -> Result<()> {
         self.join
             .await
@@ -330,6 +342,8 @@ impl Running {
     }
 }
 
+/// Connects to NATS, starts the admin server, the node registry's watch and the event feed,
+/// and serves `gateway.listen` until `shutdown` is cancelled; returns once the gateway is ready.
 pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running> {
     let admin = Admin::new();
     let (admin_addr, admin_task) = admin

@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
+/// A request's labels: its method, matched route pattern and status class (`2xx`, …).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Labels {
     method: String,
@@ -23,6 +24,7 @@ pub struct Labels {
 
 type Durations = Family<Labels, Histogram, fn() -> Histogram>;
 
+/// The request counter and duration histogram that [`record`] updates.
 #[derive(Clone)]
 pub struct HttpMetrics {
     requests: Family<Labels, Counter>,
@@ -30,6 +32,7 @@ pub struct HttpMetrics {
 }
 
 impl HttpMetrics {
+    /// New metrics, registered so that the admin server's `/metrics` shows them.
     pub fn registered(admin: &Admin) -> Self {
         let m = Self {
             requests: Family::default(),

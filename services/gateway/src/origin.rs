@@ -18,6 +18,8 @@ use crate::error::ApiError;
 #[derive(Clone, Default)]
 pub struct Allowed(pub Arc<Vec<String>>);
 
+/// Middleware: a WebSocket upgrade or a write whose `Origin` is neither the gateway's own
+/// nor allowed gets 403 `cross_origin`.
 pub async fn check(State(allowed): State<Allowed>, req: Request, next: Next) -> Response {
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);

@@ -15,6 +15,8 @@ use prost::Message as _;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
+/// The nodes last read from the bucket, shared by clones; [`Registry::watch`] keeps them
+/// current.
 #[derive(Clone)]
 pub struct Registry {
     nodes: Arc<RwLock<HashMap<String, pb::NodeRecord>>>,
@@ -22,6 +24,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry, in which a node is online while its record is younger than `ttl`.
     pub fn new(ttl: Duration) -> Self {
         Self {
             nodes: Arc::default(),
@@ -55,6 +58,7 @@ impl Registry {
         self.nodes.read().await.len()
     }
 
+    /// Node `id` while it is online; `None` when it is unknown, stale or marked offline.
     pub async fn get(&self, id: &str) -> Option<pb::NodeRecord> {
         self.nodes
             .read()

@@ -23,6 +23,7 @@ fn ok(data: Value) -> Json<Value> {
     Json(json!({ "success": true, "data": data }))
 }
 
+/// `GET /api/nodes`: the online nodes, by id; `[]` when none.
 pub async fn nodes(State(s): State<AppState>) -> Json<Value> {
     let nodes: Vec<Value> = s
         .registry
@@ -34,6 +35,7 @@ pub async fn nodes(State(s): State<AppState>) -> Json<Value> {
     ok(Value::Array(nodes))
 }
 
+/// `GET /api/nodes/:id`: one node, or 404 when it is unknown or offline.
 pub async fn node(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let n = s.registry.get(&id).await.ok_or_else(|| {
         ApiError::because(
@@ -129,6 +131,8 @@ async fn locate(s: &AppState, id: &str, page: FilesPage) -> ApiResult<(pb::NodeR
     }
 }
 
+/// `GET /api/tasks/:id`: the task from whichever online node holds it, with one page of its
+/// files (`files_offset`, `files_limit`).
 pub async fn task(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -167,6 +171,8 @@ async fn own_task(
     Ok((n, t))
 }
 
+/// `DELETE /api/tasks/:id`: its submitter or an admin removes a task with its torrent,
+/// payload and HLS output (not on an original worker).
 pub async fn delete_task(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -254,6 +260,7 @@ async fn set_pinned(s: AppState, user: User, id: String, pinned: bool) -> ApiRes
     Ok(ok(convert::task(&t, &user, n.kind())))
 }
 
+/// `POST /api/tasks/:id/pin`: the node's disk quota never evicts the task.
 pub async fn pin(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -262,6 +269,7 @@ pub async fn pin(
     set_pinned(s, user, id, true).await
 }
 
+/// `POST /api/tasks/:id/unpin`: the task may be evicted under the node's disk quota again.
 pub async fn unpin(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -286,6 +294,8 @@ async fn set_paused(s: AppState, user: User, id: String, paused: bool) -> ApiRes
     Ok(ok(convert::task(&t, &user, n.kind())))
 }
 
+/// `POST /api/tasks/:id/pause`: a task still downloading moves no bytes until resumed, also
+/// across a node restart.
 pub async fn pause(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -294,6 +304,7 @@ pub async fn pause(
     set_paused(s, user, id, true).await
 }
 
+/// `POST /api/tasks/:id/resume`: a paused task downloads again, from what is on disk.
 pub async fn resume(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -505,6 +516,8 @@ async fn check_active_tasks(s: &AppState, user: &User) -> ApiResult<Option<Turn>
     Ok(Some(turn))
 }
 
+/// `GET /api/status`: how many nodes are online and how many were seen since start
+/// (`active_sessions` is always 0).
 pub async fn status(State(s): State<AppState>) -> Json<Value> {
     ok(json!({
         "online_nodes": s.registry.online().await.len(),
@@ -513,6 +526,8 @@ pub async fn status(State(s): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// `GET /api/webrtc/ice-servers`: the STUN/TURN servers for the caller's peer connections,
+/// the TURN services first (ours with a credential made for this user), and how long they last.
 pub async fn ice_servers(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -653,6 +668,7 @@ pub async fn video(
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
 
+/// The fallback for any other route: 404 `route_not_found` in the API's error shape.
 pub async fn not_found() -> impl IntoResponse {
     ApiError::because(Reason::RouteNotFound, "no such route")
 }

@@ -21,6 +21,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// Serves `app` on `listener` until `shutdown`, dropping connections that send no request
+/// within `header_timeout`; then waits for the connections in flight.
 pub async fn serve(
     listener: TcpListener,
     app: Router,

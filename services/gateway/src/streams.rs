@@ -10,6 +10,8 @@ use crate::auth::User;
 use crate::counted::{Counts, Held};
 use crate::error::{ApiError, ApiResult};
 
+/// The long-lived answers open per user (per client address without accounts), up to `max`
+/// each.
 #[derive(Clone)]
 pub struct OpenStreams {
     counts: Counts,
@@ -17,6 +19,7 @@ pub struct OpenStreams {
 }
 
 impl OpenStreams {
+    /// Allows `max` open streams per user (`gateway.max_streams_per_user`).
     pub fn new(max: usize) -> Self {
         Self {
             counts: Counts::default(),

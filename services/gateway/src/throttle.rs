@@ -16,6 +16,8 @@ use crate::error::{ApiError, ApiResult};
 /// Keys kept before the limiters drop the ones that are back to full capacity.
 const PRUNE_AT: usize = 10_000;
 
+/// The attempts' rate limiters, one keyed by client address and one by username, shared by
+/// clones.
 #[derive(Clone)]
 pub struct Logins {
     by_ip: Arc<DefaultKeyedRateLimiter<IpAddr>>,

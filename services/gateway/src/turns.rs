@@ -9,6 +9,7 @@ use tokio::sync::OwnedMutexGuard;
 
 type Gates = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
 
+/// The gates of the keys someone holds or waits for, shared by clones.
 #[derive(Clone, Default)]
 pub struct Turns(Gates);
 

@@ -61,18 +61,22 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
 /// run even if some text escaped escaping. hls.js needs `blob:` for media and its worker.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; worker-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/// `GET /`: the UI's index page (login, submit, live tasks, nodes).
 pub async fn index(headers: HeaderMap) -> Response {
     file("index.html", &headers)
 }
 
+/// `GET /player`: the player page (the original's `/player?taskId=<id>`).
 pub async fn player(headers: HeaderMap) -> Response {
     file("player.html", &headers)
 }
 
+/// `GET /assets/*path`: one of the UI's built files under `web/dist/assets/`.
 pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     file(&format!("assets/{path}"), &headers)
 }
 
+/// `GET /favicon.svg`: the UI's icon.
 pub async fn favicon(headers: HeaderMap) -> Response {
     file("favicon.svg", &headers)
 }

@@ -104,6 +104,8 @@ pub fn unscoped<'a>(user: &User, id: &'a str) -> &'a str {
         .map_or(id, |(_, rest)| rest)
 }
 
+/// The body of `POST /api/webrtc/offer`: the browser's SDP, its session id (or the
+/// original's `client_id`), and the node to play from.
 #[derive(Deserialize)]
 pub struct Offer {
     sdp: String,
@@ -115,6 +117,8 @@ pub struct Offer {
     worker_id: String,
 }
 
+/// `POST /api/webrtc/offer`: opens a session through signaling to the node's streamer and
+/// waits for its answer SDP; 409 for a session id still in use.
 pub async fn offer(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -232,6 +236,8 @@ pub async fn offer(
     })))
 }
 
+/// The body of `POST /api/webrtc/ice`: a browser candidate for a session (`sdpMid` and
+/// `sdpMLineIndex` default to `"0"` and 0).
 #[derive(Deserialize)]
 pub struct Ice {
     session_id: String,
@@ -242,6 +248,8 @@ pub struct Ice {
     sdp_mline_index: Option<u32>,
 }
 
+/// `POST /api/webrtc/ice`: forwards a browser candidate to the session's streamer; 404 for
+/// a session this replica does not hold for the caller.
 pub async fn ice(
     State(s): State<AppState>,
     Extension(user): Extension<User>,
@@ -267,11 +275,14 @@ pub async fn ice(
     Ok(Json(json!({ "success": true })))
 }
 
+/// The body of `POST /api/webrtc/answer`: the session to read.
 #[derive(Deserialize)]
 pub struct Answer {
     session_id: String,
 }
 
+/// `POST /api/webrtc/answer`: the answer SDP again, and the streamer's candidates that
+/// arrived since the last call.
 pub async fn answer(
     State(s): State<AppState>,
     Extension(user): Extension<User>,

@@ -25,12 +25,15 @@ use crate::{AppState, webrtc};
 /// Largest WebSocket message accepted (an SDP is a few KiB).
 const MAX_MESSAGE: usize = 64 * 1024;
 
+/// The query of `GET /ws/clients`: the original client's `client_id`, only named in logs.
 #[derive(Deserialize)]
 pub struct Params {
     #[serde(default)]
     client_id: String,
 }
 
+/// `GET /ws/clients`: a browser's signaling WebSocket, relayed through a signaling stream;
+/// it counts against the user's open streams while it lasts.
 pub async fn clients(
     State(s): State<AppState>,
     Extension(user): Extension<User>,

@@ -47,6 +47,8 @@ pub struct Workers {
 }
 
 impl Workers {
+    /// What this replica's `/ws/nodes` sockets and calls to original workers share, with the
+    /// `gateway.original_workers` settings.
     pub fn new(
         settings: OriginalWorkerSettings,
         nats: async_nats::Client,
@@ -125,6 +127,7 @@ impl Workers {
     }
 }
 
+/// The query of `GET /ws/nodes`: the worker's `token` (a bearer token may stand in for it).
 #[derive(Deserialize)]
 pub struct Params {
     #[serde(default)]

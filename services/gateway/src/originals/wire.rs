@@ -70,6 +70,7 @@ pub struct NodeInfo {
     metadata: Metadata,
 }
 
+/// Why a worker's first message is no registration; the socket is closed with it.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
     #[error("the first message must be the worker's NodeInfo: {0}")]
@@ -79,6 +80,7 @@ pub enum RegistrationError {
 }
 
 impl NodeInfo {
+    /// The worker's NodeInfo and its id, checked (1-63 characters of `a-z`, `0-9` and `-`).
     pub fn parse(text: &str) -> Result<(NodeId, Self), RegistrationError> {
         let info: Self =
             serde_json::from_str(text).map_err(|e| RegistrationError::Malformed(e.to_string()))?;
@@ -290,6 +292,8 @@ struct DetailPayload {
 }
 
 impl Inbound {
+    /// A worker's frame `{"type", "payload"}`; a type we do not use is [`Inbound::Other`], a
+    /// frame that does not parse an error.
     pub fn parse(text: &str) -> Result<Self, String> {
         let frame: Frame = serde_json::from_str(text).map_err(|e| format!("malformed: {e}"))?;
         let p = frame.payload;
@@ -337,6 +341,7 @@ fn frame(kind: &str, payload: Value) -> String {
     json!({ "type": kind, "payload": payload }).to_string()
 }
 
+/// The answer to a worker's NodeInfo, once it is in the registry and calls can reach it.
 pub fn registration_confirmed(node: &str) -> String {
     frame(
         "registration_confirmed",
@@ -344,6 +349,7 @@ pub fn registration_confirmed(node: &str) -> String {
     )
 }
 
+/// Asks the worker for its tasks; its `tasks_response` carries `request_id` back.
 pub fn get_tasks(request_id: &str) -> String {
     frame(
         "get_tasks",
@@ -351,6 +357,7 @@ pub fn get_tasks(request_id: &str) -> String {
     )
 }
 
+/// Asks the worker for one task with its files; it answers with `task_detail_response`.
 pub fn get_task_detail(task_id: &str) -> String {
     frame(
         "get_task_detail",
@@ -358,6 +365,7 @@ pub fn get_task_detail(task_id: &str) -> String {
     )
 }
 
+/// Has the worker download `magnet_url`; the `task_status` that follows names the new task.
 pub fn task_submit(magnet_url: &str) -> String {
     frame(
         "task_submit",
