@@ -55,10 +55,13 @@ pub struct InfoHash {
 }
 
 impl InfoHash {
+    /// The v1 (SHA-1) hash from `urn:btih:`; none for a v2-only link, which the downloader
+    /// refuses.
     pub fn v1(&self) -> Option<&[u8; 20]> {
         self.v1.as_ref()
     }
 
+    /// The v2 (SHA-256) hash from `urn:btmh:`; none when the link gives only a btih hash.
     pub fn v2(&self) -> Option<&[u8; 32]> {
         self.v2.as_ref()
     }

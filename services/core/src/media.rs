@@ -18,10 +18,12 @@ pub fn extension(name: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// True for a file the transcoders can turn into HLS, judged by its extension in any case.
 pub fn is_video(name: &str) -> bool {
     VIDEO_EXTENSIONS.contains(&extension(name).as_str())
 }
 
+/// True for a subtitle file that is converted to WebVTT, judged by its extension in any case.
 pub fn is_subtitle(name: &str) -> bool {
     SUBTITLE_EXTENSIONS.contains(&extension(name).as_str())
 }

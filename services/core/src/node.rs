@@ -5,14 +5,19 @@
 
 use std::fmt;
 
+/// A worker node id that passed [`NodeId::parse`], so it is safe to put in subjects, keys and
+/// paths.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NodeId(String);
 
+/// A node id refused by [`NodeId::parse`], holding the text as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid node id {0:?}: expected 1-63 characters of a-z, 0-9 and '-'")]
 pub struct InvalidNodeId(pub String);
 
 impl NodeId {
+    /// Accepts only 1-63 characters of `a-z`, `0-9` and `-`; used on the configured id, on ids
+    /// that workers register with and on the node a browser's offer names.
     pub fn parse(s: &str) -> Result<Self, InvalidNodeId> {
         let ok = !s.is_empty()
             && s.len() <= 63
@@ -25,6 +30,7 @@ impl NodeId {
         }
     }
 
+    /// The id as text, e.g. to build a NATS subject or a KV key from it.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -3,14 +3,17 @@
 
 use std::fmt;
 
+/// A validated browser session id; only [`SessionId::parse`] makes one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionId(String);
 
+/// A session id refused by [`SessionId::parse`], holding the text as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid session id {0:?}: expected 1-64 characters of A-Z, a-z, 0-9, '-' and '_'")]
 pub struct InvalidSessionId(pub String);
 
 impl SessionId {
+    /// Checks an id sent by a browser: 1-64 characters of `A-Z`, `a-z`, `0-9`, `-` and `_`.
     pub fn parse(s: &str) -> Result<Self, InvalidSessionId> {
         let ok = !s.is_empty()
             && s.len() <= 64
@@ -23,6 +26,7 @@ impl SessionId {
         }
     }
 
+    /// The id as text, e.g. to build the NATS subject that carries the session's signalling.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -29,6 +29,8 @@ pub struct TransitionError {
 }
 
 impl TaskStatus {
+    /// Every status in happy-path order, then the failure ones; used to parse names and to
+    /// report a gauge per status.
     pub const ALL: [TaskStatus; 7] = [
         Self::Pending,
         Self::Downloading,
@@ -39,6 +41,7 @@ impl TaskStatus {
         Self::Cancelled,
     ];
 
+    /// The status's name in the original's API and in the store's `status` column.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -86,6 +89,7 @@ impl TaskStatus {
             .collect()
     }
 
+    /// [`TaskStatus::can_become`] as a `Result`, so a refused change can be returned as an error.
     pub fn check(self, to: TaskStatus) -> Result<(), TransitionError> {
         if self.can_become(to) {
             Ok(())
@@ -101,6 +105,7 @@ impl fmt::Display for TaskStatus {
     }
 }
 
+/// A status name that parsing a [`TaskStatus`] did not recognise (names are lowercase).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown task status {0:?}")]
 pub struct UnknownStatus(pub String);
@@ -122,11 +127,13 @@ impl FromStr for TaskStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId(String);
 
+/// A task id refused by [`TaskId::parse`], holding the text as given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid task id {0:?}: expected task_<digits>")]
 pub struct InvalidTaskId(pub String);
 
 impl TaskId {
+    /// What every id starts with; the digits follow it.
     pub const PREFIX: &'static str = "task_";
 
     /// Parses and validates an id given by a caller; nothing but `task_<1..=24 digits>` passes,
@@ -153,6 +160,7 @@ impl TaskId {
         self.0[Self::PREFIX.len()..].parse().unwrap_or(0)
     }
 
+    /// The id as text, e.g. the name of the task's folders on disk.
     pub fn as_str(&self) -> &str {
         &self.0
     }

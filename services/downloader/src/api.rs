@@ -12,11 +12,14 @@ use tracing::Instrument;
 use crate::convert;
 use crate::tasks::Tasks;
 
+/// The downloader's gRPC `TaskService`, served on its gRPC listener; a thin layer over
+/// [`Tasks`], which does the work.
 pub struct TaskApi {
     tasks: Arc<Tasks>,
 }
 
 impl TaskApi {
+    /// Wraps the node's one [`Tasks`], shared with the rest of the service.
     pub fn new(tasks: Arc<Tasks>) -> Self {
         Self { tasks }
     }

@@ -48,6 +48,7 @@ pub fn decide(
     Decision::Scale(wanted)
 }
 
+/// Why an autoscaler step failed; the step is logged and tried again at the next interval.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes: {0}")]
@@ -63,6 +64,8 @@ pub struct Scaler {
 }
 
 impl Scaler {
+    /// Makes no Kubernetes call: the Deployment `name` in `namespace` is only read or
+    /// patched by [`Scaler::replicas`] and [`Scaler::set`].
     pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
@@ -79,6 +82,7 @@ impl Scaler {
             .map_or(0, |r| r.max(0) as u32))
     }
 
+    /// Asks the Deployment for `replicas` replicas (a merge patch of its scale subresource).
     pub async fn set(&self, replicas: u32) -> Result<(), Error> {
         let patch = serde_json::json!({ "spec": { "replicas": replicas } });
         self.api

@@ -5,6 +5,7 @@
 use magnet_core::{Task, TaskStatus};
 use magnet_proto::v1 as pb;
 
+/// The wire form of a task's status; every domain status has exactly one.
 pub fn status(s: TaskStatus) -> pb::TaskStatus {
     match s {
         TaskStatus::Pending => pb::TaskStatus::Pending,
@@ -104,6 +105,8 @@ pub fn page(mut t: Task, offset: u32, limit: u32) -> pb::Task {
     }
 }
 
+/// A task with all its files, as `Submit`, `Pause`, `Retry`, `StopSeeding` and `Pin` answer;
+/// [`summary`] and [`page`] build on it and bound the file list.
 pub fn task(t: Task) -> pb::Task {
     let videos = videos(&t);
     pb::Task {

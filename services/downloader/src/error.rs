@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use magnet_core::task::InvalidTaskId;
 use magnet_core::{ErrorCode, MagnetError, Reason, TaskId};
 
+/// Everything that can go wrong in the downloader; its message is what the caller is told,
+/// and [`Error::reason`] picks the code it is sent with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid magnet link: {0}")]
@@ -58,9 +60,12 @@ pub enum Error {
     Cancelled,
 }
 
+/// The downloader's result, with its [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error's class (HTTP and gRPC status); [`Error::reason`] falls back to it for
+    /// errors without a more precise reason.
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::BadMagnet(_)

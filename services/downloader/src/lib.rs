@@ -62,6 +62,8 @@ pub struct Metrics {
     pub streams: stream::StreamMetrics,
 }
 
+/// The `status` label of the `magnet_tasks` gauge: a task status as `TaskStatus::as_str`
+/// spells it.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
     pub status: String,

@@ -16,6 +16,8 @@ pub struct Endpoints {
     pub downloader: String,
 }
 
+/// The node's record as of now, from its settings and current figures (`disk_free` and
+/// `disk_used` in bytes, `active` downloads); [`put_record`] stores it in the bucket.
 pub fn record(
     settings: &magnet_runtime::Settings,
     endpoints: &Endpoints,

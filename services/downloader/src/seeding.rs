@@ -31,6 +31,8 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The node's policy from `torrent.seed_ratio` and `torrent.seed_time_secs` (none: no
+    /// time limit).
     pub fn from_settings(t: &magnet_runtime::config::TorrentSettings) -> Self {
         Self {
             ratio: t.seed_ratio,
@@ -58,7 +60,7 @@ impl Policy {
     }
 }
 
-/// Applies the policy every [`ROUND`] until shutdown.
+/// Applies the policy every `ROUND` until shutdown.
 pub async fn run(
     tasks: Arc<Tasks>,
     policy: Policy,

@@ -16,6 +16,8 @@ use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 use crate::{Error, Result};
 
+/// The task store, shared by clones (one pool of SQLite connections); see the module's
+/// invariant on writers.
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
@@ -131,6 +133,7 @@ impl Store {
         Ok(Err(existing))
     }
 
+    /// One task by id; `TaskNotFound` when the store has none.
     pub async fn get(&self, id: &TaskId) -> Result<Task> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tasks WHERE task_id = ?"
@@ -143,6 +146,8 @@ impl Store {
             .ok_or_else(|| Error::TaskNotFound(id.clone()))
     }
 
+    /// The node's task for a torrent, if any: a node has at most one task per info hash, which
+    /// is how a repeated submit finds the existing task.
     pub async fn by_info_hash(&self, node_id: &str, info_hash: &str) -> Result<Option<Task>> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tasks WHERE node_id = ? AND info_hash = ?"
@@ -331,6 +336,8 @@ impl Store {
         }
     }
 
+    /// Records that the task's transcode job went out (`job_published_at`, now), so that
+    /// neither completion nor a restart's `resume` publishes it again.
     pub async fn mark_job_published(&self, id: &TaskId) -> Result<()> {
         sqlx::query("UPDATE tasks SET job_published_at = ? WHERE task_id = ?")
             .bind(now())
@@ -593,6 +600,8 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Removes the task's row; false when there was none. Its files are the caller's
+    /// (`Tasks::delete`).
     pub async fn delete(&self, id: &TaskId) -> Result<bool> {
         let done = sqlx::query("DELETE FROM tasks WHERE task_id = ?")
             .bind(id.as_str())
@@ -601,6 +610,8 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Closes the pool, waiting for its connections; the downloader's shutdown calls it once
+    /// the services using the store have stopped.
     pub async fn close(&self) {
         self.pool.close().await;
     }

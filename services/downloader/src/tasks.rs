@@ -52,6 +52,8 @@ fn torrent_magnet(file: &torrent::TorrentFile) -> String {
 /// How often a driver reads figures and publishes progress.
 const TICK: Duration = Duration::from_secs(1);
 
+/// The node's tasks and their drivers: one per node, shared by the gRPC API, the stream
+/// endpoint and the background loops (seeding, disk, registry).
 pub struct Tasks {
     settings: Settings,
     node_id: String,
@@ -82,6 +84,8 @@ pub struct Tasks {
 }
 
 impl Tasks {
+    /// Creates `state/torrents` (saved metainfo) and continues task ids after the store's last;
+    /// drives no task until [`Tasks::resume`].
     #[allow(clippy::too_many_arguments)]
     pub async fn new(
         settings: Settings,
@@ -125,10 +129,12 @@ impl Tasks {
         }))
     }
 
+    /// The node's torrent session, for the seeding and disk code and the shutdown's stop.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
+    /// The task store, for the seeding and disk code and the shutdown's close.
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -306,6 +312,8 @@ impl Tasks {
         Ok(tasks)
     }
 
+    /// One task by its id as a caller spelled it (checked first), with the bytes on the node of
+    /// each file of a torrent of several videos, as in [`Tasks::list`].
     pub async fn get(&self, id: &str) -> Result<Task> {
         let mut task = self.store.get(&TaskId::parse(id)?).await?;
         self.live_files(&mut task);
@@ -504,6 +512,8 @@ impl Tasks {
         free_bytes(&self.downloads)
     }
 
+    /// Tasks with a running driver (waiting for metadata or a slot, or downloading); the node's
+    /// registry record reports it as `active_tasks`.
     pub async fn active_downloads(&self) -> usize {
         self.drivers.lock().await.len()
     }

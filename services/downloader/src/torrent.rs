@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
 
+/// A torrent in the session, shared with librqbit: what drivers hold while they download and
+/// [`snapshot`] and [`describe`] read.
 pub type Handle = Arc<ManagedTorrent>;
 
 /// What to add: a magnet (metadata comes from peers) or a .torrent we saved earlier.
@@ -58,6 +60,10 @@ pub struct Description {
     pub torrent_bytes: Bytes,
 }
 
+/// The node's one librqbit session, owned by [`Tasks`]: the downloader adds, pauses and removes
+/// torrents only through it.
+///
+/// [`Tasks`]: crate::tasks::Tasks
 pub struct Engine {
     session: Arc<Session>,
     /// The id of the next torrent added. librqbit's JSON persistence hands out "the largest
@@ -169,6 +175,8 @@ impl Engine {
         self.session.listen_addr()
     }
 
+    /// The session's torrent of an info hash as the store keeps it (lowercase hex); none when
+    /// the session does not hold it.
     pub fn get(&self, info_hash: &str) -> Option<Handle> {
         let id = Id20::from_str(info_hash).ok()?;
         self.session.get(TorrentIdOrHash::Hash(id))
@@ -259,6 +267,8 @@ impl Engine {
             .map_err(Error::torrent)
     }
 
+    /// Stops the session and all its torrents; the downloader's shutdown calls it after the
+    /// task drivers have stopped.
     pub async fn stop(&self) {
         self.session.stop().await;
     }
@@ -268,6 +278,8 @@ fn kibps(limit: Option<u32>) -> Option<NonZeroU32> {
     limit.and_then(|k| NonZeroU32::new(k.saturating_mul(1024)))
 }
 
+/// Reads the torrent's figures now; a driver does it each tick for the task's progress and
+/// stall check.
 pub fn snapshot(handle: &Handle) -> Snapshot {
     let stats = handle.stats();
     let (speed, live_peers, fetched_bytes) = stats
@@ -360,6 +372,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// The torrent's name, files and metainfo; an error while its metadata has not arrived.
 pub fn describe(handle: &Handle) -> Result<Description> {
     handle
         .with_metadata(|m| Description {
@@ -390,6 +403,7 @@ impl FileReader {
         self.len
     }
 
+    /// Whether the file has no bytes at all.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

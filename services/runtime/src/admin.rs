@@ -30,6 +30,8 @@ impl Default for Admin {
 }
 
 impl Admin {
+    /// Not ready yet, with the runtime's own metrics already registered; every service makes one
+    /// at startup.
     pub fn new() -> Self {
         let mut registry = Registry::default();
         crate::metrics::register(&mut registry);
@@ -39,10 +41,13 @@ impl Admin {
         }
     }
 
+    /// What `/readyz` answers from now on; services set it once their dependencies are connected
+    /// and clear it when their work stops.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Whether `/readyz` answers 200 rather than 503.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
@@ -65,6 +70,7 @@ impl Admin {
         Ok(out)
     }
 
+    /// The `/healthz`, `/readyz` and `/metrics` routes, as [`Admin::serve`] serves them.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(|| async { "ok" }))

@@ -27,6 +27,7 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// Pauses shaped as by [`builder`]: from `first`, doubling up to `most`, with jitter.
     pub fn new(first: Duration, most: Duration) -> Self {
         let builder = builder(first, most);
         Self {

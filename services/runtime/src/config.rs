@@ -133,6 +133,7 @@ pub struct CloudflareTurnSettings {
 }
 
 impl CloudflareTurnSettings {
+    /// The default `api_url`: Cloudflare's Realtime API.
     pub const API_URL: &'static str = "https://rtc.live.cloudflare.com/v1";
 
     fn default_api_url() -> String {
@@ -171,6 +172,8 @@ pub struct InternalSettings {
     pub token_file: Option<PathBuf>,
 }
 
+/// `[node]`: the worker node a service runs for (the original's `worker.json` has it too);
+/// `id` must be a valid [`magnet_core::NodeId`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSettings {
@@ -190,6 +193,7 @@ impl Default for NodeSettings {
     }
 }
 
+/// `[storage]`: where the node keeps payloads, HLS output, the task store and torrent state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageSettings {
@@ -240,6 +244,7 @@ impl StorageSettings {
     }
 }
 
+/// `[limits]`: downloads and transcodes the node runs at once, and its disk floor and quota.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsSettings {
@@ -271,6 +276,8 @@ impl Default for LimitsSettings {
     }
 }
 
+/// `[transcoding]`: how videos become HLS, i.e. segment lengths, ffmpeg codecs and quality, and
+/// progressive playback.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscodingSettings {
@@ -320,6 +327,7 @@ impl Default for TranscodingSettings {
     }
 }
 
+/// `[nats]`: the NATS servers, the node registry's timing and JetStream's replica count.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsSettings {
@@ -346,6 +354,8 @@ impl Default for NatsSettings {
     }
 }
 
+/// `[torrent]`: the downloader's BitTorrent session (peer discovery, timeouts, bandwidth,
+/// seeding, and the limits on which torrents are accepted).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TorrentSettings {
@@ -416,6 +426,8 @@ impl Default for TorrentSettings {
     }
 }
 
+/// `[downloader]`: its gRPC, admin and file-stream listeners, and the autoscaling of the
+/// node's transcoders.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DownloaderSettings {
@@ -487,6 +499,8 @@ impl Default for AutoscaleSettings {
     }
 }
 
+/// `[transcoder]`: its admin listener, the ffmpeg and ffprobe to run, and how JetStream
+/// redelivers a job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TranscoderSettings {
@@ -523,6 +537,8 @@ pub struct IceServerSettings {
     pub credential: String,
 }
 
+/// `[streamer]`: its listeners, its WebRTC transport and the limits on the sessions over which
+/// it serves a node's files.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamerSettings {
@@ -573,6 +589,7 @@ impl Default for StreamerSettings {
     }
 }
 
+/// `[signaling]`: the service that relays browsers' WebRTC offers to the nodes' streamers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SignalingSettings {
@@ -596,6 +613,8 @@ impl Default for SignalingSettings {
     }
 }
 
+/// `[gateway]`: the public HTTP entry: its listeners, request and per-user limits, accounts,
+/// and the original's workers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+/// Why the shared runtime failed: configuration, NATS, telemetry, binding a listener or file
+/// I/O.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Configuration could not be read or failed validation; the message names the key.
@@ -28,4 +30,5 @@ pub enum Error {
     },
 }
 
+/// The runtime crate's result, with its [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -35,6 +35,7 @@ pub struct RequireToken {
 }
 
 impl RequireToken {
+    /// Expects `Bearer <internal.token>`, or lets every call through when no token is set.
     pub fn new(internal: &InternalSettings) -> Self {
         Self {
             expected: internal
@@ -79,6 +80,7 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// Sends `Bearer <internal.token>` on every call, or no credential when no token is set.
     pub fn new(internal: &InternalSettings) -> Self {
         Self {
             // Validation admits printable ASCII only, so the value always parses.

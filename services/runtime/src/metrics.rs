@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 /// Reconnections of this process's NATS clients.
 pub static NATS_RECONNECTS: LazyLock<Counter> = LazyLock::new(Counter::default);
 
+/// The labels of [`GRPC_DURATIONS`]: one series per gRPC method.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrpcLabels {
     /// `/package.Service/Method`.
@@ -30,6 +31,8 @@ pub fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// `magnet_grpc_request_duration_seconds`: seconds from a gRPC request to its response head,
+/// by method; [`GrpcMetrics`] records into it.
 pub static GRPC_DURATIONS: LazyLock<Durations> =
     LazyLock::new(|| Family::new_with_constructor(latency_histogram as fn() -> Histogram));
 
@@ -57,6 +60,8 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
     }
 }
 
+/// The service [`GrpcMetricsLayer`] wraps around a gRPC server; methods other than ours and
+/// health's share the `unknown` label, so series stay bounded.
 #[derive(Clone)]
 pub struct GrpcMetrics<S> {
     inner: S,

@@ -114,6 +114,8 @@ pub struct WithTraceId<F> {
 }
 
 impl<F> WithTraceId<F> {
+    /// Wraps the JSON format `inner`; no trace ids are added until [`attach_dispatch`] fills
+    /// its [`WithTraceId::slot`].
     pub fn new(inner: F) -> Self {
         Self {
             inner,
@@ -121,7 +123,7 @@ impl<F> WithTraceId<F> {
         }
     }
 
-    /// Where [`WithTraceId::attach`] will put the dispatcher.
+    /// Where [`attach_dispatch`] will put the dispatcher.
     pub fn slot(&self) -> Arc<OnceLock<tracing::dispatcher::WeakDispatch>> {
         self.dispatch.clone()
     }

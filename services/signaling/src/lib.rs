@@ -15,11 +15,14 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Signaling's metrics: `sessions` counts the browser streams open now
+/// (`magnet_signaling_sessions`).
 #[derive(Clone, Default)]
 pub struct Metrics {
     pub sessions: Gauge,
 }
 
+/// Why signaling failed to start or run: NATS, binding its ports, or other I/O.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -28,8 +31,11 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// Signaling's result, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A started signaling service: the addresses of its gRPC and admin servers, and the task that
+/// ends once it has stopped.
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -37,6 +43,8 @@ pub struct Running {
 }
 
 impl Running {
+    /// Waits until signaling has stopped: after shutdown, once its servers ended or the grace
+    /// period passed.
     pub async fn wait(self) -> Result<()> {
         self.join
             .await
@@ -44,6 +52,8 @@ impl Running {
     }
 }
 
+/// Starts the admin server, connects to NATS and serves `Signaling` on
+/// `signaling.grpc_listen` until `shutdown` is cancelled; returns once it is ready.
 pub async fn start(settings: Settings, shutdown: CancellationToken) -> Result<Running> {
     let admin = Admin::new();
     let metrics = Metrics::default();

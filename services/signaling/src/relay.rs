@@ -19,6 +19,8 @@ use tracing::Instrument;
 
 use crate::Metrics;
 
+/// The `Signaling` service: each session stream gets a worker of its own, and offers go only
+/// to nodes the registry bucket lists.
 pub struct Relay {
     nats: async_nats::Client,
     nodes: kv::Store,
@@ -28,6 +30,8 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// `answer_timeout` bounds the wait for a streamer's answer; `idle_timeout` closes a stream
+    /// that set up no session in that time.
     pub fn new(
         nats: async_nats::Client,
         nodes: kv::Store,

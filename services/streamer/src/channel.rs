@@ -157,6 +157,8 @@ async fn refuse(tx: &mpsc::Sender<Bytes>, message: &[u8], error: &RequestError) 
     let _ = tx.send(reply).await;
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): the sessions'
+/// activity and creation times, which the idle sweep compares.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,5 +1,7 @@
 //! Errors of the streamer.
 
+/// Why the streamer failed to start or an offer failed: a refusal the browser is told, WebRTC,
+/// NATS, file I/O, or the runtime (binding, NATS connection).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An offer that cannot be answered; the message goes back to the browser.
@@ -18,6 +20,7 @@ pub enum Error {
     Runtime(#[from] magnet_runtime::Error),
 }
 
+/// The streamer's result, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

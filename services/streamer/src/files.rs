@@ -22,6 +22,8 @@ const TYPES: &[(&str, &str)] = &[
     ("vtt", "text/vtt"),
 ];
 
+/// Why a file request gets no file; [`FileError::reason`] gives each its status on the data
+/// channel and on the relay alike.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FileError {
     #[error("bad request path {0:?}: expected /video/<task_id>/<file>")]
@@ -130,6 +132,7 @@ impl FileRef {
         matches!(self.extension(), "m3u8" | "vtt")
     }
 
+    /// The content type the file goes out with, from its extension (see `TYPES`).
     pub fn content_type(&self) -> &'static str {
         TYPES
             .iter()

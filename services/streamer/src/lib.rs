@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
 
+/// The streamer's metrics, shared by its sessions and the relay: open sessions, offers refused
+/// at the limit, data-channel bytes and relay bytes (names in `register`).
 #[derive(Clone, Default)]
 pub struct Metrics {
     pub sessions: Gauge,
@@ -64,6 +66,8 @@ impl Metrics {
     }
 }
 
+/// A started streamer: the addresses of its gRPC and admin servers, its session table, and the
+/// task that ends once it has stopped.
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
@@ -72,6 +76,8 @@ pub struct Running {
 }
 
 impl Running {
+    /// Waits until the streamer has stopped: after shutdown, once its sessions, servers and
+    /// admin ended or the grace period passed.
     pub async fn wait(self) -> Result<()> {
         self.join
             .await

@@ -14,6 +14,8 @@ use webrtc::peer_connection::{
     SettingEngineBuilder,
 };
 
+/// A peer connection as [`build`] makes it, shared by a session's task and the session table
+/// that closes it.
 pub type Peer = Arc<dyn PeerConnection>;
 
 /// What a peer connection tells its session.

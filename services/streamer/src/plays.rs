@@ -12,6 +12,7 @@ pub const EVERY: Duration = Duration::from_secs(10);
 /// Tasks remembered at most (a flood of distinct ids cannot grow the map beyond this).
 const MAX_TASKS: usize = 4096;
 
+/// The node's play notices, sent by the file root (`Root::with_plays`) when a file is fetched.
 pub struct Plays {
     client: async_nats::Client,
     node: String,
@@ -19,6 +20,7 @@ pub struct Plays {
 }
 
 impl Plays {
+    /// Notices go to `node`'s downloader over `client`; none is remembered yet.
     pub fn new(client: async_nats::Client, node: String) -> Self {
         Self {
             client,

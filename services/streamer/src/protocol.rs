@@ -58,6 +58,8 @@ pub enum Request {
     },
 }
 
+/// Why a data-channel message is not a request; the channel answers it with status 413
+/// (too large) or 400, in the protocol the message seems to speak.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("request of {0} bytes is over the {MAX_REQUEST}-byte limit")]
@@ -180,6 +182,8 @@ fn frame(kind: u8, id: u32, payload_len: usize) -> BytesMut {
     b
 }
 
+/// The START frame opening the answer to GET `id`: the file's `total` size, then the `offset`
+/// and `length` of the range that follows in DATA frames.
 pub fn start_frame(id: u32, total: u64, offset: u64, length: u64, content_type: &str) -> Bytes {
     let mut b = frame(kind::START, id, 24 + content_type.len());
     b.put_u64(total);
@@ -189,16 +193,19 @@ pub fn start_frame(id: u32, total: u64, offset: u64, length: u64, content_type: 
     b.freeze()
 }
 
+/// A DATA frame: the next bytes of GET `id`'s range (at most [`chunk_for`] of the channel).
 pub fn data_frame(id: u32, data: &[u8]) -> Bytes {
     let mut b = frame(kind::DATA, id, data.len());
     b.put_slice(data);
     b.freeze()
 }
 
+/// The END frame: GET `id`'s range was sent whole.
 pub fn end_frame(id: u32) -> Bytes {
     frame(kind::END, id, 0).freeze()
 }
 
+/// An ERROR frame ending GET `id` with an HTTP-like `status` and a message for the user.
 pub fn error_frame(id: u32, status: u16, message: &str) -> Bytes {
     let mut b = frame(kind::ERROR, id, 2 + message.len());
     b.put_u16(status);
@@ -231,6 +238,8 @@ pub enum Frame {
 }
 
 impl Frame {
+    /// Reads one binary message as a frame; none when it is too short for its kind or of an
+    /// unknown kind.
     pub fn decode(mut b: Bytes) -> Option<Frame> {
         use bytes::Buf;
         if b.len() < 5 {

@@ -13,6 +13,8 @@ use crate::files::{FileError, FileRef, Root};
 
 const CHUNK: usize = 64 * 1024;
 
+/// The streamer's `FileService`: the gateway's HTTP relay reads the node's files through it,
+/// in 64 KiB chunks.
 pub struct Relay {
     root: Root,
     /// Counts the bytes read for the relay.
@@ -20,6 +22,7 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// `sent` is the `magnet_relay_bytes` counter, which counts the file bytes read.
     pub fn new(root: Root, sent: prometheus_client::metrics::counter::Counter) -> Self {
         Self { root, sent }
     }

@@ -19,6 +19,8 @@ use webrtc::runtime::{
 /// Kernel buffer size asked for each WebRTC UDP socket (the kernel caps it at rmem_max/wmem_max).
 pub const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
+/// Tokio's webrtc-rs runtime, but asking `bytes` of kernel buffer for each UDP socket it
+/// wraps; made by [`buffered`].
 pub struct BufferedRuntime {
     inner: TokioRuntime,
     bytes: usize,

@@ -36,6 +36,8 @@ struct Session {
     _slot: Slot,
 }
 
+/// The node's WebRTC sessions: answers the offers signaling sends over NATS within the
+/// node's slots, routes ICE and byes, and closes idle sessions.
 pub struct Sessions {
     settings: Settings,
     root: Root,
@@ -48,6 +50,8 @@ pub struct Sessions {
 }
 
 impl Sessions {
+    /// Slots come from `streamer.max_sessions` and `max_sessions_per_user`; nothing runs until
+    /// [`Sessions::run`].
     pub fn new(
         settings: Settings,
         root: Root,
@@ -70,6 +74,7 @@ impl Sessions {
         })
     }
 
+    /// Sessions in the table now: from their answer until they close, idle out or shutdown.
     pub async fn count(&self) -> usize {
         self.live.lock().await.len()
     }

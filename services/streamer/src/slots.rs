@@ -17,6 +17,7 @@ struct Counts {
     by_user: HashMap<String, usize>,
 }
 
+/// The node's slot counts, shared by clones; the session table takes one per offer.
 #[derive(Clone)]
 pub struct Slots {
     counts: Arc<Mutex<Counts>>,
@@ -42,6 +43,7 @@ pub fn user_of(id: &SessionId) -> &str {
 }
 
 impl Slots {
+    /// `max` slots in all, `per_user` for one user; none taken.
     pub fn new(max: usize, per_user: usize) -> Self {
         Self {
             counts: Arc::default(),
@@ -74,6 +76,7 @@ impl Slots {
         })
     }
 
+    /// Slots taken now, by all users.
     pub fn in_use(&self) -> usize {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
     }

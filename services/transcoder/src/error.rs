@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+/// Why a job (or the replica's start) failed; a failed job's result carries the message, so
+/// each names the file or program concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the torrent has no video file (files: {files})")]
@@ -47,6 +49,7 @@ pub enum Error {
     Cancelled,
 }
 
+/// The transcoder's result, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

@@ -47,6 +47,8 @@ pub struct Done {
     pub duration: f64,
 }
 
+/// A job as the worker runs it: the job message and the settings it runs with, borrowed from
+/// the worker.
 pub struct Job<'a> {
     pub job: &'a pb::TranscodeJob,
     pub transcoding: &'a TranscodingSettings,

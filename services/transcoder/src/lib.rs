@@ -33,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{Error, Result};
 
+/// The replica's metrics: jobs done, failed for good and running, and each job's speed
+/// (names in `register`).
 #[derive(Clone)]
 pub struct Metrics {
     pub done: Counter,
@@ -81,6 +83,8 @@ impl Metrics {
     }
 }
 
+/// A started replica: its admin server's address, its replica name, and the task that ends once
+/// it has stopped.
 pub struct Running {
     pub admin_addr: SocketAddr,
     pub replica: String,
@@ -88,6 +92,8 @@ pub struct Running {
 }
 
 impl Running {
+    /// Waits until the replica has stopped: after shutdown, once its running jobs ended
+    /// (stopped and handed back to the queue).
     pub async fn wait(self) -> Result<()> {
         self.join
             .await

@@ -18,6 +18,8 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// A variant of the playlist at `uri` (relative to `master.m3u8`), `bandwidth` in bits per
+    /// second; codecs and size unknown until [`Variant::described`] or [`Variant::planned`].
     pub fn new(uri: impl Into<String>, bandwidth: u64) -> Self {
         Self {
             uri: uri.into(),

@@ -15,6 +15,7 @@ pub struct MediaInfo {
     pub streams: Vec<Stream>,
 }
 
+/// One stream of an input as ffprobe describes it: what the plan and `master.m3u8` need.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stream {
     /// Index in the container (for `-map 0:<index>`).
@@ -32,6 +33,8 @@ pub struct Stream {
     pub height: Option<u32>,
 }
 
+/// What a stream holds, from ffprobe's `codec_type`; anything else (data, attachments) is
+/// `Other`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Kind {
     Video,
@@ -110,6 +113,7 @@ impl MediaInfo {
             .find(|s| s.kind == Kind::Video && !s.attached_pic)
     }
 
+    /// The first audio stream, the one the plan keeps (the others are dropped).
     pub fn audio(&self) -> Option<&Stream> {
         self.streams.iter().find(|s| s.kind == Kind::Audio)
     }

@@ -45,6 +45,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// How the mode is named in logs and the `Playable` report (`indexed`, `grid`).
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Indexed => "indexed",
@@ -53,6 +54,8 @@ impl Mode {
     }
 }
 
+/// The plan of a progressive transcode: every segment's start, decided before any is made, so
+/// the playlist can list them all up front.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segments {
     pub mode: Mode,
@@ -120,10 +123,13 @@ impl Segments {
         self
     }
 
+    /// Number of segments planned.
     pub fn len(&self) -> usize {
         self.starts.len()
     }
 
+    /// Whether no segment is planned (never, for a plan from [`Segments::indexed`] or
+    /// [`Segments::grid`], which start with one at 0).
     pub fn is_empty(&self) -> bool {
         self.starts.is_empty()
     }

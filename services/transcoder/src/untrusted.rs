@@ -95,6 +95,8 @@ impl Budget {
         bytes: 64 * 1024 * 1024,
     };
 
+    /// The budget of a run over a video input of `duration` seconds (as probed, if known) and
+    /// `size` bytes: a multiple of each, never under the floors, and never over `MAX_TIME`.
     pub fn for_input(duration: Option<f64>, size: u64) -> Self {
         let time = match duration {
             // A container may claim any duration: the budget stops at MAX_TIME.

@@ -22,6 +22,8 @@ use tracing::Instrument;
 use crate::job::{Done, Job, Report};
 use crate::{Error, Metrics, Result};
 
+/// One replica's side of the job queue and what its jobs need; `start` builds it, and
+/// [`Worker::run`] pulls and runs jobs until shutdown.
 pub struct Worker {
     pub settings: Settings,
     pub replica: String,

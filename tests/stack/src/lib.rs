@@ -64,6 +64,7 @@ pub enum Logs {
     Stderr,
 }
 
+/// One worker node to start: a downloader, a streamer and `transcoders` transcoder replicas.
 #[derive(Debug, Clone)]
 pub struct Worker {
     /// Node id (`a-z0-9-`).
@@ -72,6 +73,7 @@ pub struct Worker {
     pub transcoders: usize,
 }
 
+/// What [`Stack::start`] starts and where; [`Options::new`] gives a one-node stack for tests.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Folder holding `magnet-<service>` binaries.
@@ -235,6 +237,9 @@ impl Ready {
 }
 
 impl Stack {
+    /// Starts NATS (unless external), signaling, each worker node's streamer, downloader and
+    /// transcoders, then the gateway, each waited for until ready; on failure what started is
+    /// stopped.
     pub fn start(opts: Options) -> anyhow::Result<Self> {
         let mut stack = Self {
             procs: Vec::new(),
@@ -357,6 +362,7 @@ impl Stack {
         Ok(())
     }
 
+    /// The gateway's base URL, with the port it actually bound (`gateway_listen` may ask for 0).
     pub fn gateway_url(&self) -> String {
         format!("http://{}", self.gateway)
     }
