@@ -114,6 +114,16 @@ export interface NodeError {
 /** One `task` event of `GET /api/events`: a partial task, merged into the one shown. */
 export type TaskEvent = Partial<Task> & { id: string };
 
+/** The task event a `task` message of `GET /api/events` carries; null when it is not one. */
+export function taskEvent(e: Event): TaskEvent | null {
+  try {
+    const update = JSON.parse((e as MessageEvent<string>).data) as TaskEvent | null;
+    return update && typeof update.id === 'string' ? update : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface IceServersAnswer {
   iceServers: RTCIceServer[];
   ttl?: number;

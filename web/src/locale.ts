@@ -40,6 +40,12 @@ export const percent = (n: number) => i18n.formatPercent(current, n);
 export const number = (n: number, fractionDigits = 0) => i18n.formatNumber(current, n, fractionDigits);
 export const date = (s: string) => i18n.formatDate(current, s);
 
+/** A task's or node's status in the page's language (as it came when it is unknown). */
+export function statusText(status: string): string {
+  const key = `status.${status}`;
+  return i18n.isKey(key) ? t(key) : status;
+}
+
 /** Calls `fn` after each switch of language (to render what `t()` made). */
 export function onLocaleChange(fn: () => void): void {
   listeners.push(fn);

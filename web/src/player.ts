@@ -12,11 +12,11 @@
 // (tests of TURN). Tests read `window.__player`.
 
 import Hls, { type ErrorData, type HlsConfig, type LoaderCallbacks, type LoaderConfiguration, type LoaderContext } from 'hls.js';
-import { api, ApiError, type Task, type TaskEvent, type TaskVideo } from './api';
+import { api, ApiError, taskEvent, type Task, type TaskVideo } from './api';
 import { DcClient, dcLoader, type FileClient, type LoaderClass } from './dc-loader';
 import { byId, errorText, h, setText } from './dom';
-import { isKey, translate, type Key, type Params } from './i18n';
-import { bytes, errorMessage, onLocaleChange, percent, rate, t } from './locale';
+import { translate, type Key, type Params } from './i18n';
+import { bytes, errorMessage, onLocaleChange, percent, rate, statusText, t } from './locale';
 import { HijackClient } from './hijack';
 import { connectP2P, type P2PSession } from './p2p';
 
@@ -370,12 +370,7 @@ function followEvents(): void {
   if (typeof EventSource === 'undefined') return;
   const events = new EventSource('/api/events');
   events.addEventListener('task', (e) => {
-    let update: TaskEvent;
-    try {
-      update = JSON.parse((e as MessageEvent<string>).data) as TaskEvent;
-    } catch {
-      return;
-    }
+    const update = taskEvent(e);
     if (update?.id !== taskId || !current) return;
     current = { ...current, ...Object.fromEntries(Object.entries(update).filter(([, v]) => v !== undefined && v !== null)) };
     showDownload(current);
@@ -622,12 +617,6 @@ el.subtitles.addEventListener('change', () => {
 el.video.addEventListener('playing', () => say(message(state.transport === 'p2p' ? 'player.playingOverP2p' : 'player.playingOverRelay')));
 el.video.addEventListener('waiting', () => say(waitingText));
 el.video.addEventListener('ended', () => say(message('player.ended')));
-
-/** A task's status in the page's language (as it came when it is unknown). */
-function statusText(status: string): string {
-  const key = `status.${status}`;
-  return isKey(key) ? t(key) : status;
-}
 
 // Another language: the texts made from state are made again.
 onLocaleChange(() => {

@@ -1,6 +1,6 @@
 // The index page's live updates: `GET /api/events` while it flows, polling while it is down.
 
-import type { TaskEvent } from '../api';
+import { taskEvent } from '../api';
 import { state } from './page';
 import { applyEvent, refreshTasks } from './tasks';
 
@@ -42,13 +42,8 @@ export function connectEvents(): void {
     if (state.account.kind !== 'out') startFallbackPolling();
   });
   events.addEventListener('task', (e) => {
-    let update: TaskEvent;
-    try {
-      update = JSON.parse((e as MessageEvent<string>).data) as TaskEvent;
-    } catch {
-      return;
-    }
-    if (update && typeof update.id === 'string') applyEvent(update);
+    const update = taskEvent(e);
+    if (update) applyEvent(update);
   });
 }
 

@@ -2,8 +2,8 @@
 
 import { api, ApiError, type GatewayNode } from '../api';
 import { h, setText } from '../dom';
-import { bytes, errorMessage, t } from '../locale';
-import { cssToken, el, state, statusText } from './page';
+import { bytes, errorMessage, statusText, t } from '../locale';
+import { cssToken, el, state } from './page';
 
 let nodeOptionsKey = '';
 

@@ -3,8 +3,6 @@
 
 import type { User } from '../api';
 import { byId, setText } from '../dom';
-import { isKey } from '../i18n';
-import { t } from '../locale';
 
 export type AccountState =
   | { kind: 'off' } // accounts disabled (or the server has no account routes)
@@ -60,10 +58,4 @@ export function announce(text: string): void {
 /** A status as a CSS class suffix: only `[a-z0-9-]`. */
 export function cssToken(s: string | undefined): string {
   return (s ?? '').toLowerCase().replace(/[^a-z0-9-]/g, '-') || 'unknown';
-}
-
-/** A task's or node's status in the page's language (as it came when it is unknown). */
-export function statusText(status: string): string {
-  const key = `status.${status}`;
-  return isKey(key) ? t(key) : status;
 }

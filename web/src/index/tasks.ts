@@ -4,8 +4,8 @@
 import { api, ApiError, type Task, type TaskEvent, type TaskVideo } from '../api';
 import { h, setText } from '../dom';
 import type { Key } from '../i18n';
-import { bytes, errorMessage, number, percent, rate, t } from '../locale';
-import { announce, cssToken, el, state, statusText } from './page';
+import { bytes, errorMessage, number, percent, rate, statusText, t } from '../locale';
+import { announce, cssToken, el, state } from './page';
 
 /** The elements of one task row, kept so that updates touch text, not structure. */
 interface Row {
